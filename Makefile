@@ -1,0 +1,53 @@
+# procall developer commands. Every target creates .venv and installs what is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup proto proto-check lint format test test-fast test-system up bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --diff --exit-code
+
+lint: $(STAMP)
+	$(BIN)/ruff check procall tests scripts
+	$(BIN)/ruff format --check procall tests scripts
+	$(BIN)/mypy
+	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --diff --exit-code
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix procall tests scripts
+	$(BIN)/ruff format procall tests scripts
+	cd proto && ../$(BIN)/buf format -w
+
+# The whole suite: unit, integration and the slower system tests (real processes).
+test: $(STAMP)
+	$(BIN)/pytest
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not system"
+
+test-system: $(STAMP)
+	$(BIN)/pytest -m system
+
+up: $(STAMP)
+	$(BIN)/procall up
+
+bench: $(STAMP)
+	$(BIN)/procall bench
+
+clean:
+	rm -rf .procall .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,151 @@
+"""The ``procall`` command line: ``up``, ``serve``, ``admin``, ``client``, ``bench``.
+
+Every user-facing failure (unknown role, port in use, unreadable config, Redis
+not answering) prints one line ``procall: error: ...`` and exits non-zero;
+tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = ["main"]
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A user-facing failure with a one-line message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other procall error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"procall: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from procall.servers.roles import ROLES
+
+    parser = _Parser(prog="procall", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    up = commands.add_parser("up", help="run a whole DataCenter on this machine")
+    up.add_argument("--data-dir", type=Path, help="where data and logs go (default ./.procall)")
+    up.add_argument("--database-url", help="SQLAlchemy async URL (default: SQLite in data dir)")
+    up.add_argument("--ucservers", type=int, default=2, help="number of UCServers (default 2)")
+    up.add_argument("--media-servers", type=int, default=2, help="number of MediaServers")
+
+    serve = commands.add_parser("serve", help="run one server role")
+    serve.add_argument("role", help=f"one of: {', '.join(ROLES)}")
+    serve.add_argument("--config", type=Path, help="TOML settings file")
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (0 picks a free one)")
+    serve.add_argument("--server-id", help="stable id of this server in the system")
+    serve.add_argument("--ready-file", help="write the bound address as JSON here once serving")
+
+    # admin: user administration and more, wired by procall.admin when present
+    try:
+        from procall.admin import add_admin_parser
+    except ImportError:  # pragma: no cover - the admin package ships with procall
+        pass
+    else:
+        add_admin_parser(commands)
+
+    bench = commands.add_parser("bench", help="run a benchmark and print its figures")
+    bench.add_argument("name", nargs="?", help="benchmark to run")
+    return parser
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from procall.servers.app import StartupError
+    from procall.servers.roles import ROLES
+    from procall.servers.runtime import BindError
+    from procall.servers.serve import run_role
+    from procall.settings import ConfigError, load_settings
+
+    if args.role not in ROLES:
+        raise CliError(f"unknown role {args.role!r} (choose from {', '.join(ROLES)})")
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    if args.host is not None:
+        settings.server.host = args.host
+    if args.port is not None:
+        settings.server.port = args.port
+    if args.server_id is not None:
+        settings.server.server_id = args.server_id
+    if args.ready_file is not None:
+        settings.server.ready_file = args.ready_file
+    try:
+        _run_async(run_role(args.role, settings))
+    except (StartupError, BindError) as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def _run_async(coro: object) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)  # type: ignore[arg-type]
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from procall.launch.datacenter import DataCenterError, run_datacenter
+
+    try:
+        return run_datacenter(
+            data_dir=args.data_dir,
+            database_url=args.database_url,
+            ucservers=args.ucservers,
+            media_servers=args.media_servers,
+        )
+    except DataCenterError as exc:
+        raise CliError(str(exc)) from None
+
+
+#: Benchmarks by name; empty until the first one lands (presence, chat are planned).
+BENCHMARKS: dict[str, str] = {}
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    if args.name is None:
+        print("available benchmarks: " + (", ".join(BENCHMARKS) or "none yet"))
+        return 0
+    raise CliError(
+        f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS) or 'none'})"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {"serve": _run_serve, "up": _run_up, "bench": _run_bench}
+    handler = handlers.get(args.command) or getattr(args, "handler", None)
+    try:
+        if handler is None:
+            raise CliError(f"unknown command {args.command!r}")
+        result: int = handler(args)
+        return result
+    except CliError as exc:
+        print(f"procall: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

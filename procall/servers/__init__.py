@@ -1,0 +1,1 @@
+"""gRPC servers: thin servicers, the shared interceptors, one composition root per role."""

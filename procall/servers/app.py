@@ -1,0 +1,89 @@
+"""A server process: its gRPC server plus the start and stop hooks of its role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+
+from procall.servers.runtime import GrpcServer, ServiceBinding
+from procall.settings import Settings
+
+__all__ = ["Hook", "ServerApp", "StartupError", "binding", "not_yet_served"]
+
+
+class StartupError(Exception):
+    """The server cannot start; the message names the problem in one line."""
+
+
+Hook = Callable[["ServerApp"], Awaitable[None]]
+
+
+def binding(
+    servicer: object,
+    descriptor_module: object,
+    add_to_server: Callable[..., None],
+    service: str,
+) -> ServiceBinding:
+    """A ``ServiceBinding`` for ``service`` of a generated ``*_service_pb2`` module."""
+    descriptor = descriptor_module.DESCRIPTOR  # type: ignore[attr-defined]
+    full_name: str = descriptor.services_by_name[service].full_name
+    return ServiceBinding(full_name, servicer, add_to_server)
+
+
+def not_yet_served(servicer_class: Any) -> object:
+    """An instance of a generated servicer base, for services a later release implements.
+
+    Every RPC of it raises ``NotImplementedError``, which the error interceptor
+    answers with UNIMPLEMENTED naming the method: the contract is visible through
+    reflection, and nothing pretends to succeed.
+    """
+    instance: object = servicer_class()
+    return instance
+
+
+class ServerApp:
+    """One role's server: gRPC plus hooks run after start and before stop."""
+
+    def __init__(
+        self,
+        role: str,
+        settings: Settings,
+        services: Sequence[ServiceBinding],
+        *,
+        on_start: Sequence[Hook] = (),
+        on_stop: Sequence[Hook] = (),
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    ) -> None:
+        self.role = role
+        self.settings = settings
+        self.grpc = GrpcServer(settings.server, services, interceptors)
+        self._on_start = list(on_start)
+        self._on_stop = list(on_stop)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the running server."""
+        return self.grpc.address
+
+    @property
+    def server_id(self) -> str:
+        """The configured server id, or one derived from role and address."""
+        return self.settings.server.server_id or f"{self.role}-{self.grpc.port}"
+
+    async def start(self) -> None:
+        """Start serving, then run the start hooks (registration, background tasks)."""
+        await self.grpc.start()
+        try:
+            for hook in self._on_start:
+                await hook(self)
+        except BaseException:
+            await self.grpc.stop(0)
+            raise
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Run the stop hooks in reverse order, then drain and stop the gRPC server."""
+        for hook in reversed(self._on_stop):
+            await hook(self)
+        await self.grpc.stop(grace)

@@ -1,0 +1,190 @@
+"""The one error-mapping interceptor shared by every server.
+
+- Domain errors (``procall.errors.ProcallError``) become their canonical status
+  code with ``google.rpc.ErrorInfo{reason, domain="procall.dev"}``, plus
+  ``BadRequest`` and ``RetryInfo`` details where they apply.
+- A request body that does not decode answers INVALID_ARGUMENT
+  (MALFORMED_REQUEST) instead of grpcio's UNKNOWN with parser text.
+- RPCs of the contract a release does not serve yet (the generated servicer
+  base raises ``NotImplementedError``) answer UNIMPLEMENTED naming the method.
+- Anything else answers INTERNAL with a reference id; the traceback goes to the
+  log only, never onto the wire.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from procall.errors import InvalidArgument, ProcallError, Unimplemented
+
+__all__ = ["ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"]
+
+ERROR_DOMAIN = "procall.dev"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_log = logging.getLogger(__name__)
+
+
+class _Malformed:
+    """Stands in for a request whose bytes did not decode."""
+
+
+_MALFORMED = _Malformed()
+
+
+def status_for(error: ProcallError) -> tuple[grpc.StatusCode, status_pb2.Status]:
+    """The gRPC status code and the rich ``google.rpc.Status`` for a domain error."""
+    code = grpc.StatusCode[error.kind.value]
+    details = [
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        )
+    ]
+    extra: list[Any] = []
+    if error.violations:
+        extra.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.violations
+                ]
+            )
+        )
+    if error.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after * 1e9))
+        extra.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    packed = []
+    for detail in [*details, *extra]:
+        wrapper = any_pb2.Any()
+        wrapper.Pack(detail)
+        packed.append(wrapper)
+    return code, status_pb2.Status(code=code.value[0], message=error.message, details=packed)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ProcallError) -> None:
+    code, status = status_for(error)
+    await context.abort(
+        code, status.message, trailing_metadata=((_STATUS_DETAILS_KEY, status.SerializeToString()),)
+    )
+
+
+def _translate(exc: BaseException, method: str) -> ProcallError:
+    if isinstance(exc, ProcallError):
+        return exc
+    if isinstance(exc, NotImplementedError):
+        return Unimplemented(f"{method} is not implemented in this release of procall")
+    reference = uuid.uuid4().hex[:12]
+    _log.error("unexpected error in %s (reference %s)", method, reference, exc_info=exc)
+    return ProcallError(f"internal error (reference {reference})")
+
+
+def _malformed() -> InvalidArgument:
+    return InvalidArgument("the request body could not be decoded", reason="MALFORMED_REQUEST")
+
+
+async def _checked_iterator(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if request is _MALFORMED:
+            raise _malformed()
+        yield request
+
+
+def _safe_deserializer(
+    deserialize: Callable[[bytes], Any] | None,
+) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def wrapped(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:
+            return _MALFORMED
+
+    return wrapped
+
+
+def _wrap_unary_response(behaviour: Callable[..., Any], method: str, streaming: bool) -> Any:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            if streaming:
+                request = _checked_iterator(request)
+            elif request is _MALFORMED:
+                raise _malformed()
+            result = behaviour(request, context)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # mapped, logged, never leaked
+            await _abort(context, _translate(exc, method))
+
+    return handler
+
+
+def _wrap_stream_response(behaviour: Callable[..., Any], method: str, streaming: bool) -> Any:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            if streaming:
+                request = _checked_iterator(request)
+            elif request is _MALFORMED:
+                raise _malformed()
+            result = behaviour(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            elif inspect.isawaitable(result):
+                await result
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # mapped, logged, never leaked
+            await _abort(context, _translate(exc, method))
+
+    return handler
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Maps every failure of every RPC to a clean canonical status (see module doc)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.lstrip("/")
+        deserializer = _safe_deserializer(handler.request_deserializer)
+        serializer = handler.response_serializer
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary_response(handler.unary_unary, method, False), deserializer, serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                _wrap_unary_response(handler.stream_unary, method, True), deserializer, serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream_response(handler.unary_stream, method, False),
+                deserializer,
+                serializer,
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream_response(handler.stream_stream, method, True), deserializer, serializer
+        )

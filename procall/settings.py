@@ -1,0 +1,299 @@
+"""Typed settings: a TOML file plus environment overrides.
+
+Every setting has a default that works on one machine (``procall up``). A TOML
+file (``--config FILE``) sets values per section::
+
+    [server]
+    port = 7001
+    [redis]
+    url = "redis://redis.example:6379/0"
+
+and the environment overrides both with ``PROCALL_<SECTION>_<NAME>``
+(``PROCALL_REDIS_URL``, ``PROCALL_SERVER_PORT``); ``REDIS_URL`` is honoured too.
+Unknown sections or keys and values of the wrong type are errors, so a typo
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "AuthSettings",
+    "ConfigError",
+    "DatabaseSettings",
+    "DirectorySettings",
+    "LdapSettings",
+    "LookupSettings",
+    "MediaSettings",
+    "RedisSettings",
+    "ServerSettings",
+    "Settings",
+    "TelemetrySettings",
+    "load_settings",
+]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the problem in one line."""
+
+
+@dataclass
+class ServerSettings:
+    """The gRPC server of this process."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests, ``procall up``).
+    port: int = 0
+    #: Stable identifier in the system; derived from role, host and port when empty.
+    server_id: str = ""
+    #: Host other servers and clients use to reach this one; ``host`` when empty.
+    advertise_host: str = ""
+    #: Seconds in-flight RPCs get to finish on SIGTERM.
+    grace_seconds: float = 5.0
+    #: Concurrent RPCs, long-lived streams included (every client holds one Connect stream).
+    max_concurrent_rpcs: int = 50_000
+    #: grpc's default of 3000 pending requests stalls a reconnect storm of a restarted server.
+    max_pending_requests: int = 50_000
+    #: Largest request or response message in bytes.
+    max_message_bytes: int = 4 * 1024 * 1024
+    #: Keepalive ping interval; with ``ping_timeout_ms`` a frozen peer is noticed within seconds.
+    keepalive_time_ms: int = 10_000
+    #: How long a keepalive ping may go unanswered before the connection is closed.
+    ping_timeout_ms: int = 2_000
+    #: Where to write a JSON line with the bound address once serving (used by ``procall up``).
+    ready_file: str = ""
+
+
+@dataclass
+class RedisSettings:
+    """The Redis holding the shared volatile state."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    #: ``host:port`` of Redis Sentinels; when set, ``url`` only gives the db and password.
+    sentinels: list[str] = field(default_factory=list)
+    #: The master name the Sentinels monitor.
+    sentinel_master: str = "mymaster"
+    #: Seconds before a Redis command is given up (keeps the servers responsive when Redis hangs).
+    socket_timeout: float = 1.0
+
+
+@dataclass
+class DatabaseSettings:
+    """The central SQL databases (SQLAlchemy async URLs)."""
+
+    #: Default for every database below that is left empty.
+    url: str = "sqlite+aiosqlite:///procall.db"
+    #: User database of the SQL directory backend.
+    users_url: str = ""
+    #: Chat and journal database.
+    chat_url: str = ""
+    #: Configuration database.
+    config_url: str = ""
+    #: Seconds to wait for a connection before answering UNAVAILABLE.
+    connect_timeout: float = 3.0
+
+    def resolved(self, name: str) -> str:
+        """The URL of the named database (``users``, ``chat`` or ``config``)."""
+        value: str = getattr(self, f"{name}_url")
+        return value or self.url
+
+
+@dataclass
+class DirectorySettings:
+    """The Directory: where users live, and where other servers reach it."""
+
+    #: ``sql`` (user database) or ``ldap`` (Active Directory / LDAP).
+    backend: str = "sql"
+    #: host:port of the Directory server, for UCServers.
+    address: str = ""
+    #: Failed logins per account before logins are throttled.
+    max_failed_logins: int = 5
+    #: Seconds a throttled account waits.
+    lockout_seconds: float = 30.0
+
+
+@dataclass
+class LdapSettings:
+    """The Active Directory / LDAP backend of the Directory."""
+
+    url: str = "ldap://127.0.0.1:389"
+    #: Service account used for searches.
+    bind_dn: str = ""
+    bind_password: str = ""
+    #: Where users and groups live.
+    base_dn: str = ""
+    users_dn: str = ""
+    groups_dn: str = ""
+    #: Extra filter all users must match (AD: ``(objectClass=user)``).
+    user_filter: str = "(objectClass=user)"
+    group_filter: str = "(objectClass=group)"
+    #: Maps procall user fields to LDAP attributes; AD names are the defaults.
+    attributes: dict[str, str] = field(default_factory=dict)
+    #: Attribute holding the home server id; empty to use ``home_server_groups``.
+    home_server_attribute: str = ""
+    #: Group name -> home server id, for sites that assign home servers by group.
+    home_server_groups: dict[str, str] = field(default_factory=dict)
+    #: Group whose members are admins.
+    admin_group: str = ""
+    start_tls: bool = False
+    ca_file: str = ""
+    connect_timeout: float = 3.0
+    receive_timeout: float = 5.0
+
+
+@dataclass
+class LookupSettings:
+    """Registration in the routing view."""
+
+    #: host:port of a Lookup server.
+    address: str = ""
+    #: Seconds between heartbeats.
+    heartbeat_interval: float = 1.0
+    #: Seconds after the last heartbeat that a server counts as gone.
+    heartbeat_ttl: float = 5.0
+
+
+@dataclass
+class AuthSettings:
+    """Session tokens and the credential servers use among themselves."""
+
+    #: HMAC key signing session tokens; must be the same on every UCServer.
+    token_secret: str = ""
+    token_ttl_seconds: int = 8 * 3600
+    #: Shared secret servers present to each other when mTLS is not configured.
+    service_credential: str = ""
+
+
+@dataclass
+class MediaSettings:
+    """The MediaServer."""
+
+    #: Concurrent calls this server declares it can carry.
+    capacity: int = 40
+
+
+@dataclass
+class TelemetrySettings:
+    """OpenTelemetry exporters."""
+
+    #: ``none``, ``console`` or ``otlp``.
+    exporter: str = "none"
+    otlp_endpoint: str = ""
+
+
+@dataclass
+class Settings:
+    """All settings of a procall process."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    directory: DirectorySettings = field(default_factory=DirectorySettings)
+    ldap: LdapSettings = field(default_factory=LdapSettings)
+    lookup: LookupSettings = field(default_factory=LookupSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+
+
+def _field_types(section: object) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(section))
+    return {f.name: hints[f.name] for f in dataclasses.fields(section)}  # type: ignore[arg-type]
+
+
+def _coerce(where: str, expected: Any, value: Any) -> Any:
+    origin = typing.get_origin(expected) or expected
+    if origin is bool:
+        ok = isinstance(value, bool)
+    elif origin is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif origin is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif origin is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif origin is dict:
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    else:  # pragma: no cover - a new field type must be taught here
+        raise TypeError(f"unsupported setting type {expected!r}")
+    if not ok:
+        name = getattr(origin, "__name__", str(origin))
+        raise ConfigError(f"setting {where} must be a {name}, not {value!r}")
+    return value
+
+
+def _parse_env(where: str, expected: Any, text: str) -> Any:
+    origin = typing.get_origin(expected) or expected
+    try:
+        if origin is bool:
+            lowered = text.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError(text)
+            return lowered in {"1", "true", "yes", "on"}
+        if origin is int:
+            return int(text)
+        if origin is float:
+            return float(text)
+        if origin is list:
+            return [part.strip() for part in text.split(",") if part.strip()]
+        if origin is dict:
+            pairs = (part.split("=", 1) for part in text.split(",") if part.strip())
+            return {key.strip(): val.strip() for key, val in pairs}
+    except ValueError:
+        name = getattr(origin, "__name__", str(origin))
+        raise ConfigError(f"environment {where} must be a {name}, not {text!r}") from None
+    return text
+
+
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from defaults, an optional TOML file and the environment.
+
+    Raises ``ConfigError`` with a one-line message for an unreadable or invalid
+    file, an unknown key, or a value of the wrong type.
+    """
+    settings = Settings()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        _apply_file(settings, data, str(path))
+    _apply_env(settings, env if env is not None else {})
+    return settings
+
+
+def _apply_file(settings: Settings, data: Mapping[str, Any], source: str) -> None:
+    sections = {f.name for f in dataclasses.fields(settings)}
+    for section_name, values in data.items():
+        if section_name not in sections:
+            raise ConfigError(f"{source}: unknown section [{section_name}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: [{section_name}] must be a table")
+        section = getattr(settings, section_name)
+        types_ = _field_types(section)
+        for key, value in values.items():
+            if key not in types_:
+                raise ConfigError(f"{source}: unknown setting [{section_name}] {key}")
+            setattr(section, key, _coerce(f"[{section_name}] {key}", types_[key], value))
+
+
+def _apply_env(settings: Settings, env: Mapping[str, str]) -> None:
+    if env.get("REDIS_URL"):
+        settings.redis.url = env["REDIS_URL"]
+    for f in dataclasses.fields(settings):
+        section = getattr(settings, f.name)
+        for key, expected in _field_types(section).items():
+            var = f"PROCALL_{f.name}_{key}".upper()
+            if var in env:
+                setattr(section, key, _parse_env(var, expected, env[var]))

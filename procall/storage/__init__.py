@@ -1,0 +1,1 @@
+"""Implementations of the domain ports against the real stores (SQL, Redis, LDAP)."""

@@ -1,0 +1,120 @@
+"""`procall up`: a whole DataCenter as real processes; health, reflection, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+pytestmark = pytest.mark.system
+
+ROLES = {"redis": 1, "directory": 1, "lookup": 1, "ucserver": 2, "media": 2}
+
+
+def _start_up(data_dir: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "procall", "up", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_endpoints(data_dir: Path, process: subprocess.Popen[str]) -> list[dict[str, object]]:
+    path = data_dir / "endpoints.json"
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[1])
+        assert time.monotonic() < deadline, "procall up did not come up"
+        time.sleep(0.1)
+    endpoints: list[dict[str, object]] = json.loads(path.read_text())
+    return endpoints
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie has exited; only its parent's wait is missing
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def _list_services(address: str) -> set[str]:
+    with grpc.insecure_channel(address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        replies = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
+        return {s.name for r in replies for s in r.list_services_response.service}
+
+
+def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    first_dir, second_dir = tmp_path / "one", tmp_path / "two"
+    first = _start_up(first_dir)
+    second = _start_up(second_dir)  # a second run at the same time must not collide
+    try:
+        endpoints = _wait_endpoints(first_dir, first)
+        other = _wait_endpoints(second_dir, second)
+        counts: dict[str, int] = {}
+        for endpoint in endpoints:
+            counts[str(endpoint["role"])] = counts.get(str(endpoint["role"]), 0) + 1
+        assert counts == ROLES
+        addresses = {str(e["address"]) for e in endpoints}
+        assert addresses.isdisjoint(str(e["address"]) for e in other)
+
+        for endpoint in endpoints:
+            if endpoint["role"] == "redis":
+                continue
+            address = str(endpoint["address"])
+            with grpc.insecure_channel(address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=5
+                )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, endpoint
+            assert any(name.startswith("procall.") for name in _list_services(address)), endpoint
+
+        busy = _start_up(first_dir)
+        _, busy_err = busy.communicate(timeout=30)
+        assert busy.returncode != 0
+        assert f"data dir {first_dir} is in use" in busy_err
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=30)
+        second.communicate(timeout=30)
+    assert first.returncode == 0, err
+    assert "Traceback" not in err
+    assert "ucserver-2" in out
+    pids = [int(str(e["pid"])) for e in endpoints]
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)], "processes left behind"
+    assert not (first_dir / "endpoints.json").exists()
+
+
+def test_up_killed_outright_leaves_no_server(tmp_path: Path) -> None:
+    process = _start_up(tmp_path)
+    endpoints = _wait_endpoints(tmp_path, process)
+    process.kill()
+    process.communicate(timeout=10)
+    pids = [int(str(e["pid"])) for e in endpoints]
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in pids if _alive(pid)], "servers outlived a killed procall up"

@@ -1,0 +1,55 @@
+"""Pins the public names of the foundation packages, so changes to them are deliberate."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+SURFACE = {
+    "procall.errors": {
+        "Aborted",
+        "AlreadyExists",
+        "ErrorKind",
+        "FailedPrecondition",
+        "FieldViolation",
+        "InvalidArgument",
+        "NotFound",
+        "PermissionDenied",
+        "ProcallError",
+        "ResourceExhausted",
+        "Unauthenticated",
+        "Unavailable",
+        "Unimplemented",
+    },
+    "procall.servers.runtime": {"BindError", "GrpcServer", "ServiceBinding", "server_options"},
+    "procall.servers.app": {"Hook", "ServerApp", "StartupError", "binding", "not_yet_served"},
+    "procall.servers.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
+    "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
+    "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(SURFACE))
+def test_public_names(module: str) -> None:
+    loaded = importlib.import_module(module)
+    assert set(loaded.__all__) == SURFACE[module]
+    for name in loaded.__all__:
+        item = getattr(loaded, name)
+        if inspect.isclass(item) or inspect.isfunction(item):
+            assert item.__doc__, f"{module}.{name} has no docstring"
+
+
+def test_error_reasons_match_the_contract() -> None:
+    """Every reason the domain errors default to is declared in ErrorReason."""
+    from procall import errors
+    from procall.api.common.v1 import error_reason_pb2
+
+    declared = {name.removeprefix("ERROR_REASON_") for name in error_reason_pb2.ErrorReason.keys()}
+    defaults = {
+        cls.default_reason
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ProcallError)
+    }
+    assert defaults <= declared
