@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+
+from procall.admin import add_admin_parser
+from procall.client.cli import add_client_parser
 
 __all__ = ["main"]
 
@@ -32,9 +36,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"procall: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from procall.servers.roles import ROLES
+#: The server roles of ``procall serve`` (their composition roots load only when served).
+ROLE_NAMES = ("directory", "lookup", "ucserver", "media")
 
+
+def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="procall", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -46,35 +52,37 @@ def _build_parser() -> argparse.ArgumentParser:
     up.add_argument("--media-servers", type=int, default=2, help="number of MediaServers")
 
     serve = commands.add_parser("serve", help="run one server role")
-    serve.add_argument("role", help=f"one of: {', '.join(ROLES)}")
+    serve.add_argument("role", help=f"one of: {', '.join(ROLE_NAMES)}")
     serve.add_argument("--config", type=Path, help="TOML settings file")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (0 picks a free one)")
     serve.add_argument("--server-id", help="stable id of this server in the system")
     serve.add_argument("--ready-file", help="write the bound address as JSON here once serving")
 
-    # admin: user administration and more, wired by procall.admin when present
-    try:
-        from procall.admin import add_admin_parser
-    except ImportError:  # pragma: no cover - the admin package ships with procall
-        pass
-    else:
-        add_admin_parser(commands)
+    add_admin_parser(commands)
+    add_client_parser(commands)
 
     bench = commands.add_parser("bench", help="run a benchmark and print its figures")
-    bench.add_argument("name", nargs="?", help="benchmark to run")
+    bench.add_argument("name", nargs="?", help=f"benchmark to run: {', '.join(BENCHMARKS)}")
+    bench.add_argument(
+        "--clients", type=int, action="append", help="simulated clients (repeatable)"
+    )
+    bench.add_argument("--seconds", type=float, default=10.0, help="measurement time per run")
+    bench.add_argument(
+        "--rate", type=float, default=10_000, help="offered deliveries per second (default 10000)"
+    )
+    bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from procall.servers.app import StartupError
-    from procall.servers.roles import ROLES
     from procall.servers.runtime import BindError
     from procall.servers.serve import run_role
     from procall.settings import ConfigError, load_settings
 
-    if args.role not in ROLES:
-        raise CliError(f"unknown role {args.role!r} (choose from {', '.join(ROLES)})")
+    if args.role not in ROLE_NAMES:
+        raise CliError(f"unknown role {args.role!r} (choose from {', '.join(ROLE_NAMES)})")
     try:
         settings = load_settings(args.config, os.environ)
     except ConfigError as exc:
@@ -115,17 +123,40 @@ def _run_up(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
-#: Benchmarks by name; empty until the first one lands (presence, chat are planned).
-BENCHMARKS: dict[str, str] = {}
+#: Benchmarks by name, with what they measure.
+BENCHMARKS: dict[str, str] = {
+    "presence": "cross-server presence change-to-watcher latency and deliveries/s",
+}
 
 
 def _run_bench(args: argparse.Namespace) -> int:
     if args.name is None:
-        print("available benchmarks: " + (", ".join(BENCHMARKS) or "none yet"))
+        for name, what in BENCHMARKS.items():
+            print(f"{name}: {what}")
         return 0
-    raise CliError(
-        f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS) or 'none'})"
-    )
+    if args.name not in BENCHMARKS:
+        raise CliError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
+    from procall.bench.presence import run_presence_bench
+    from procall.launch.datacenter import DataCenterError
+
+    for clients in args.clients or [1000, 5000]:
+        if clients < 2:
+            raise CliError("--clients must be at least 2")
+        try:
+            result = run_presence_bench(clients, seconds=args.seconds, deliveries_per_s=args.rate)
+        except DataCenterError as exc:
+            raise CliError(str(exc)) from None
+        if args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(
+                f"presence, {result['clients']} clients: p50 {result['p50_ms']} ms, "
+                f"p99 {result['p99_ms']} ms, {result['deliveries_per_s']} deliveries/s "
+                f"({result['deliveries']} in the run); bare grpc.aio broadcast "
+                f"{result['baseline_deliveries_per_s']} deliveries/s; ratio {result['ratio']}",
+                flush=True,
+            )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

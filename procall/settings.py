@@ -69,6 +69,8 @@ class ServerSettings:
     ping_timeout_ms: int = 2_000
     #: Where to write a JSON line with the bound address once serving (used by ``procall up``).
     ready_file: str = ""
+    #: Client sessions a UCServer declares it can carry (registered with the Lookup).
+    capacity: int = 5000
 
 
 @dataclass
@@ -109,7 +111,9 @@ class DatabaseSettings:
 class DirectorySettings:
     """The Directory: where users live, and where other servers reach it."""
 
-    #: ``sql`` (user database) or ``ldap`` (Active Directory / LDAP).
+    #: ``sql`` (user database) or ``ldap`` (Active Directory / LDAP, read-only). With
+    #: ``ldap`` the user database URL still names a SQL database: it keeps delegations,
+    #: pick-up groups and home-server assignments made through procall.
     backend: str = "sql"
     #: host:port of the Directory server, for UCServers.
     address: str = ""
@@ -117,6 +121,16 @@ class DirectorySettings:
     max_failed_logins: int = 5
     #: Seconds a throttled account waits.
     lockout_seconds: float = 30.0
+    #: argon2id cost of password hashes (SQL backend); changing them rehashes on next login.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    #: Shortest password accepted when one is set.
+    min_password_length: int = 8
+    #: Apply pending schema migrations to the user database when the Directory starts.
+    migrate_on_start: bool = True
+    #: Seconds one unit of work on the user database may take before answering UNAVAILABLE.
+    query_timeout: float = 10.0
 
 
 @dataclass
@@ -142,10 +156,15 @@ class LdapSettings:
     home_server_groups: dict[str, str] = field(default_factory=dict)
     #: Group whose members are admins.
     admin_group: str = ""
+    #: Upgrade ``ldap://`` connections with StartTLS (``ldaps://`` URLs use TLS from the start).
     start_tls: bool = False
+    #: CA certificates (PEM) that verify the server; the system store when empty.
     ca_file: str = ""
+    #: Seconds to wait for a TCP connection / for an answer before answering UNAVAILABLE.
     connect_timeout: float = 3.0
     receive_timeout: float = 5.0
+    #: Entries per page of paged searches (AD's MaxPageSize is 1000).
+    page_size: int = 500
 
 
 @dataclass
@@ -158,6 +177,13 @@ class LookupSettings:
     heartbeat_interval: float = 1.0
     #: Seconds after the last heartbeat that a server counts as gone.
     heartbeat_ttl: float = 5.0
+    #: Seconds a home server answered by the Directory (on a miss of the shared map) stays
+    #: cached in Redis (Lookup).
+    home_cache_ttl: float = 300.0
+    #: Seconds the Lookup waits for the Directory's answer before answering UNAVAILABLE.
+    directory_timeout: float = 2.0
+    #: Seconds a call's MediaServer allocation is kept when nobody releases it (Lookup).
+    allocation_ttl: float = 24 * 3600.0
 
 
 @dataclass
@@ -169,6 +195,12 @@ class AuthSettings:
     token_ttl_seconds: int = 8 * 3600
     #: Shared secret servers present to each other when mTLS is not configured.
     service_credential: str = ""
+    #: Seconds a session whose stream dropped waits for the client to resume.
+    resume_window_seconds: float = 120.0
+    #: Events kept per session for resuming (oldest dropped first).
+    replay_buffer_events: int = 10_000
+    #: Licenses in the system-wide pool (every UCServer should be configured alike).
+    license_pool_size: int = 1000
 
 
 @dataclass

@@ -29,7 +29,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from procall.launch.process import die_with_parent
+from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
@@ -103,6 +103,8 @@ class DataCenter:
         ucservers: int = 2,
         media_servers: int = 2,
         on_line: Callable[[str], None] = print,
+        extra_config: dict[str, dict[str, str | int | float | bool]] | None = None,
+        seed_demo: bool = True,
     ) -> None:
         if ucservers < 1 or media_servers < 1:
             raise DataCenterError("a DataCenter needs at least one UCServer and one MediaServer")
@@ -112,6 +114,10 @@ class DataCenter:
         self.ucservers = ucservers
         self.media_servers = media_servers
         self._say = on_line
+        self._extra_config = extra_config or {}
+        self._seed = seed_demo
+        self._config: Path | None = None
+        self._env: dict[str, dict[str, str]] = {}
         self._redis: RedisProcess | None = None
         self._children: list[_Child] = []
         self.endpoints: list[Endpoint] = []
@@ -150,7 +156,8 @@ class DataCenter:
         self.endpoints.extend(
             Endpoint(c.name, c.role, c.address, c.process.pid) for c in self._children
         )
-        self._seed_demo(directory.address)
+        if self._seed:
+            self._seed_demo(directory.address)
         self._write_endpoints()
 
     def _start_redis(self) -> str:
@@ -185,14 +192,23 @@ class DataCenter:
             keys = {"token_secret": secrets.token_hex(32), "service": secrets.token_hex(32)}
             secrets_file.write_text(json.dumps(keys), encoding="utf-8")
             secrets_file.chmod(0o600)
+        sections: dict[str, dict[str, str | int | float | bool]] = {
+            "redis": {"url": redis_url},
+            "database": {"url": self.database_url},
+            "auth": {"token_secret": keys["token_secret"], "service_credential": keys["service"]},
+        }
+        for section, values in self._extra_config.items():
+            sections.setdefault(section, {}).update(values)
         config.write_text(
             "# written by `procall up`; edited copies are overwritten on the next run\n"
-            f"[redis]\nurl = {json.dumps(redis_url)}\n\n"
-            f"[database]\nurl = {json.dumps(self.database_url)}\n\n"
-            f"[auth]\ntoken_secret = {json.dumps(keys['token_secret'])}\n"
-            f"service_credential = {json.dumps(keys['service'])}\n",
+            + "".join(
+                f"\n[{section}]\n"
+                + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+                for section, values in sections.items()
+            ),
             encoding="utf-8",
         )
+        self._config = config
         return config
 
     def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
@@ -202,19 +218,21 @@ class DataCenter:
         env = {**os.environ, **extra_env, "PROCALL_SERVER_SERVER_ID": name}
         env.pop("REDIS_URL", None)  # the config file names the Redis of this DataCenter
         process = subprocess.Popen(
-            [sys.executable, "-m", "procall", "serve", role, "--config", str(config),
-             "--port", "0", "--ready-file", str(ready)],
+            dying_with_parent(
+                [sys.executable, "-m", "procall", "serve", role, "--config", str(config),
+                 "--port", "0", "--ready-file", str(ready)]
+            ),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=self.data_dir,
-            preexec_fn=die_with_parent,
             # own process group: Ctrl-C reaches `up`, which stops the servers in order
             start_new_session=True,
         )  # fmt: skip
         child = _Child(name, role, process, ready, log)
         self._children.append(child)
+        self._env[name] = extra_env
         return child
 
     def _wait_ready(self, children: list[_Child]) -> None:
@@ -258,6 +276,35 @@ class DataCenter:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n", "utf-8")
         tmp.replace(path)
+
+    # -- faults (for tests and drills) -------------------------------------------------------
+
+    @property
+    def redis(self) -> RedisProcess | None:
+        """The Redis this DataCenter started (None when REDIS_URL was given)."""
+        return self._redis
+
+    def _child(self, name: str) -> _Child:
+        for child in self._children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one server, as a crash would."""
+        child = self._child(name)
+        child.process.kill()
+        child.process.wait()
+        child.log.close()
+        child.ready_file.unlink(missing_ok=True)
+        self._children.remove(child)
+
+    def restart(self, name: str, role: str) -> str:
+        """Start a server again under the same name; returns its new address."""
+        assert self._config is not None, "start() first"
+        child = self._spawn(name, role, self._config, self._env.get(name, {}))
+        self._wait_ready([child])
+        return child.address
 
     # -- run and stop ---------------------------------------------------------------------
 

@@ -1,23 +1,25 @@
-"""Helpers for child processes that must never outlive their parent."""
+"""Child processes that must never outlive their parent."""
 
 from __future__ import annotations
 
-import ctypes
-import signal
+import shutil
+from collections.abc import Sequence
 
-__all__ = ["die_with_parent"]
+__all__ = ["dying_with_parent"]
 
-_PR_SET_PDEATHSIG = 1
-# resolved once in the parent: nothing but the prctl call may run between fork and exec
-_PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+_SETPRIV = shutil.which("setpriv")
 
 
-def die_with_parent() -> None:
-    """``preexec_fn`` that makes the child get SIGTERM when its parent dies (Linux).
+def dying_with_parent(command: Sequence[str]) -> list[str]:
+    """``command`` wrapped so that the child gets SIGTERM when its parent dies (Linux).
 
-    ``procall up`` and the test suite start servers as children; should the
-    parent be killed outright (SIGKILL), no server is left behind. Where there
-    is no ``prctl`` this does nothing.
+    ``procall up`` and the test suite start servers as children; should the parent
+    be killed outright (SIGKILL), no server is left behind. util-linux ``setpriv
+    --pdeathsig`` sets the signal and then execs the command, which keeps the
+    setting. (A ``preexec_fn`` doing the same ``prctl`` crashed children now and
+    then: code between fork and exec in a process with threads is not safe.)
+    Without ``setpriv`` the command runs as is.
     """
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if _SETPRIV is None:
+        return list(command)
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *command]

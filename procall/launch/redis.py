@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from procall.launch.process import die_with_parent
+from procall.launch.process import dying_with_parent
 
 __all__ = [
     "RedisProcess",
@@ -261,12 +261,11 @@ class RedisProcess:
         with open(log_path, "ab") as log:
             log_start = log.tell()
             self._process = subprocess.Popen(
-                self._command(),
+                dying_with_parent(self._command()),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self._directory,
-                preexec_fn=die_with_parent,
             )
         try:
             self._wait_ready(log_path, log_start)

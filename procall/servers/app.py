@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -10,7 +11,14 @@ import grpc
 from procall.servers.runtime import GrpcServer, ServiceBinding
 from procall.settings import Settings
 
-__all__ = ["Hook", "ServerApp", "StartupError", "binding", "not_yet_served"]
+__all__ = [
+    "Hook",
+    "ServerApp",
+    "StartupError",
+    "binding",
+    "ensure_server_id",
+    "not_yet_served",
+]
 
 
 class StartupError(Exception):
@@ -43,6 +51,13 @@ def not_yet_served(servicer_class: Any) -> object:
     return instance
 
 
+def ensure_server_id(settings: Settings, role: str) -> str:
+    """The server id of ``settings``; generates (and stores) one for this run if unset."""
+    if not settings.server.server_id:
+        settings.server.server_id = f"{role}-{uuid.uuid4().hex[:8]}"
+    return settings.server.server_id
+
+
 class ServerApp:
     """One role's server: gRPC plus hooks run after start and before stop."""
 
@@ -69,8 +84,8 @@ class ServerApp:
 
     @property
     def server_id(self) -> str:
-        """The configured server id, or one derived from role and address."""
-        return self.settings.server.server_id or f"{self.role}-{self.grpc.port}"
+        """The configured server id, or the one generated for this run."""
+        return ensure_server_id(self.settings, self.role)
 
     async def start(self) -> None:
         """Start serving, then run the start hooks (registration, background tasks)."""

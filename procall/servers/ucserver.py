@@ -2,47 +2,51 @@
 
 from __future__ import annotations
 
-from procall.api.admin.v1 import admin_service_pb2 as admin_pb
-from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
 from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.api.journal.v1 import journal_service_pb2_grpc as journal_grpc
-from procall.api.presence.v1 import presence_service_pb2 as presence_pb
-from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
-from procall.api.session.v1 import session_service_pb2 as session_pb
-from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
-from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
+from procall.routing.models import ServerRole
 from procall.servers._redis_hooks import connect_redis
-from procall.servers.app import ServerApp, binding, not_yet_served
+from procall.servers.app import Hook, ServerApp, binding, ensure_server_id, not_yet_served
+from procall.servers.clients.mesh import MeshClients
+from procall.servers.registration import LookupRegistration
+from procall.servers.ucserver_presence import PresenceComponent
+from procall.servers.ucserver_sessions import SessionComponent
 from procall.settings import Settings
+from procall.storage.sql.engine import SqlDatabase
 
 __all__ = ["build_ucserver"]
 
 
 async def build_ucserver(settings: Settings) -> ServerApp:
     """Wire the client-facing services, the admin service and the peer mesh."""
+    server_id = ensure_server_id(settings, "ucserver")
     redis = await connect_redis(settings)
+    app: ServerApp | None = None
 
-    async def close_redis(_: ServerApp) -> None:
+    def address() -> str:
+        return app.address if app is not None else ""
+
+    clients = MeshClients(settings)
+    database = SqlDatabase(
+        settings.database.resolved("chat"),
+        name="chat and journal database",
+        connect_timeout=settings.database.connect_timeout,
+    )
+    sessions = SessionComponent(settings, redis, server_id, address, clients)
+    presence = PresenceComponent(settings, redis, database, server_id, sessions.manager, clients)
+
+    async def close_connections(_: ServerApp) -> None:
+        await clients.close()
+        await database.dispose()
         await redis.aclose()
 
     services = [
-        binding(
-            not_yet_served(session_grpc.SessionServiceServicer),
-            session_pb,
-            session_grpc.add_SessionServiceServicer_to_server,
-            "SessionService",
-        ),
-        binding(
-            not_yet_served(presence_grpc.PresenceServiceServicer),
-            presence_pb,
-            presence_grpc.add_PresenceServiceServicer_to_server,
-            "PresenceService",
-        ),
+        *sessions.bindings(),
+        *presence.bindings(),
         binding(
             not_yet_served(chat_grpc.ChatServiceServicer),
             chat_pb,
@@ -61,17 +65,18 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             journal_grpc.add_JournalServiceServicer_to_server,
             "JournalService",
         ),
-        binding(
-            not_yet_served(admin_grpc.AdminServiceServicer),
-            admin_pb,
-            admin_grpc.add_AdminServiceServicer_to_server,
-            "AdminService",
-        ),
-        binding(
-            not_yet_served(peer_grpc.PeerServiceServicer),
-            peer_pb,
-            peer_grpc.add_PeerServiceServicer_to_server,
-            "PeerService",
-        ),
     ]
-    return ServerApp("ucserver", settings, services, on_stop=[close_redis])
+    on_start: list[Hook] = [presence.start, sessions.start]
+    # stop hooks run last-first: sessions end (users go offline), then the mesh, then connections
+    on_stop: list[Hook] = [close_connections, presence.stop, sessions.stop]
+    if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
+        registration = LookupRegistration(
+            settings,
+            ServerRole.UCSERVER,
+            settings.server.capacity,
+            lambda: len(sessions.manager.hub),
+        )
+        on_start.append(registration.on_start)
+        on_stop.append(registration.on_stop)
+    app = ServerApp("ucserver", settings, services, on_start=on_start, on_stop=on_stop)
+    return app

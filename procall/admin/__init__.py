@@ -1,0 +1,62 @@
+"""``procall admin``: administration commands that talk to the servers over gRPC.
+
+``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` to
+the ``procall`` command line. Each command finds the Directory through
+``--directory HOST:PORT``, ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json``
+of a running ``procall up`` (``--data-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from procall.admin._users import run_users_command
+
+__all__ = ["add_admin_parser"]
+
+
+def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``admin`` command (with ``users ...``) to ``procall``'s subparsers."""
+    admin: argparse.ArgumentParser = subparsers.add_parser(
+        "admin", help="administer users (and more) over gRPC"
+    )
+    parser_class = type(admin)
+    areas = admin.add_subparsers(dest="admin_area", required=True, parser_class=parser_class)
+    users = areas.add_parser("users", help="list, show, import users; set home servers")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--directory", metavar="HOST:PORT", help="Directory address (default: from --data-dir)"
+    )
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        help="data dir of a running `procall up` (default .procall/datacenter)",
+    )
+
+    commands = users.add_subparsers(dest="users_command", required=True, parser_class=parser_class)
+    listing = commands.add_parser("list", parents=[common], help="list users")
+    listing.add_argument("--home-server", metavar="ID", help="only users homed on this UCServer")
+    listing.add_argument("--search", metavar="TEXT", help="only users whose name, mail, ... match")
+    listing.add_argument("--limit", type=int, default=0, help="show at most this many users")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = commands.add_parser("show", parents=[common], help="show one user")
+    show.add_argument("user", help="username or user id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+
+    set_home = commands.add_parser("set-home", parents=[common], help="set a user's home server")
+    set_home.add_argument("user", help="username or user id")
+    set_home.add_argument("server", help="UCServer id, e.g. ucserver-2 ('' to unassign)")
+
+    importing = commands.add_parser(
+        "import", parents=[common], help="create users from a CSV file (SQL directory)"
+    )
+    importing.add_argument("file", help="CSV file; first line names the columns")
+    importing.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight (default 4)"
+    )
+    users.set_defaults(handler=run_users_command)
+    return admin

@@ -1,0 +1,74 @@
+"""Finding the Directory and talking to it from the admin commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+__all__ = ["DEFAULT_DATA_DIR", "AdminError", "directory_address", "error_text"]
+
+#: Where ``procall up`` keeps its data by default (``.procall/datacenter``).
+DEFAULT_DATA_DIR = Path(".procall") / "datacenter"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class AdminError(Exception):
+    """An admin command failed; the message is one line for the user."""
+
+
+def directory_address(explicit: str | None, data_dir: Path | None) -> str:
+    """The Directory's ``host:port``.
+
+    In order: ``--directory``, ``$PROCALL_DIRECTORY_ADDRESS``, then the
+    ``endpoints.json`` a running ``procall up`` wrote into ``--data-dir`` (default
+    ``.procall/datacenter``).
+    """
+    if explicit:
+        return explicit
+    if env := os.environ.get("PROCALL_DIRECTORY_ADDRESS"):
+        return env
+    folder = data_dir or DEFAULT_DATA_DIR
+    path = folder / "endpoints.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AdminError(
+            f"no Directory address: pass --directory HOST:PORT, or --data-dir of a running "
+            f"`procall up` ({path} does not exist)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise AdminError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    if isinstance(entries, list):
+        for entry in entries:
+            if (
+                isinstance(entry, dict)
+                and entry.get("role") == "directory"
+                and entry.get("address")
+            ):
+                return str(entry["address"])
+    raise AdminError(f"{path} lists no Directory")
+
+
+def error_text(error: grpc.RpcError) -> str:
+    """A one-line description of a failed call: the status, and field errors when given."""
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else ""
+    name = code.name if isinstance(code, grpc.StatusCode) else "ERROR"
+    text = f"{name}: {details}" if details else name
+    trailing: Any = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            bad = error_details_pb2.BadRequest()
+            if detail.Unpack(bad) and bad.field_violations:
+                fields = "; ".join(f"{v.field}: {v.description}" for v in bad.field_violations)
+                if fields not in text:
+                    text = f"{text} ({fields})"
+    return text

@@ -1,0 +1,1 @@
+"""Benchmarks run by ``procall bench``: they start real topologies and print figures."""

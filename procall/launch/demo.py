@@ -1,0 +1,138 @@
+"""The demo directory ``procall up`` seeds: a dozen users, a delegation, a pick-up group.
+
+Twelve users are spread over the two UCServers ``ucserver-1`` and ``ucserver-2``;
+Grace (the team assistant) may set presence, forward calls and pick up calls for
+Frank (the team lead); Alice, Bob and Carol form the pick-up group ``Sales pick-up``.
+Seeding is idempotent: a second ``procall up`` on the same data finds everything in
+place and leaves it alone (passwords an admin changed stay changed). A read-only
+(LDAP) directory is not seeded.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+
+from procall.api.directory.v1 import directory_pb2 as pb
+from procall.api.directory.v1 import directory_service_pb2 as svc
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+
+__all__ = ["DEMO_USERS", "DemoUser", "seed_demo_directory"]
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """One demo account; its password is ``<username>-demo``."""
+
+    username: str
+    display_name: str
+    department: str
+    phone_number: str
+    home_server_id: str
+    admin: bool = False
+
+    @property
+    def password(self) -> str:
+        """The demo password."""
+        return f"{self.username}-demo"
+
+
+DEMO_USERS: tuple[DemoUser, ...] = (
+    DemoUser("alice", "Alice Anderson", "Sales", "+49 231 555 0101", "ucserver-1"),
+    DemoUser("bob", "Bob Brown", "Sales", "+49 231 555 0102", "ucserver-1"),
+    DemoUser("carol", "Carol Clark", "Sales", "+49 231 555 0103", "ucserver-1"),
+    DemoUser("dave", "Dave Davis", "Support", "+49 231 555 0104", "ucserver-1"),
+    DemoUser("erin", "Erin Evans", "Support", "+49 231 555 0105", "ucserver-1"),
+    DemoUser("frank", "Frank Fischer", "Management", "+49 231 555 0106", "ucserver-1"),
+    DemoUser("grace", "Grace Green", "Management", "+49 231 555 0107", "ucserver-2"),
+    DemoUser("heidi", "Heidi Hoffmann", "Engineering", "+49 231 555 0108", "ucserver-2"),
+    DemoUser("ivan", "Ivan Ivanov", "Engineering", "+49 231 555 0109", "ucserver-2"),
+    DemoUser("judy", "Judy Jones", "Engineering", "+49 231 555 0110", "ucserver-2"),
+    DemoUser("mallory", "Mallory Meyer", "Finance", "+49 231 555 0111", "ucserver-2"),
+    DemoUser("oscar", "Oscar Olsen", "IT", "+49 231 555 0112", "ucserver-2", admin=True),
+)
+_DOMAIN = "demo.procall.example"
+_DELEGATION = ("frank", "grace")  # principal, delegate
+_PICKUP_GROUP = ("Sales pick-up", ("alice", "bob", "carol"))
+
+
+def _ensure_user(stub: directory_grpc.DirectoryServiceStub, user: DemoUser, timeout: float) -> str:
+    message = pb.User(
+        username=user.username,
+        display_name=user.display_name,
+        mail=f"{user.username}@{_DOMAIN}",
+        principal_name=f"{user.username}@{_DOMAIN}",
+        phone_number=user.phone_number,
+        department=user.department,
+        home_server_id=user.home_server_id,
+        admin=user.admin,
+    )
+    try:
+        reply = stub.CreateUser(
+            svc.CreateUserRequest(user=message, password=user.password), timeout=timeout
+        )
+        return str(reply.user.user_id)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    found = stub.GetUser(svc.GetUserRequest(username=user.username), timeout=timeout)
+    return str(found.user.user_id)
+
+
+def _ignore_existing(call: grpc.RpcError) -> None:
+    if call.code() != grpc.StatusCode.ALREADY_EXISTS:
+        raise call
+
+
+def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[str, str, str]]:
+    """Seed the demo directory at ``address``; returns ``(username, password, home server)``.
+
+    Raises ``grpc.RpcError`` when the Directory does not answer.
+    """
+    with grpc.insecure_channel(address) as channel:
+        stub = directory_grpc.DirectoryServiceStub(channel)
+        info = stub.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), timeout=timeout)
+        if not info.writable:
+            return []
+        # two at a time: argon2 hashing is deliberately heavy on the Directory
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            ids = dict(
+                zip(
+                    (u.username for u in DEMO_USERS),
+                    pool.map(lambda u: _ensure_user(stub, u, timeout), DEMO_USERS),
+                    strict=True,
+                )
+            )
+        principal, delegate = _DELEGATION
+        try:
+            stub.CreateDelegation(
+                svc.CreateDelegationRequest(
+                    delegation=pb.Delegation(
+                        principal_user_id=ids[principal],
+                        delegate_user_id=ids[delegate],
+                        scopes=[
+                            pb.DELEGATION_SCOPE_PRESENCE_SET,
+                            pb.DELEGATION_SCOPE_CALLS_FORWARD,
+                            pb.DELEGATION_SCOPE_CALLS_PICKUP,
+                        ],
+                    )
+                ),
+                timeout=timeout,
+            )
+        except grpc.RpcError as exc:
+            _ignore_existing(exc)
+        name, members = _PICKUP_GROUP
+        try:
+            stub.CreatePickupGroup(
+                svc.CreatePickupGroupRequest(
+                    pickup_group=pb.PickupGroup(
+                        name=name, member_user_ids=[ids[m] for m in members]
+                    )
+                ),
+                timeout=timeout,
+            )
+        except grpc.RpcError as exc:
+            _ignore_existing(exc)
+    return [(u.username, u.password, u.home_server_id) for u in DEMO_USERS]

@@ -1,0 +1,313 @@
+"""Presence on one UCServer: setting, aggregating, watching and fanning out.
+
+A change is written to the shared store (versioned), then pushed to the
+watchers on this server and sent to exactly the other UCServers that have
+watchers of the user. When the store (Redis) is unreachable, users homed here
+keep their presence locally: changes still reach watchers on this server,
+other users read as UNKNOWN, and the local state is written back (republished)
+as soon as the store answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+from procall.errors import InvalidArgument, PermissionDenied, Unavailable
+from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
+from procall.presence.ports import (
+    ContactStore,
+    DelegationChecker,
+    PresenceNotifier,
+    PresenceStore,
+)
+
+__all__ = ["MAX_NOTE_CHARS", "PresenceManager", "WatchIndex"]
+
+MAX_NOTE_CHARS = 256
+_log = logging.getLogger(__name__)
+
+
+class WatchIndex:
+    """Which local users watch which users."""
+
+    def __init__(self) -> None:
+        self._watchers: dict[str, set[str]] = {}
+        self._watching: dict[str, set[str]] = {}
+
+    def watchers_of(self, user_id: str) -> set[str]:
+        """Local users watching ``user_id``."""
+        return set(self._watchers.get(user_id, ()))
+
+    def watched(self) -> set[str]:
+        """Every user watched from here."""
+        return set(self._watchers)
+
+    def set_contacts(self, watcher: str, contacts: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Replace what ``watcher`` watches; returns (newly watched, no longer watched) users."""
+        before = self.watched()
+        for old in self._watching.pop(watcher, set()):
+            self._watchers[old].discard(watcher)
+            if not self._watchers[old]:
+                del self._watchers[old]
+        wanted = set(contacts)
+        if wanted:
+            self._watching[watcher] = wanted
+        for contact in wanted:
+            self._watchers.setdefault(contact, set()).add(watcher)
+        after = self.watched()
+        return after - before, before - after
+
+
+class PresenceManager:
+    """The presence rules of one UCServer."""
+
+    def __init__(
+        self,
+        *,
+        server_id: str,
+        store: PresenceStore,
+        contacts: ContactStore,
+        delegations: DelegationChecker,
+        notifier: PresenceNotifier,
+        clock: Callable[[], float],
+        interest_ttl: float,
+    ) -> None:
+        self.server_id = server_id
+        self._store = store
+        self._contacts = contacts
+        self._delegations = delegations
+        self._notifier = notifier
+        self._clock = clock
+        self._interest_ttl = interest_ttl
+        self.watches = WatchIndex()
+        #: Presence of users homed here, kept for when the store is unreachable.
+        self._local: dict[str, Presence] = {}
+        self._dirty: set[str] = set()
+        #: Capabilities of each live session of the users homed here.
+        self._caps: dict[str, dict[str, Capabilities]] = {}
+        #: Newest version seen per user, so that late, older updates are dropped.
+        self._seen: dict[str, int] = {}
+        self.degraded = False
+        #: Changes waiting to be fanned out, newest per user (bursts coalesce here).
+        self._outgoing: dict[str, Presence] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    # -- changes ------------------------------------------------------------------------
+
+    async def set_presence(self, actor: str, target: str, change: PresenceChange) -> Presence:
+        """Set ``target``'s presence as ``actor`` (the user, or a delegate with presence.set)."""
+        if change.availability is Availability.UNKNOWN:
+            raise InvalidArgument.field("availability", "UNKNOWN cannot be set")
+        if change.note is not None and len(change.note) > MAX_NOTE_CHARS:
+            raise InvalidArgument.field("note", f"must be at most {MAX_NOTE_CHARS} characters")
+        if actor != target and not await self._delegations.may_set_presence(actor, target):
+            raise PermissionDenied(
+                f"you may not set the presence of {target}: no presence.set delegation"
+            )
+        return await self._apply(target, change, "" if actor == target else actor)
+
+    async def session_started(self, user_id: str, session_id: str, caps: Capabilities) -> None:
+        """A client of a user homed here connected: online, its capabilities count."""
+        self._caps.setdefault(user_id, {})[session_id] = caps
+        await self._apply(user_id, PresenceChange(session_capabilities=(session_id, caps)), "")
+
+    async def session_ended(self, user_id: str, session_id: str) -> None:
+        """A client ended: its capabilities no longer count; OFFLINE when it was the last."""
+        sessions = self._caps.get(user_id, {})
+        sessions.pop(session_id, None)
+        if not sessions:
+            self._caps.pop(user_id, None)
+        await self._apply(user_id, PresenceChange(ended_session=session_id), "")
+
+    async def _apply(self, user_id: str, change: PresenceChange, set_by: str) -> Presence:
+        try:
+            presence = await self._store.update(user_id, change, set_by, self.server_id)
+            self._mark_healthy()
+        except Unavailable:
+            self.degraded = True
+            presence = self._apply_locally(user_id, change, set_by)
+        self._local[user_id] = presence
+        await self.publish(presence)
+        return presence
+
+    def _apply_locally(self, user_id: str, change: PresenceChange, set_by: str) -> Presence:
+        current = self._local.get(user_id, Presence(user_id))
+        availability = change.availability or current.availability
+        sessions = self._caps.get(user_id, {})
+        if change.session_capabilities is not None and availability in (
+            Availability.OFFLINE,
+            Availability.UNKNOWN,
+        ):
+            availability = Availability.AVAILABLE
+        if change.ended_session is not None and not sessions:
+            availability = Availability.OFFLINE
+        caps = Capabilities()
+        for session_caps in sessions.values():
+            caps = caps.union(session_caps)
+        self._dirty.add(user_id)
+        return replace(
+            current,
+            availability=availability,
+            note=current.note if change.note is None else change.note,
+            telephony=change.telephony or current.telephony,
+            capabilities=caps,
+            version=max(current.version + 1, int(self._clock() * 1_000_000)),
+            update_time=self._clock(),
+            set_by=set_by,
+        )
+
+    def _mark_healthy(self) -> None:
+        self.degraded = False
+
+    async def publish(self, presence: Presence) -> None:
+        """Push a change to local watchers (and the user's own sessions) and interested peers.
+
+        Changes are coalesced per user: of a burst of changes that arrive while
+        the previous ones are still being fanned out, only the newest goes out.
+        """
+        if not self._newer(presence):
+            return
+        self._outgoing[presence.user_id] = presence
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_outgoing())
+
+    async def _flush_outgoing(self) -> None:
+        await asyncio.sleep(0)  # let the rest of a burst arrive
+        while self._outgoing:
+            batch, self._outgoing = self._outgoing, {}
+            for presence in batch.values():
+                try:
+                    await self._fan_out(presence)
+                except Exception:  # one failed delivery must not stop the others
+                    _log.exception("fan-out of %s's presence failed", presence.user_id)
+
+    async def flush(self) -> None:
+        """Wait until every published change has been fanned out."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _fan_out(self, presence: Presence) -> None:
+        local = self.watches.watchers_of(presence.user_id) | {presence.user_id}
+        await self._notifier.to_local_users(local, presence)
+        peers = self._notifier.peer_servers()
+        if not peers:
+            return
+        try:
+            interested = await self._store.interested_servers(presence.user_id, peers)
+        except Unavailable:
+            return  # cross-server presence resumes when the store is back
+        self._notifier.to_servers(interested, presence)
+
+    async def received(self, presence: Presence) -> None:
+        """A change sent by another UCServer: push it to the local watchers."""
+        if self._newer(presence):
+            await self._notifier.to_local_users(
+                self.watches.watchers_of(presence.user_id), presence
+            )
+
+    def _newer(self, presence: Presence) -> bool:
+        if presence.version <= self._seen.get(presence.user_id, 0):
+            return False
+        self._seen[presence.user_id] = presence.version
+        return True
+
+    # -- reads and contacts -------------------------------------------------------------
+
+    async def get_many(self, user_ids: Sequence[str]) -> list[Presence]:
+        """Presence of each user; UNKNOWN for users not homed here while the store is down."""
+        try:
+            found = await self._store.get_many(user_ids)
+            self._mark_healthy()
+        except Unavailable:
+            self.degraded = True
+            return [self._local.get(u) or Presence.unknown(u) for u in user_ids]
+        live = {self.server_id, *self._notifier.peer_servers()}
+        # a user whose server died before anyone marked the user offline is offline
+        return [
+            replace(p, availability=Availability.OFFLINE, capabilities=Capabilities())
+            if p.server_id
+            and p.server_id not in live
+            and p.availability is not Availability.OFFLINE
+            else p
+            for p in found
+        ]
+
+    async def peer_lost(self, server_id: str) -> None:
+        """Another UCServer left the topology: its users that are watched here go OFFLINE."""
+        try:
+            changed = await self._store.mark_offline_if_on(
+                sorted(self.watches.watched()), server_id
+            )
+        except Unavailable:
+            self.degraded = True
+            return
+        for presence in changed:
+            await self.publish(presence)
+
+    async def contacts_of(self, user_id: str) -> list[str]:
+        """The user's contact list, in the order added."""
+        return await self._contacts.contacts_of(user_id)
+
+    async def start_watching(self, user_id: str) -> None:
+        """A user homed here connected: watch the user's contacts."""
+        await self._rewatch(user_id, await self._contacts.contacts_of(user_id))
+
+    async def stop_watching(self, user_id: str) -> None:
+        """The user's last session here ended."""
+        await self._rewatch(user_id, [])
+
+    async def add_contacts(self, user_id: str, contact_ids: Sequence[str]) -> list[Presence]:
+        """Add contacts durably and start receiving their changes."""
+        await self._contacts.add(user_id, contact_ids)
+        await self.start_watching(user_id)
+        return await self.get_many(contact_ids)
+
+    async def remove_contacts(self, user_id: str, contact_ids: Sequence[str]) -> None:
+        """Remove contacts durably and stop receiving their changes."""
+        await self._contacts.remove(user_id, contact_ids)
+        await self.start_watching(user_id)
+
+    async def _rewatch(self, user_id: str, contacts: Iterable[str]) -> None:
+        added, removed = self.watches.set_contacts(user_id, contacts)
+        try:
+            if added:
+                await self._store.add_interest(self.server_id, added, self._interest_ttl)
+            if removed:
+                await self._store.remove_interest(self.server_id, removed)
+        except Unavailable:
+            self.degraded = True  # interest is re-registered by the upkeep
+
+    async def _republish(self, user_id: str) -> None:
+        local = self._local.get(user_id, Presence(user_id))
+        presence = await self._store.update(
+            user_id,
+            PresenceChange(
+                availability=local.availability, note=local.note, telephony=local.telephony
+            ),
+            local.set_by,
+        )
+        for session_id, caps in self._caps.get(user_id, {}).items():
+            change = PresenceChange(session_capabilities=(session_id, caps))
+            presence = await self._store.update(user_id, change, local.set_by, self.server_id)
+        self._dirty.discard(user_id)
+        self._local[user_id] = presence
+        await self.publish(presence)
+
+    # -- upkeep -------------------------------------------------------------------------
+
+    async def upkeep(self) -> None:
+        """Renew this server's watch interest and republish local changes made during an outage."""
+        try:
+            await self._store.add_interest(
+                self.server_id, self.watches.watched(), self._interest_ttl
+            )
+            # Redis restarted empty: what it lost of our users is written back
+            self._dirty |= set(await self._store.missing(list(self._caps)))
+            for user_id in list(self._dirty):
+                await self._republish(user_id)
+            self._mark_healthy()
+        except Unavailable:
+            self.degraded = True

@@ -1,0 +1,55 @@
+"""Routing: the live servers, users' home servers and media-server allocation.
+
+Domain code only (no gRPC, no Redis): the models, the "two random choices"
+selection, a watcher's topology view, the Lookup's use-cases and the registrar
+each server runs. Stores and transports implement the ports in ``ports``.
+"""
+
+from procall.routing.models import (
+    MAX_EPOCH,
+    ChangeKind,
+    HeartbeatAck,
+    HomeAssignment,
+    ServerInfo,
+    ServerRole,
+    TopologyChange,
+)
+from procall.routing.ports import (
+    AllocationState,
+    HomeDirectory,
+    HomeStore,
+    LookupPort,
+    MediaAllocations,
+    ServerRegistry,
+)
+from procall.routing.registration import LoadGauge, Registrar, ServerIdentity
+from procall.routing.selection import Candidate, choose_two_random
+from procall.routing.service import ResolvedHome, RoutingService
+from procall.routing.topology import Listing, ServerObserved, TopologyObservation, TopologyView
+
+__all__ = [
+    "MAX_EPOCH",
+    "AllocationState",
+    "Candidate",
+    "ChangeKind",
+    "HeartbeatAck",
+    "HomeAssignment",
+    "HomeDirectory",
+    "HomeStore",
+    "Listing",
+    "LoadGauge",
+    "LookupPort",
+    "MediaAllocations",
+    "Registrar",
+    "ResolvedHome",
+    "RoutingService",
+    "ServerIdentity",
+    "ServerInfo",
+    "ServerObserved",
+    "ServerRegistry",
+    "ServerRole",
+    "TopologyChange",
+    "TopologyObservation",
+    "TopologyView",
+    "choose_two_random",
+]

@@ -1,0 +1,104 @@
+"""The routing view's values: registered servers, topology changes, home assignments.
+
+Transport-free: the Lookup servicer translates these to and from
+``procall.mesh.lookup.v1`` messages, the Redis store to and from JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+__all__ = [
+    "MAX_EPOCH",
+    "ChangeKind",
+    "HeartbeatAck",
+    "HomeAssignment",
+    "ServerInfo",
+    "ServerRole",
+    "TopologyChange",
+]
+
+#: Largest epoch the routing view accepts. Epochs are handled inside Redis Lua scripts,
+#: whose numbers are doubles: above 2**53 they would silently lose precision.
+MAX_EPOCH = 2**53 - 1
+
+
+class ServerRole(enum.Enum):
+    """What a registered server process does (``procall.mesh.lookup.v1.Role``)."""
+
+    DIRECTORY = "DIRECTORY"
+    LOOKUP = "LOOKUP"
+    UCSERVER = "UCSERVER"
+    MEDIA = "MEDIA"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """One server in the routing view.
+
+    ``epoch`` is the fencing number of the server's current run (0 before the
+    first heartbeat of a run was answered); ``load`` and ``capacity`` share a
+    unit (sessions for UCServers, concurrent calls for MediaServers).
+    """
+
+    server_id: str
+    role: ServerRole
+    address: str
+    epoch: int = 0
+    capacity: int = 0
+    load: int = 0
+    draining: bool = False
+    degraded: bool = False
+    start_time: datetime | None = None
+    heartbeat_time: datetime | None = None
+    version: str = ""
+
+    @property
+    def utilization(self) -> float:
+        """``load / capacity``; infinite for a server that declares no capacity."""
+        if self.capacity <= 0:
+            return float("inf")
+        return self.load / self.capacity
+
+    def same_state(self, other: ServerInfo) -> bool:
+        """Whether ``other`` describes the same run in the same state.
+
+        Only the heartbeat time may differ: a heartbeat that changes nothing else
+        is not a topology change.
+        """
+        return replace(self, heartbeat_time=None) == replace(other, heartbeat_time=None)
+
+
+@dataclass(frozen=True)
+class HeartbeatAck:
+    """The Lookup's answer to a heartbeat: the run's epoch and how long the entry lives."""
+
+    epoch: int
+    ttl_seconds: float
+
+
+class ChangeKind(enum.Enum):
+    """How the set of live servers changed (``TopologyChangeKind``)."""
+
+    JOINED = "JOINED"
+    UPDATED = "UPDATED"
+    LEFT = "LEFT"
+
+
+@dataclass(frozen=True)
+class TopologyChange:
+    """One change of the set of live servers; for ``LEFT``, ``server`` is the last known info."""
+
+    kind: ChangeKind
+    server: ServerInfo
+
+
+@dataclass(frozen=True)
+class HomeAssignment:
+    """Which UCServer a user is homed on."""
+
+    user_id: str
+    username: str
+    server_id: str

@@ -1,0 +1,40 @@
+"""The Lookup as seen by a UCServer: where the other servers listen."""
+
+from __future__ import annotations
+
+import grpc
+
+from procall.mesh.lookup.v1 import lookup_pb2
+from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
+from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.servers.clients.rpc_errors import domain_error
+
+__all__ = ["LookupClient"]
+
+
+class LookupClient:
+    """Calls the LookupService (``ServerLocator`` port)."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 3.0) -> None:
+        self._stub = lookup_grpc.LookupServiceStub(channel)
+        self._timeout = timeout
+
+    async def servers(
+        self, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
+    ) -> list[lookup_pb2.ServerInfo]:
+        """The live servers, optionally of one role."""
+        try:
+            reply = await self._stub.ListServers(
+                lookup_pb.ListServersRequest(role=role),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, "the Lookup") from None
+        return list(reply.servers)
+
+    async def address_of(self, server_id: str) -> str | None:
+        """``host:port`` of a live server, or None when it is not live."""
+        for server in await self.servers():
+            if server.server_id == server_id:
+                return server.address
+        return None

@@ -1,0 +1,73 @@
+"""Presence between domain objects and protobuf messages."""
+
+from __future__ import annotations
+
+from procall.api.presence.v1 import presence_pb2
+from procall.presence.model import Availability, Capabilities, Presence, TelephonyState
+
+__all__ = [
+    "availability_from_proto",
+    "capabilities_from_proto",
+    "presence_from_proto",
+    "presence_to_proto",
+]
+
+
+def presence_to_proto(presence: Presence) -> presence_pb2.Presence:
+    """The wire form of a presence."""
+    message = presence_pb2.Presence(
+        user_id=presence.user_id,
+        availability=presence_pb2.Availability.Value(f"AVAILABILITY_{presence.availability.value}"),
+        note=presence.note,
+        telephony_state=presence_pb2.TelephonyState.Value(
+            f"TELEPHONY_STATE_{presence.telephony.value}"
+        ),
+        capabilities=presence_pb2.Capabilities(
+            chat=presence.capabilities.chat,
+            audio=presence.capabilities.audio,
+            video=presence.capabilities.video,
+            screen_share=presence.capabilities.screen_share,
+            conference=presence.capabilities.conference,
+        ),
+        version=presence.version,
+        set_by_user_id=presence.set_by,
+    )
+    message.update_time.FromNanoseconds(int(presence.update_time * 1e9))
+    return message
+
+
+def availability_from_proto(value: int) -> Availability | None:
+    """The domain availability of a wire value; None for UNSPECIFIED."""
+    name = presence_pb2.Availability.Name(value)  # type: ignore[arg-type]
+    if name == "AVAILABILITY_UNSPECIFIED":
+        return None
+    return Availability(name.removeprefix("AVAILABILITY_"))
+
+
+def capabilities_from_proto(message: presence_pb2.Capabilities) -> Capabilities:
+    """The domain capabilities of a wire message."""
+    return Capabilities(
+        chat=message.chat,
+        audio=message.audio,
+        video=message.video,
+        screen_share=message.screen_share,
+        conference=message.conference,
+    )
+
+
+def presence_from_proto(message: presence_pb2.Presence) -> Presence:
+    """The domain presence of a wire message (as sent between servers)."""
+    return Presence(
+        user_id=message.user_id,
+        availability=availability_from_proto(message.availability) or Availability.OFFLINE,
+        note=message.note,
+        telephony=TelephonyState(
+            presence_pb2.TelephonyState.Name(message.telephony_state).removeprefix(
+                "TELEPHONY_STATE_"
+            )
+        ),
+        capabilities=capabilities_from_proto(message.capabilities),
+        version=message.version,
+        update_time=message.update_time.ToNanoseconds() / 1e9,
+        set_by=message.set_by_user_id,
+    )

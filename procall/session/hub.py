@@ -1,0 +1,108 @@
+"""The live sessions of the users homed on this UCServer.
+
+A session is created when its user logs in on (or first connects to) the home
+server and lives until logout, token expiry or — after its last stream dropped —
+the resume window lapses. Events for a user are appended to the event log of
+each of the user's sessions; each open ``Connect`` stream follows one log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from procall.session.events import EventLog
+from procall.session.tokens import SessionClaims
+
+__all__ = ["LiveSession", "SessionHub"]
+
+P = TypeVar("P")
+
+
+@dataclass
+class LiveSession(Generic[P]):
+    """One logged-on client of a user homed here."""
+
+    claims: SessionClaims
+    client_name: str
+    log: EventLog[P]
+    created_at: float
+    #: Open Connect streams following this session (normally 0 or 1).
+    streams: int = 0
+    #: When the last stream closed; None while a stream is open or before the first.
+    detached_at: float | None = None
+    #: Stream generation; a newer stream for the same session supersedes older ones.
+    generation: int = field(default=0)
+
+
+class SessionHub(Generic[P]):
+    """Sessions by id and by user, with delivery to every session of a user."""
+
+    def __init__(self, clock: Callable[[], float], replay_capacity: int = 10_000) -> None:
+        self._clock = clock
+        self._capacity = replay_capacity
+        self._sessions: dict[str, LiveSession[P]] = {}
+        self._by_user: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> LiveSession[P] | None:
+        """The session, if it lives here."""
+        return self._sessions.get(session_id)
+
+    def add(self, claims: SessionClaims, client_name: str) -> LiveSession[P]:
+        """Create the session of ``claims`` (or return it if it exists)."""
+        existing = self._sessions.get(claims.session_id)
+        if existing is not None:
+            return existing
+        session = LiveSession(claims, client_name, EventLog[P](self._capacity), self._clock())
+        self._sessions[claims.session_id] = session
+        self._by_user.setdefault(claims.user_id, set()).add(claims.session_id)
+        return session
+
+    async def remove(self, session_id: str) -> LiveSession[P] | None:
+        """End a session: its streams finish, its events are dropped."""
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return None
+        ids = self._by_user.get(session.claims.user_id)
+        if ids is not None:
+            ids.discard(session_id)
+            if not ids:
+                del self._by_user[session.claims.user_id]
+        await session.log.close()
+        return session
+
+    def sessions(self) -> list[LiveSession[P]]:
+        """Every live session."""
+        return list(self._sessions.values())
+
+    def sessions_of(self, user_id: str) -> list[LiveSession[P]]:
+        """The live sessions of one user."""
+        return [self._sessions[i] for i in self._by_user.get(user_id, ())]
+
+    def users(self) -> set[str]:
+        """Users with at least one live session here."""
+        return set(self._by_user)
+
+    async def deliver(self, user_ids: Iterable[str], payload: P) -> int:
+        """Append ``payload`` to every session of the given users; returns how many got it."""
+        now = self._clock()
+        count = 0
+        for user_id in user_ids:
+            for session in self.sessions_of(user_id):
+                await session.log.append(payload, now)
+                count += 1
+        return count
+
+    def lapsed(self, resume_window: float) -> list[LiveSession[P]]:
+        """Sessions without a stream for longer than ``resume_window`` or with expired tokens."""
+        now = self._clock()
+        return [
+            s
+            for s in self._sessions.values()
+            if s.claims.expires_at <= now
+            or (s.streams == 0 and now - (s.detached_at or s.created_at) > resume_window)
+        ]

@@ -1,0 +1,207 @@
+"""Login, stream attachment, resume and logout on a UCServer (transport-free).
+
+Licenses are taken when the home server creates the live session: at login
+when the client logs in on its home server, else at the first ``Connect`` on
+the home server (a login elsewhere only issues the token and the redirect).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from procall.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from procall.session.events import ReplayGap
+from procall.session.hub import LiveSession, SessionHub
+from procall.session.ports import Authenticator, Licenses, ServerLocator, SessionObserver
+from procall.session.resume import decode_resume_token, encode_resume_token, resume_expired
+from procall.session.tokens import SessionClaims, TokenSigner
+
+__all__ = ["Attachment", "LoginResult", "SessionManager"]
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """What a successful login returns to the client."""
+
+    token: str
+    claims: SessionClaims
+    home_address: str
+    is_home_server: bool
+
+
+@dataclass(frozen=True)
+class Attachment(Generic[P]):
+    """A stream attached to a session: where its replay starts, and its generation."""
+
+    session: LiveSession[P]
+    start_sequence: int
+    resumed: bool
+    generation: int
+
+
+class SessionManager(Generic[P]):
+    """The session rules of one UCServer."""
+
+    def __init__(
+        self,
+        *,
+        server_id: str,
+        run_id: str,
+        own_address: Callable[[], str],
+        hub: SessionHub[P],
+        signer: TokenSigner,
+        authenticator: Authenticator,
+        locator: ServerLocator,
+        licenses: Licenses,
+        clock: Callable[[], float],
+        observers: Sequence[SessionObserver] = (),
+    ) -> None:
+        self.server_id = server_id
+        self.observers = list(observers)
+        self.run_id = run_id
+        self.own_address = own_address
+        self.hub = hub
+        self.signer = signer
+        self._auth = authenticator
+        self._locator = locator
+        self._licenses = licenses
+        self._clock = clock
+
+    async def login(self, username: str, password: str, client_name: str) -> LoginResult:
+        """Authenticate, issue a token and say where the home server is."""
+        user = await self._auth.authenticate(username, password)
+        if not user.home_server_id:
+            raise FailedPrecondition(
+                "no home server is assigned to this user; ask an administrator"
+            )
+        is_home = user.home_server_id == self.server_id
+        address = self.own_address() if is_home else await self._address_of(user.home_server_id)
+        token, claims = self.signer.issue(
+            session_id=uuid.uuid4().hex,
+            user_id=user.user_id,
+            username=user.username,
+            home_server_id=user.home_server_id,
+            admin=user.admin,
+        )
+        if is_home:
+            await self._open(claims, client_name)
+        return LoginResult(token, claims, address, is_home)
+
+    async def _address_of(self, server_id: str) -> str:
+        address = await self._locator.address_of(server_id)
+        if address is None:
+            raise Unavailable(
+                f"home server {server_id} is not reachable right now; try again later",
+                metadata={"backend": f"UCServer {server_id}", "home_server_id": server_id},
+                retry_after=2.0,
+            )
+        return address
+
+    async def _open(self, claims: SessionClaims, client_name: str) -> LiveSession[P]:
+        existing = self.hub.get(claims.session_id)
+        if existing is not None:
+            return existing
+        if not await self._licenses.take(claims.session_id):
+            raise ResourceExhausted(
+                "all licenses of the system are in use; try again later or ask an "
+                "administrator to extend the license pool",
+                reason="LICENSE_POOL_EXHAUSTED",
+            )
+        session = self.hub.add(claims, client_name)
+        for observer in self.observers:
+            await observer.session_opened(claims, client_name)
+        return session
+
+    async def check_home(self, claims: SessionClaims) -> None:
+        """``FailedPrecondition(WRONG_HOME_SERVER)`` naming the home when this is not it."""
+        if claims.home_server_id == self.server_id:
+            return
+        address = await self._locator.address_of(claims.home_server_id) or ""
+        raise FailedPrecondition(
+            f"this is not the home server of {claims.username}; connect to "
+            f"{claims.home_server_id} at {address or 'its address from Login'}",
+            reason="WRONG_HOME_SERVER",
+            metadata={"home_server_id": claims.home_server_id, "home_server_address": address},
+        )
+
+    async def attach(
+        self, claims: SessionClaims, resume_token: str, client_name: str
+    ) -> Attachment[P]:
+        """Attach a new stream to the session, resuming after the client's last event."""
+        await self.check_home(claims)
+        session = self.hub.get(claims.session_id)
+        if resume_token:
+            point = decode_resume_token(resume_token)
+            if point.session_id != claims.session_id:
+                raise resume_expired("the resume token belongs to another session")
+            if point.run_id != self.run_id or session is None:
+                raise resume_expired("the server restarted or the session lapsed")
+            try:
+                session.log.after(point.sequence)
+            except ReplayGap:
+                raise resume_expired("the missed events are no longer buffered") from None
+            start, resumed = point.sequence, True
+        else:
+            if session is None:
+                session = await self._open(claims, client_name)
+            # a fresh stream gets what is still buffered and unacked; the client resyncs the rest
+            start, resumed = max(session.log.acked, session.log.resumable_from), False
+        session.streams += 1
+        session.generation += 1
+        session.detached_at = None
+        return Attachment(session, start, resumed, session.generation)
+
+    def detach(self, attachment: Attachment[P]) -> None:
+        """A stream ended; the session waits for a resume within the resume window."""
+        session = attachment.session
+        session.streams = max(0, session.streams - 1)
+        if session.streams == 0:
+            session.detached_at = self._clock()
+
+    def resume_token(self, session_id: str, sequence: int) -> str:
+        """The resume token of an event."""
+        return encode_resume_token(session_id, self.run_id, sequence)
+
+    async def logout(self, claims: SessionClaims) -> None:
+        """End the session and return its license."""
+        await self._end(claims)
+
+    async def _end(self, claims: SessionClaims) -> None:
+        removed = await self.hub.remove(claims.session_id)
+        try:
+            await self._licenses.give_back(claims.session_id)
+        except Unavailable:
+            pass  # the license is freed by the next renewal once Redis answers
+        if removed is not None:
+            last = not self.hub.sessions_of(claims.user_id)
+            for observer in self.observers:
+                await observer.session_closed(removed.claims, last)
+
+    async def shutdown(self) -> None:
+        """This server stops: release every session's license and tell the observers,
+        but send no SessionClosed: the clients reconnect, to this server once it is
+        back (resynchronising) or to their new home."""
+        for session in self.hub.sessions():
+            await session.log.close()  # its streams end with UNAVAILABLE, not SessionClosed
+            try:
+                await self._licenses.give_back(session.claims.session_id)
+            except Unavailable:
+                pass  # the licenses lapse with this server's heartbeat
+            for observer in self.observers:
+                await observer.session_closed(session.claims, True)
+
+    async def expire_lapsed(self, resume_window: float) -> int:
+        """End sessions whose clients are gone past the resume window; returns how many."""
+        lapsed = self.hub.lapsed(resume_window)
+        for session in lapsed:
+            await self._end(session.claims)
+        return len(lapsed)
+
+    async def renew_licenses(self) -> None:
+        """Heartbeat of this server's licenses (re-adds them after a Redis restart)."""
+        await self._licenses.renew(s.claims.session_id for s in self.hub.sessions())

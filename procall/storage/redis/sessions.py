@@ -1,0 +1,103 @@
+"""Who is logged on where, system-wide, in Redis (for admins).
+
+Key layout:
+
+- ``procall:sessions:servers`` — a set of the UCServer ids that have sessions.
+- ``procall:sessions:<server_id>`` — a hash: session id -> JSON (user id,
+  username, client name, login time, admin flag). It has a TTL that the
+  server renews (and rewrites whole) with its heartbeat, so the sessions of a
+  dead server vanish by themselves and a Redis restart is repaired within one
+  heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from procall.errors import Unavailable
+
+__all__ = ["LoggedOn", "RedisSessionDirectory"]
+
+_SERVERS = "procall:sessions:servers"
+_PREFIX = "procall:sessions:"
+
+
+@dataclass(frozen=True)
+class LoggedOn:
+    """One logged-on session, as admins see it."""
+
+    session_id: str
+    user_id: str
+    username: str
+    server_id: str
+    client_name: str
+    login_time: float
+    admin: bool
+
+
+class RedisSessionDirectory:
+    """Publishes this server's sessions and lists everyone's."""
+
+    def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float) -> None:
+        self._redis = redis
+        self._server_id = server_id
+        self._key = _PREFIX + server_id
+        self._ttl_ms = max(1, int(ttl_seconds * 1000))
+
+    async def add(self, entry: LoggedOn) -> None:
+        """A session began here."""
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._key, entry.session_id, json.dumps(asdict(entry)))
+                pipe.pexpire(self._key, self._ttl_ms)
+                pipe.sadd(_SERVERS, self._server_id)
+                await pipe.execute()
+        except (RedisError, OSError):
+            raise Unavailable.backend("Redis") from None
+
+    async def remove(self, session_id: str) -> None:
+        """A session ended here."""
+        try:
+            await self._redis.hdel(self._key, session_id)
+        except (RedisError, OSError):
+            raise Unavailable.backend("Redis") from None
+
+    async def publish(self, entries: Iterable[LoggedOn]) -> None:
+        """Rewrite this server's sessions whole and renew their TTL (heartbeat)."""
+        mapping: dict[str | bytes, str | bytes] = {
+            e.session_id: json.dumps(asdict(e)) for e in entries
+        }
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key)
+                if mapping:
+                    pipe.hset(self._key, mapping=mapping)  # type: ignore[arg-type]
+                    pipe.pexpire(self._key, self._ttl_ms)
+                    pipe.sadd(_SERVERS, self._server_id)
+                await pipe.execute()
+        except (RedisError, OSError):
+            raise Unavailable.backend("Redis") from None
+
+    async def list_all(self) -> list[LoggedOn]:
+        """Every session of every live UCServer, by server then login time."""
+        try:
+            servers = sorted(
+                s.decode() if isinstance(s, bytes) else str(s)
+                for s in await self._redis.smembers(_SERVERS)
+            )
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for server in servers:
+                    pipe.hvals(_PREFIX + server)
+                results = await pipe.execute()
+            gone = [s for s, values in zip(servers, results, strict=True) if not values]
+            if gone:
+                await self._redis.srem(_SERVERS, *gone)
+        except (RedisError, OSError):
+            raise Unavailable.backend("Redis") from None
+        found = [LoggedOn(**json.loads(v)) for values in results for v in values]
+        return sorted(found, key=lambda e: (e.server_id, e.login_time, e.session_id))

@@ -1,0 +1,138 @@
+"""In-memory stand-ins for the Directory's ports (the seam under the use-cases)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from procall.directory import (
+    Account,
+    Delegation,
+    DelegationScope,
+    Group,
+    HomeServerAssignment,
+    NewDelegation,
+    NewPickupGroup,
+    PickupGroup,
+    User,
+    UserQuery,
+)
+from procall.directory.paging import Cursor
+from procall.errors import AlreadyExists, NotFound
+
+
+class MemoryUsers:
+    """``UserReader`` + ``Authenticator`` + ``HomeServerStore`` over a dict."""
+
+    def __init__(self, users: Sequence[User], passwords: dict[str, str]) -> None:
+        self.users = {u.user_id: u for u in users}
+        self.passwords = passwords
+        self.password_checks = 0
+
+    async def get_user(self, user_id: str) -> User | None:
+        return self.users.get(user_id)
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        return next((u for u in self.users.values() if u.username == username.lower()), None)
+
+    async def get_users(self, user_ids: Sequence[str]) -> dict[str, User]:
+        return {i: self.users[i] for i in user_ids if i in self.users}
+
+    async def list_users(
+        self, query: UserQuery, cursor: Cursor | None, limit: int
+    ) -> tuple[list[User], Cursor | None]:
+        ordered = sorted(self.users.values(), key=lambda u: u.username)
+        if query.text:
+            ordered = [u for u in ordered if query.text.lower() in u.display_name.lower()]
+        if cursor:
+            ordered = [u for u in ordered if u.username > str(cursor[0])]
+        page = ordered[:limit]
+        return page, (page[-1].username,) if len(ordered) > limit else None
+
+    async def get_group(self, group_id: str) -> Group | None:
+        return Group(group_id, group_id) if group_id == "g1" else None
+
+    async def list_groups(
+        self, cursor: Cursor | None, limit: int
+    ) -> tuple[list[Group], Cursor | None]:
+        return [Group("g1", "g1")], None
+
+    async def find_account(self, login: str) -> Account | None:
+        user = await self.get_user_by_username(login)
+        return Account(user, user.user_id) if user else None
+
+    async def check_password(self, account: Account | None, password: str) -> bool:
+        self.password_checks += 1
+        return account is not None and self.passwords.get(account.credential) == password
+
+    async def set_home_servers(self, assignments: Sequence[HomeServerAssignment]) -> int:
+        for item in assignments:
+            user = self.users[item.user_id]
+            self.users[item.user_id] = replace(user, home_server_id=item.home_server_id)
+        return len(assignments)
+
+
+class MemoryDelegations:
+    """``DelegationStore`` over lists."""
+
+    def __init__(self) -> None:
+        self.delegations: list[Delegation] = []
+        self.pickups: list[PickupGroup] = []
+
+    async def list_delegations(self, user_id: str) -> list[Delegation]:
+        return [
+            d
+            for d in self.delegations
+            if not user_id or user_id in (d.principal_user_id, d.delegate_user_id)
+        ]
+
+    async def create_delegation(self, delegation: NewDelegation) -> Delegation:
+        for d in self.delegations:
+            if (d.principal_user_id, d.delegate_user_id) == (
+                delegation.principal_user_id,
+                delegation.delegate_user_id,
+            ):
+                raise AlreadyExists("exists")
+        created = Delegation(
+            f"d{len(self.delegations)}",
+            delegation.principal_user_id,
+            delegation.delegate_user_id,
+            delegation.scopes,
+        )
+        self.delegations.append(created)
+        return created
+
+    async def delete_delegation(self, delegation_id: str) -> None:
+        before = len(self.delegations)
+        self.delegations = [d for d in self.delegations if d.delegation_id != delegation_id]
+        if len(self.delegations) == before:
+            raise NotFound("delegation not found")
+
+    async def delegated_scopes(self, actor: str, principal: str) -> frozenset[DelegationScope]:
+        return frozenset(
+            s
+            for d in self.delegations
+            if (d.delegate_user_id, d.principal_user_id) == (actor, principal)
+            for s in d.scopes
+        )
+
+    async def list_pickup_groups(self, user_id: str) -> list[PickupGroup]:
+        return [g for g in self.pickups if not user_id or user_id in g.member_user_ids]
+
+    async def create_pickup_group(self, group: NewPickupGroup) -> PickupGroup:
+        created = PickupGroup(f"p{len(self.pickups)}", group.name, group.member_user_ids)
+        self.pickups.append(created)
+        return created
+
+    async def replace_pickup_group(
+        self, pickup_group_id: str, group: NewPickupGroup
+    ) -> PickupGroup:
+        raise NotFound("pick-up group not found")
+
+    async def delete_pickup_group(self, pickup_group_id: str) -> None:
+        raise NotFound("pick-up group not found")
+
+    async def share_pickup_group(self, user_a: str, user_b: str) -> bool:
+        return any(
+            user_a in g.member_user_ids and user_b in g.member_user_ids for g in self.pickups
+        )
