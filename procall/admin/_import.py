@@ -196,8 +196,19 @@ async def import_users(
     """Create the users of ``rows`` through the Directory at ``address``."""
     summary = ImportSummary()
     progress = _Progress(len(rows), stream or sys.stderr)
-    queue: asyncio.Queue[ImportRow] = asyncio.Queue()
+    # rows naming a user (or mail) an earlier row of the file names go after all others,
+    # one by one, so that the first row in the file wins whatever the concurrency
+    seen: set[str] = set()
+    first: list[ImportRow] = []
+    repeats: list[ImportRow] = []
     for row in rows:
+        keys = {f"u:{row.user.username.casefold()}"}
+        if row.user.mail:
+            keys.add(f"m:{row.user.mail.casefold()}")
+        (repeats if keys & seen else first).append(row)
+        seen |= keys
+    queue: asyncio.Queue[ImportRow] = asyncio.Queue()
+    for row in first:
         queue.put_nowait(row)
     async with grpc.aio.insecure_channel(address) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
@@ -219,6 +230,9 @@ async def import_users(
         workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
         try:
             await asyncio.gather(*workers)
+            for row in repeats:
+                queue.put_nowait(row)
+            await worker()
         finally:
             for task in workers:
                 task.cancel()
