@@ -32,7 +32,7 @@ PASSWORD = "bench-password"
 
 async def _create_users(directory: str, count: int) -> list[tuple[str, str, str]]:
     users: list[tuple[str, str, str]] = []
-    gate = asyncio.Semaphore(32)
+    gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
     async with grpc.aio.insecure_channel(directory) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
@@ -77,7 +77,10 @@ def run_presence_bench(
         center.start()
         try:
             address = {e.name: e.address for e in center.endpoints}
-            users = asyncio.run(_create_users(address["directory"], clients))
+            try:
+                users = asyncio.run(_create_users(address["directory"], clients))
+            except grpc.aio.AioRpcError as error:
+                raise DataCenterError(f"creating the users failed: {error.details()}") from None
             # the offered load: each change reaches about `watch` watchers
             spec = {
                 "password": PASSWORD,
