@@ -33,9 +33,12 @@ format: $(STAMP)
 	$(BIN)/ruff format procall tests scripts
 	cd proto && ../$(BIN)/buf format -w
 
-# The whole suite: unit, integration and the slower system tests (real processes).
+# The whole suite: unit, integration and the slower system tests (real processes), each
+# part in its own interpreter so that one part's leftover gRPC state cannot affect another.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/integration
+	$(BIN)/pytest tests/system
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not system"

@@ -169,3 +169,16 @@ async def start_app() -> AsyncIterator[Callable[[str, Settings], Awaitable[Serve
     yield start
     for app in reversed(apps):
         await app.stop(0)
+
+
+@pytest.fixture(autouse=True)
+async def _collect_grpc_garbage() -> AsyncIterator[None]:
+    """Collect each test's leftover gRPC objects while its event loop still runs.
+
+    grpc.aio channels and calls freed by the garbage collector after their loop has
+    closed can crash the interpreter (seen as a SIGSEGV in a later, unrelated test).
+    """
+    yield
+    import gc
+
+    gc.collect()
