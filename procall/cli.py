@@ -67,9 +67,28 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--clients", type=int, action="append", help="simulated clients (repeatable)"
     )
-    bench.add_argument("--seconds", type=float, default=10.0, help="measurement time per run")
     bench.add_argument(
-        "--rate", type=float, default=10_000, help="offered deliveries per second (default 10000)"
+        "--seconds", "--duration", type=float, default=10.0, help="measurement time per run"
+    )
+    bench.add_argument(
+        "--rate",
+        type=float,
+        help="offered load per second (presence: deliveries, default 10000; "
+        "chat: messages, default 2000)",
+    )
+    bench.add_argument(
+        "--conversations", type=int, default=100, help="chat: 1:1 conversations across servers"
+    )
+    bench.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="chat: where the chat database lives (postgres: a throwaway server)",
+    )
+    bench.add_argument(
+        "--profile",
+        type=Path,
+        help="chat: sample the UCServers with py-spy; profiles and server logs go here",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
@@ -126,6 +145,7 @@ def _run_up(args: argparse.Namespace) -> int:
 #: Benchmarks by name, with what they measure.
 BENCHMARKS: dict[str, str] = {
     "presence": "cross-server presence change-to-watcher latency and deliveries/s",
+    "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
 }
 
 
@@ -136,6 +156,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.name not in BENCHMARKS:
         raise CliError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
+    if args.name == "chat":
+        return _run_bench_chat(args)
     from procall.bench.presence import run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
@@ -143,7 +165,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         if clients < 2:
             raise CliError("--clients must be at least 2")
         try:
-            result = run_presence_bench(clients, seconds=args.seconds, deliveries_per_s=args.rate)
+            result = run_presence_bench(
+                clients, seconds=args.seconds, deliveries_per_s=args.rate or 10_000
+            )
         except DataCenterError as exc:
             raise CliError(str(exc)) from None
         if args.json:
@@ -156,6 +180,25 @@ def _run_bench(args: argparse.Namespace) -> int:
                 f"{result['baseline_deliveries_per_s']} deliveries/s; ratio {result['ratio']}",
                 flush=True,
             )
+    return 0
+
+
+def _run_bench_chat(args: argparse.Namespace) -> int:
+    from procall.bench.chat import format_result, run_chat_bench
+    from procall.launch.datacenter import DataCenterError
+
+    try:
+        result = run_chat_bench(
+            rate=args.rate or 2000.0,
+            seconds=args.seconds,
+            conversations=args.conversations,
+            database=args.database,
+            profile_dir=args.profile,
+            progress=not args.json,
+        )
+    except DataCenterError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 

@@ -84,6 +84,9 @@ class RedisSettings:
     sentinel_master: str = "mymaster"
     #: Seconds before a Redis command is given up (keeps the servers responsive when Redis hangs).
     socket_timeout: float = 1.0
+    #: Connections a process may open to Redis; commands beyond it fail (redis-py's default
+    #: of 100 is too few for a busy UCServer).
+    max_connections: int = 1000
 
 
 @dataclass
@@ -204,6 +207,27 @@ class AuthSettings:
 
 
 @dataclass
+class ChatSettings:
+    """Chat and journal on a UCServer: limits and the local durable outbox."""
+
+    #: SQLite file of the outbox that keeps writes while the chat & journal database is
+    #: down; ``{server_id}`` is replaced by the server's id (relative: to the working directory).
+    outbox_path: str = "{server_id}.outbox.sqlite"
+    #: Records the outbox may hold; beyond it sends answer UNAVAILABLE (OUTBOX_FULL).
+    outbox_max_records: int = 200_000
+    #: Bytes the outbox file may grow to; beyond it sends answer UNAVAILABLE (OUTBOX_FULL).
+    outbox_max_bytes: int = 512 * 1024 * 1024
+    #: Records written to the database per transaction when flushing or batching.
+    flush_batch: int = 500
+    #: Seconds between attempts to reach the database while the outbox holds records.
+    flush_retry_seconds: float = 1.0
+    #: Seconds a send's request id is remembered for idempotent retries.
+    request_id_ttl_seconds: float = 24 * 3600.0
+    #: Seconds a typing indication lasts unless renewed.
+    typing_ttl_seconds: float = 6.0
+
+
+@dataclass
 class MediaSettings:
     """The MediaServer."""
 
@@ -231,6 +255,7 @@ class Settings:
     ldap: LdapSettings = field(default_factory=LdapSettings)
     lookup: LookupSettings = field(default_factory=LookupSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 

@@ -148,6 +148,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         settings.server.port = 0
         settings.server.grace_seconds = 0.5
         settings.database.url = f"sqlite+aiosqlite:///{tmp_path / 'procall.db'}"
+        settings.chat.outbox_path = str(tmp_path / "{server_id}.outbox.sqlite")
         if redis_url:
             settings.redis.url = redis_url
         return settings

@@ -39,7 +39,13 @@ async def listen(request, context):
 async def main():
     global started, done
     started, done = asyncio.Event(), asyncio.Event()
-    server = grpc.aio.server(options=[("grpc.max_concurrent_streams", 100000)])
+    # as procall's servers do (runtime.server_options): grpc's default limit of 3000
+    # pending requests cancels the streams of a burst beyond it
+    server = grpc.aio.server(options=[
+        ("grpc.max_concurrent_streams", 100000),
+        ("grpc.server.max_pending_requests", 100000),
+        ("grpc.server.max_pending_requests_hard_limit", 100000),
+    ])
     handler = grpc.unary_stream_rpc_method_handler(listen)
     generic = grpc.method_handlers_generic_handler("bench.Broadcast", {"Listen": handler})
     server.add_generic_rpc_handlers([generic])

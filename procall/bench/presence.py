@@ -91,6 +91,8 @@ def run_presence_bench(
                 "changes_per_s": deliveries_per_s / watch,
                 "seconds": seconds,
                 "baseline_messages": max(20, 200_000 // clients),
+                # the loadgen reports the CPU each of these used during the measurement
+                "pids": {e.name: e.pid for e in center.endpoints},
             }
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), "utf-8")

@@ -33,7 +33,9 @@ class ClientOptions:
     #: How long a keepalive ping may go unanswered before the connection counts as dead.
     keepalive_timeout_ms: int = 5_000
     #: Acks go out at least this often (seconds) while events are being processed ...
-    ack_interval: float = 0.5
+    #: (acks only let the server free its replay buffer, and each one costs the server a
+    #: message: a client receiving a few events a second should not ack each of them)
+    ack_interval: float = 2.0
     #: ... and at once after this many processed, unacknowledged events.
     ack_every: int = 64
     #: Reconnect backoff: first delay, cap (seconds), and the random spread (0..1)

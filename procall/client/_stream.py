@@ -1,6 +1,9 @@
 """The client's ``Connect`` stream: reconnect, resume, redirects, acks.
 
-One background task keeps the stream open. Events go into a bounded queue that
+One background task keeps the stream open. The stream is opened with
+``accept_event_batches``, so a server with several events pending sends them in
+one message (``ConnectResponse.events``); they are handed on one by one, exactly
+as if they had come in separate messages. Events go into a bounded queue that
 ``events()`` drains; a full queue pauses reading (gRPC flow control then holds
 the server back). What happens on trouble:
 
@@ -128,6 +131,14 @@ class _Reconnect(Exception):
         self.reason = reason
         self.delay = delay
         self.error = error
+
+
+def _events_of(response: session_pb.ConnectResponse) -> list[session_pb2.Event]:
+    """The events of one stream message: ``event``, or several in ``events`` (the stream
+    is opened with ``accept_event_batches``)."""
+    if response.HasField("event"):
+        return [response.event, *response.events]
+    return list(response.events)
 
 
 class EventStream:
@@ -283,7 +294,9 @@ class EventStream:
         call: _Call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),))
         acks: asyncio.Task[None] | None = None
         try:
-            opening = session_pb.OpenStream(resume_token=self._resume_token)
+            opening = session_pb.OpenStream(
+                resume_token=self._resume_token, accept_event_batches=True
+            )
             with contextlib.suppress(asyncio.InvalidStateError):  # refused: read() says why
                 await call.write(session_pb.ConnectRequest(open=opening))
             first = await call.read()
@@ -297,17 +310,17 @@ class EventStream:
                 response = await call.read()
                 if not isinstance(response, session_pb.ConnectResponse):
                     raise _Reconnect("the server ended the stream", self._delay())
-                event = response.event
-                typed = event_from_proto(event)
-                if isinstance(typed, SessionClosed):
-                    await self._closed(typed, token)
-                    return
-                await self._put(typed)
-                if event.resume_token:
-                    self._resume_token = event.resume_token
-                if isinstance(typed, Redirected):
-                    host.follow(typed.server)
-                    raise _Reconnect(f"redirected to {typed.server.address}")
+                for event in _events_of(response):
+                    typed = event_from_proto(event)
+                    if isinstance(typed, SessionClosed):
+                        await self._closed(typed, token)
+                        return
+                    await self._put(typed)
+                    if event.resume_token:
+                        self._resume_token = event.resume_token
+                    if isinstance(typed, Redirected):
+                        host.follow(typed.server)
+                        raise _Reconnect(f"redirected to {typed.server.address}")
         except grpc.aio.AioRpcError as rpc_error:
             await self._failed(error_from_rpc(rpc_error), address, token)
         finally:

@@ -4,7 +4,7 @@ Implementations live in ``procall.storage.sql`` (SQLite, PostgreSQL, SQL Server)
 ``procall.storage.ldap`` (Active Directory / OpenLDAP). Stores raise the domain errors
 of ``procall.errors``: ``NotFound`` for a missing resource they were asked to change,
 ``AlreadyExists`` for a unique key taken, ``Unavailable.backend(...)`` when the backend
-does not answer. Cursors are the store's own (see ``procall.directory.paging``): a store
+does not answer. Cursors are the store's own (see ``procall.paging``): a store
 must raise ``bad_page_token()`` for a cursor it cannot use.
 """
 
@@ -29,7 +29,7 @@ from procall.directory.models import (
     User,
     UserChanges,
 )
-from procall.directory.paging import Cursor
+from procall.paging import Cursor
 
 __all__ = [
     "Authenticator",

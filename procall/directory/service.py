@@ -26,7 +26,6 @@ from procall.directory.models import (
     User,
     UserChanges,
 )
-from procall.directory.paging import decode_page_token, encode_page_token, page_size
 from procall.directory.passwords import PasswordHasher, PasswordPolicy
 from procall.directory.ports import (
     Authenticator,
@@ -50,6 +49,7 @@ from procall.directory.validation import (
     normalize_key,
 )
 from procall.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from procall.paging import decode_page_token, encode_page_token, page_size
 
 __all__ = ["MAX_BATCH_ASSIGNMENTS", "Directory", "plausible_id"]
 

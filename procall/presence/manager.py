@@ -24,9 +24,11 @@ from procall.presence.ports import (
     PresenceStore,
 )
 
-__all__ = ["MAX_NOTE_CHARS", "PresenceManager", "WatchIndex"]
+__all__ = ["FULL_CHECK_EVERY", "MAX_NOTE_CHARS", "PresenceManager", "WatchIndex"]
 
 MAX_NOTE_CHARS = 256
+#: Heartbeats between two full checks of this server's state in the store.
+FULL_CHECK_EVERY = 60
 _log = logging.getLogger(__name__)
 
 
@@ -94,6 +96,7 @@ class PresenceManager:
         #: Changes waiting to be fanned out, newest per user (bursts coalesce here).
         self._outgoing: dict[str, Presence] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._heartbeats = 0
 
     # -- changes ------------------------------------------------------------------------
 
@@ -178,28 +181,37 @@ class PresenceManager:
         await asyncio.sleep(0)  # let the rest of a burst arrive
         while self._outgoing:
             batch, self._outgoing = self._outgoing, {}
-            for presence in batch.values():
-                try:
-                    await self._fan_out(presence)
-                except Exception:  # one failed delivery must not stop the others
-                    _log.exception("fan-out of %s's presence failed", presence.user_id)
+            try:
+                await self._fan_out(list(batch.values()))
+            except Exception:  # a bug in one batch must not stop the next
+                _log.exception("fan-out of %d presence changes failed", len(batch))
 
     async def flush(self) -> None:
         """Wait until every published change has been fanned out."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
-    async def _fan_out(self, presence: Presence) -> None:
-        local = self.watches.watchers_of(presence.user_id) | {presence.user_id}
-        await self._notifier.to_local_users(local, presence)
+    async def _fan_out(self, batch: list[Presence]) -> None:
+        """Local watchers first, then the interested peers of the whole batch at once."""
+        for presence in batch:
+            local = self.watches.watchers_of(presence.user_id)
+            local.add(presence.user_id)
+            try:
+                await self._notifier.to_local_users(local, presence)
+            except Exception:  # one failed delivery must not stop the others
+                _log.exception("fan-out of %s's presence failed", presence.user_id)
         peers = self._notifier.peer_servers()
         if not peers:
             return
         try:
-            interested = await self._store.interested_servers(presence.user_id, peers)
+            interested = await self._store.interested_servers_many(
+                [p.user_id for p in batch], peers
+            )
         except Unavailable:
             return  # cross-server presence resumes when the store is back
-        self._notifier.to_servers(interested, presence)
+        for presence, servers in zip(batch, interested, strict=True):
+            if servers:
+                self._notifier.to_servers(servers, presence)
 
     async def received(self, presence: Presence) -> None:
         """A change sent by another UCServer: push it to the local watchers."""
@@ -299,13 +311,22 @@ class PresenceManager:
     # -- upkeep -------------------------------------------------------------------------
 
     async def upkeep(self) -> None:
-        """Renew this server's watch interest and republish local changes made during an outage."""
+        """Renew this server's watch interest and republish local changes made during an outage.
+
+        A heartbeat costs the same whatever the number of users: only when the
+        store lost this server's state (Redis restarted, or this server missed its
+        TTL), and every ``FULL_CHECK_EVERY`` heartbeats as a safety net, are the
+        interest set and every local user's presence written back whole.
+        """
         try:
-            await self._store.add_interest(
-                self.server_id, self.watches.watched(), self._interest_ttl
-            )
-            # Redis restarted empty: what it lost of our users is written back
-            self._dirty |= set(await self._store.missing(list(self._caps)))
+            self._heartbeats += 1
+            intact = await self._store.heartbeat(self.server_id, self._interest_ttl)
+            if not intact or self._heartbeats % FULL_CHECK_EVERY == 0:
+                await self._store.add_interest(
+                    self.server_id, self.watches.watched(), self._interest_ttl
+                )
+                # Redis restarted empty: what it lost of our users is written back
+                self._dirty |= set(await self._store.missing(list(self._caps)))
             for user_id in list(self._dirty):
                 await self._republish(user_id)
             self._mark_healthy()

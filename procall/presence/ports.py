@@ -43,6 +43,17 @@ class PresenceStore(Protocol):
         """Which of ``server_ids`` watch ``user_id``."""
         ...
 
+    async def interested_servers_many(
+        self, user_ids: Sequence[str], server_ids: Sequence[str]
+    ) -> list[list[str]]:
+        """For each of ``user_ids`` (in order), which of ``server_ids`` watch it."""
+        ...
+
+    async def heartbeat(self, server_id: str, ttl: float) -> bool:
+        """Renew the TTL of ``server_id``'s state; False when the store had lost it
+        (restarted empty, or the TTL ran out): the caller then writes it back whole."""
+        ...
+
 
 class ContactStore(Protocol):
     """Each user's durable contact list (SQL)."""

@@ -54,6 +54,8 @@ class ServerInfo:
     start_time: datetime | None = None
     heartbeat_time: datetime | None = None
     version: str = ""
+    #: Writes waiting in the server's local outbox for the central database.
+    outbox_depth: int = 0
 
     @property
     def utilization(self) -> float:

@@ -98,6 +98,7 @@ class Registrar:
         interval: float,
         draining: Callable[[], bool] | None = None,
         degraded: Callable[[], bool] | None = None,
+        outbox_depth: Callable[[], int] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if interval <= 0:
@@ -107,6 +108,7 @@ class Registrar:
         self._load = load
         self._draining = draining or _never
         self._degraded = degraded or _never
+        self._outbox_depth = outbox_depth or (lambda: 0)
         self._interval = interval
         self._rng = rng or random.Random()
         self._start_time = datetime.now(UTC)
@@ -144,6 +146,7 @@ class Registrar:
             load=max(0, int(self._load())),
             draining=bool(self._draining()),
             degraded=bool(self._degraded()),
+            outbox_depth=max(0, int(self._outbox_depth())),
             start_time=self._start_time,
             version=identity.version,
         )

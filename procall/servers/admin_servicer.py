@@ -131,6 +131,7 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
                     heartbeat_time=info.heartbeat_time,
                     start_time=info.start_time,
                     version=info.version,
+                    outbox_depth=info.outbox_depth,
                 )
             )
         return admin_pb.ListServersResponse(servers=servers)

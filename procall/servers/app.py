@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -58,6 +60,11 @@ def ensure_server_id(settings: Settings, role: str) -> str:
     return settings.server.server_id
 
 
+_log = logging.getLogger(__name__)
+#: Seconds one stop hook may take before shutdown goes on without it.
+HOOK_TIMEOUT = 15.0
+
+
 class ServerApp:
     """One role's server: gRPC plus hooks run after start and before stop."""
 
@@ -70,12 +77,17 @@ class ServerApp:
         on_start: Sequence[Hook] = (),
         on_stop: Sequence[Hook] = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        components: Mapping[str, object] | None = None,
     ) -> None:
         self.role = role
+        #: The server's parts by name, for in-process use (tests, tools run in the process).
+        self.components: dict[str, object] = dict(components or {})
         self.settings = settings
         self.grpc = GrpcServer(settings.server, services, interceptors)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
+        self._stopped = False
+        self._stuck: list[asyncio.Future[None]] = []
 
     @property
     def address(self) -> str:
@@ -98,7 +110,21 @@ class ServerApp:
             raise
 
     async def stop(self, grace: float | None = None) -> None:
-        """Run the stop hooks in reverse order, then drain and stop the gRPC server."""
+        """Run the stop hooks in reverse order, then drain and stop the gRPC server.
+
+        Stopping twice is harmless. A hook that does not finish within ``HOOK_TIMEOUT``
+        seconds is logged by name and left behind, so that shutdown always completes.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
         for hook in reversed(self._on_stop):
-            await hook(self)
+            running = asyncio.ensure_future(hook(self))
+            done, _ = await asyncio.wait({running}, timeout=HOOK_TIMEOUT)
+            if not done:
+                name = getattr(hook, "__qualname__", repr(hook))
+                _log.warning("stop hook %s did not finish in %.0f s; going on", name, HOOK_TIMEOUT)
+                self._stuck.append(running)
+            else:
+                running.result()
         await self.grpc.stop(grace)

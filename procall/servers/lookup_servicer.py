@@ -88,6 +88,7 @@ def server_to_proto(server: ServerInfo) -> lookup_pb2.ServerInfo:
         start_time=_timestamp(server.start_time),
         heartbeat_time=_timestamp(server.heartbeat_time),
         version=server.version,
+        outbox_depth=server.outbox_depth,
     )
 
 
@@ -108,6 +109,7 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         start_time=_datetime(message, "start_time"),
         heartbeat_time=_datetime(message, "heartbeat_time"),
         version=message.version,
+        outbox_depth=message.outbox_depth,
     )
 
 

@@ -2,13 +2,17 @@
 
 Each delivery is applied at most once per sending run: a sender that
 reconnects resends what was not acked, and the receiver skips sequence numbers
-it has already applied for that (server, epoch).
+it has already applied for that (server, epoch). Deliveries come one per
+message or, when this server's hello offered ``PEER_FEATURE_DELIVERY_BATCH``,
+several per ``DeliveryBatch``; acks are cumulative and sent once per
+``ACK_EVERY`` deliveries. A hello from a server that the mesh does not know yet
+is reported (``on_hello``) so that the mesh opens its own stream back at once.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import grpc
 
@@ -17,25 +21,38 @@ from procall.errors import InvalidArgument, Unauthenticated
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 
-__all__ = ["CREDENTIAL_HEADER", "DeliverySink", "PeerServicer"]
+__all__ = ["ACK_EVERY", "CREDENTIAL_HEADER", "FEATURES", "DeliverySink", "PeerServicer"]
 
 #: Metadata key carrying the shared service credential between servers.
 CREDENTIAL_HEADER = "x-procall-service-credential"
 
-#: Deliveries per cumulative ack (a sender resends at most this many after a reconnect).
-ACK_EVERY = 32
+#: Deliveries per cumulative ack (a sender resends at most about this many after a reconnect).
+ACK_EVERY = 128
+
+#: The optional protocol features this release understands (sent in every hello).
+FEATURES = (peer_pb.PEER_FEATURE_DELIVERY_BATCH,)
 
 DeliverySink = Callable[[Sequence[str], session_pb2.Event], Awaitable[None]]
+#: Told of every peer's hello: (server id, the address it serves PeerService on).
+HelloObserver = Callable[[str, str], None]
 
 
 class PeerServicer(peer_grpc.PeerServiceServicer):
     """Accepts deliveries from other UCServers and hands them to the local sessions."""
 
-    def __init__(self, server_id: str, epoch: int, credential: str, sink: DeliverySink) -> None:
+    def __init__(
+        self,
+        server_id: str,
+        epoch: int,
+        credential: str,
+        sink: DeliverySink,
+        on_hello: HelloObserver | None = None,
+    ) -> None:
         self._server_id = server_id
         self._epoch = epoch
         self._credential = credential
         self._sink = sink
+        self._on_hello = on_hello
         self._applied: dict[tuple[str, int], int] = {}
 
     def _check_credential(self, context: grpc.aio.ServicerContext[object, object]) -> None:
@@ -57,19 +74,29 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         if first is None or not first.HasField("hello"):
             raise InvalidArgument.field("hello", "the first message of a stream must be `hello`")
         key = (first.hello.server_id, first.hello.epoch)
+        if self._on_hello is not None:
+            # before answering: once the caller sees our hello, we know it too
+            self._on_hello(first.hello.server_id, first.hello.address)
         yield peer_pb.ExchangeResponse(
-            hello=peer_pb.PeerHello(server_id=self._server_id, epoch=self._epoch)
+            hello=peer_pb.PeerHello(server_id=self._server_id, epoch=self._epoch, features=FEATURES)
         )
         unacked = 0
         async for request in request_iterator:
-            if not request.HasField("delivery"):
+            deliveries: Iterable[peer_pb.Delivery]
+            if request.HasField("delivery_batch"):
+                deliveries = request.delivery_batch.deliveries
+            elif request.HasField("delivery"):
+                deliveries = (request.delivery,)
+            else:
                 continue
-            delivery = request.delivery
-            if delivery.sequence > self._applied.get(key, 0):
-                await self._sink(list(delivery.recipient_user_ids), delivery.event)
-                self._applied[key] = delivery.sequence
-            unacked += 1
-            # acks are cumulative: one per batch of deliveries is enough
-            if unacked >= ACK_EVERY or delivery.sequence % ACK_EVERY == 0:
+            last = 0
+            for delivery in deliveries:
+                if delivery.sequence > self._applied.get(key, 0):
+                    await self._sink(list(delivery.recipient_user_ids), delivery.event)
+                    self._applied[key] = delivery.sequence
+                last = delivery.sequence
+                unacked += 1
+            # acks are cumulative: one per ACK_EVERY deliveries is enough
+            if unacked >= ACK_EVERY or (last and last % ACK_EVERY == 0):
                 unacked = 0
-                yield peer_pb.ExchangeResponse(ack=peer_pb.PeerAck(sequence=delivery.sequence))
+                yield peer_pb.ExchangeResponse(ack=peer_pb.PeerAck(sequence=last))

@@ -12,16 +12,27 @@ __all__ = [
     "presence_to_proto",
 ]
 
+# enum mappings, computed once (every change is encoded and decoded on the hot path)
+_AVAILABILITY_TO_PROTO = {
+    a: presence_pb2.Availability.Value(f"AVAILABILITY_{a.value}") for a in Availability
+}
+_AVAILABILITY_FROM_PROTO: dict[int, Availability | None] = {
+    v: a for a, v in _AVAILABILITY_TO_PROTO.items()
+}
+_AVAILABILITY_FROM_PROTO[presence_pb2.AVAILABILITY_UNSPECIFIED] = None
+_TELEPHONY_TO_PROTO = {
+    t: presence_pb2.TelephonyState.Value(f"TELEPHONY_STATE_{t.value}") for t in TelephonyState
+}
+_TELEPHONY_FROM_PROTO = {v: t for t, v in _TELEPHONY_TO_PROTO.items()}
+
 
 def presence_to_proto(presence: Presence) -> presence_pb2.Presence:
     """The wire form of a presence."""
     message = presence_pb2.Presence(
         user_id=presence.user_id,
-        availability=presence_pb2.Availability.Value(f"AVAILABILITY_{presence.availability.value}"),
+        availability=_AVAILABILITY_TO_PROTO[presence.availability],
         note=presence.note,
-        telephony_state=presence_pb2.TelephonyState.Value(
-            f"TELEPHONY_STATE_{presence.telephony.value}"
-        ),
+        telephony_state=_TELEPHONY_TO_PROTO[presence.telephony],
         capabilities=presence_pb2.Capabilities(
             chat=presence.capabilities.chat,
             audio=presence.capabilities.audio,
@@ -38,10 +49,10 @@ def presence_to_proto(presence: Presence) -> presence_pb2.Presence:
 
 def availability_from_proto(value: int) -> Availability | None:
     """The domain availability of a wire value; None for UNSPECIFIED."""
-    name = presence_pb2.Availability.Name(value)  # type: ignore[arg-type]
-    if name == "AVAILABILITY_UNSPECIFIED":
-        return None
-    return Availability(name.removeprefix("AVAILABILITY_"))
+    try:
+        return _AVAILABILITY_FROM_PROTO[value]
+    except KeyError:
+        raise ValueError(f"unknown availability {value}") from None
 
 
 def capabilities_from_proto(message: presence_pb2.Capabilities) -> Capabilities:
@@ -61,11 +72,7 @@ def presence_from_proto(message: presence_pb2.Presence) -> Presence:
         user_id=message.user_id,
         availability=availability_from_proto(message.availability) or Availability.OFFLINE,
         note=message.note,
-        telephony=TelephonyState(
-            presence_pb2.TelephonyState.Name(message.telephony_state).removeprefix(
-                "TELEPHONY_STATE_"
-            )
-        ),
+        telephony=_TELEPHONY_FROM_PROTO.get(message.telephony_state, TelephonyState.UNSPECIFIED),
         capabilities=capabilities_from_proto(message.capabilities),
         version=message.version,
         update_time=message.update_time.ToNanoseconds() / 1e9,

@@ -66,10 +66,12 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
             unknown = ", ".join(sorted(paths - _MASKABLE))
             raise InvalidArgument.field("update_mask", f"unknown field(s): {unknown}")
         target = request.user_id or claims.user_id
+        try:
+            availability = availability_from_proto(request.availability)
+        except ValueError:
+            raise InvalidArgument.field("availability", "is not a known value") from None
         change = PresenceChange(
-            availability=availability_from_proto(request.availability)
-            if "availability" in paths
-            else None,
+            availability=availability if "availability" in paths else None,
             note=request.note if "note" in paths else None,
             session_capabilities=(claims.session_id, capabilities_from_proto(request.capabilities))
             if "capabilities" in paths

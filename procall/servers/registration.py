@@ -87,6 +87,7 @@ class LookupRegistration:
         role: what the server registers as.
         capacity: its declared capacity (sessions or concurrent calls).
         load: its current load, read at every heartbeat.
+        draining / degraded / outbox_depth: the server's state, read at every heartbeat.
     """
 
     def __init__(
@@ -97,6 +98,8 @@ class LookupRegistration:
         load: Callable[[], int],
         *,
         draining: Callable[[], bool] | None = None,
+        degraded: Callable[[], bool] | None = None,
+        outbox_depth: Callable[[], int] | None = None,
     ) -> None:
         if not settings.lookup.address:
             raise ValueError("no Lookup address is configured")
@@ -105,6 +108,8 @@ class LookupRegistration:
         self._capacity = capacity
         self._load = load
         self._draining = draining
+        self._degraded = degraded
+        self._outbox_depth = outbox_depth
         self._channel: grpc.aio.Channel | None = None
         self.registrar: Registrar | None = None
 
@@ -129,6 +134,8 @@ class LookupRegistration:
             load=self._load,
             interval=lookup.heartbeat_interval,
             draining=self._draining,
+            degraded=self._degraded,
+            outbox_depth=self._outbox_depth,
         )
         self.registrar.start()
 

@@ -8,6 +8,8 @@ composition roots (``directory.py``, ``lookup.py``, ``ucserver.py``, ``media.py`
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,10 @@ from grpc_reflection.v1alpha import reflection
 
 from procall.servers.errors import ErrorMappingInterceptor
 from procall.settings import ServerSettings
+
+_log = logging.getLogger(__name__)
+#: Seconds beyond the grace period that stopping the gRPC server may take.
+_STOP_MARGIN = 5.0
 
 __all__ = ["BindError", "GrpcServer", "ServiceBinding", "server_options"]
 
@@ -73,6 +79,7 @@ class GrpcServer:
         self._settings = settings
         self._services = list(services)
         self._health = health.aio.HealthServicer()
+        self._stuck_stop: asyncio.Future[None] | None = None
         self._server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(), *interceptors],
             options=server_options(settings),
@@ -124,7 +131,18 @@ class GrpcServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, let in-flight RPCs finish for ``grace`` seconds, then stop."""
         await self._health.enter_graceful_shutdown()
-        await self._server.stop(self._settings.grace_seconds if grace is None else grace)
+        grace = self._settings.grace_seconds if grace is None else grace
+        # grpc.aio's shutdown has been seen to never finish (nor to heed cancellation) on a
+        # loaded machine; the process must still get on with its own shutdown
+        stopping = asyncio.ensure_future(self._server.stop(grace))
+        done, _ = await asyncio.wait({stopping}, timeout=grace + _STOP_MARGIN)
+        if not done:
+            _log.warning(
+                "the gRPC server did not stop within %.1f s; going on", grace + _STOP_MARGIN
+            )
+            self._stuck_stop = stopping  # referenced, so that it is not garbage-collected
+        else:
+            stopping.result()
 
     async def wait_for_termination(self) -> None:
         """Wait until the server has stopped."""

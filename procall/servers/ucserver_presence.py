@@ -41,20 +41,34 @@ _log = logging.getLogger(__name__)
 
 
 class _Notifier:
-    """Pushes presence to local sessions and sends it to peers over the mesh."""
+    """Pushes presence to local sessions and sends it to peers over the mesh.
+
+    One change becomes one ``Event`` for everyone (its local watchers, its peers):
+    the last event built is remembered by presence identity, and an event that
+    arrived from a peer is passed on as it came instead of being decoded and
+    encoded again.
+    """
 
     def __init__(self, hub: SessionHub[session_pb2.Event], mesh: PeerMesh) -> None:
         self._hub = hub
         self._mesh = mesh
+        self._last: tuple[Presence, session_pb2.Event] | None = None
 
-    @staticmethod
-    def event(presence: Presence) -> session_pb2.Event:
-        return session_pb2.Event(
+    def remember(self, presence: Presence, event: session_pb2.Event) -> None:
+        """``event`` is the wire form of ``presence`` (as received from a peer)."""
+        self._last = (presence, event)
+
+    def event(self, presence: Presence) -> session_pb2.Event:
+        if self._last is not None and self._last[0] is presence:
+            return self._last[1]
+        event = session_pb2.Event(
             presence_changed=presence_pb2.PresenceChanged(presence=presence_to_proto(presence))
         )
+        self._last = (presence, event)
+        return event
 
     async def to_local_users(self, user_ids: Iterable[str], presence: Presence) -> None:
-        await self._hub.deliver(user_ids, self.event(presence))
+        self._hub.deliver_nowait(user_ids, self.event(presence))
 
     def peer_servers(self) -> list[str]:
         return list(self._mesh.links)
@@ -62,7 +76,7 @@ class _Notifier:
     def to_servers(self, server_ids: Iterable[str], presence: Presence) -> None:
         event = self.event(presence)
         for server_id in server_ids:
-            self._mesh.send(server_id, [], event)
+            self._mesh.send(server_id, (), event)
 
 
 class PresenceComponent:
@@ -88,17 +102,25 @@ class PresenceComponent:
             clients.lookup,
             settings.lookup.heartbeat_interval,
             on_peer_lost=self._peer_lost,
+            own_address=sessions.own_address,
         )
+        self._notifier = _Notifier(sessions.hub, self.mesh)
         self.manager = PresenceManager(
             server_id=server_id,
             store=RedisPresenceStore(redis),
             contacts=SqlContactStore(database),
             delegations=clients,
-            notifier=_Notifier(sessions.hub, self.mesh),
+            notifier=self._notifier,
             clock=time.time,
             interest_ttl=settings.lookup.heartbeat_ttl,
         )
-        self._peer = PeerServicer(server_id, epoch, settings.auth.service_credential, self._sink)
+        self._peer = PeerServicer(
+            server_id,
+            epoch,
+            settings.auth.service_credential,
+            self._sink,
+            on_hello=self.mesh.hello_from,
+        )
         self._task: asyncio.Task[None] | None = None
         self._migrated = False
         self._pending_watch: set[str] = set()
@@ -124,7 +146,9 @@ class PresenceComponent:
 
     async def _sink(self, recipients: Sequence[str], event: session_pb2.Event) -> None:
         if event.HasField("presence_changed"):
-            await self.manager.received(presence_from_proto(event.presence_changed.presence))
+            presence = presence_from_proto(event.presence_changed.presence)
+            self._notifier.remember(presence, event)
+            await self.manager.received(presence)
         else:
             await self._sessions.hub.deliver(recipients, event)
 

@@ -16,18 +16,18 @@ from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
-from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.errors import Unavailable
 from procall.servers.admin_servicer import AdminServicer
 from procall.servers.app import ServerApp, binding
 from procall.servers.clients.mesh import MeshClients
 from procall.servers.runtime import ServiceBinding
-from procall.servers.session_servicer import SessionServicer
+from procall.servers.session_servicer import SessionServicer, add_session_service
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims, TokenSigner
 from procall.settings import Settings
 from procall.storage.redis.licenses import LicensePool
+from procall.storage.redis.revocations import RedisRevocationStore
 from procall.storage.redis.sessions import LoggedOn, RedisSessionDirectory
 
 __all__ = ["SessionComponent"]
@@ -54,6 +54,8 @@ class SessionComponent:
             _log.warning("auth.token_secret is not set: tokens only work on this one server")
         self._licenses = LicensePool(redis, server_id, ttl_seconds=settings.lookup.heartbeat_ttl)
         self._logged_on = RedisSessionDirectory(redis, server_id, settings.lookup.heartbeat_ttl)
+        self._revocations = RedisRevocationStore(redis)
+        self._follower: asyncio.Task[None] | None = None
         self._clients = clients
         self.manager: SessionManager[session_pb2.Event] = SessionManager(
             server_id=server_id,
@@ -65,6 +67,7 @@ class SessionComponent:
             locator=clients.locator,
             licenses=self._licenses,
             clock=time.time,
+            revocations=self._revocations,
         )
         self.manager.observers.append(self)
 
@@ -74,7 +77,7 @@ class SessionComponent:
             binding(
                 SessionServicer(self.manager, time.time),
                 session_pb,
-                session_grpc.add_SessionServiceServicer_to_server,
+                add_session_service,
                 "SessionService",
             ),
             binding(
@@ -97,6 +100,9 @@ class SessionComponent:
             claims.admin,
         )
 
+    def _entries(self) -> list[LoggedOn]:
+        return [self._entry(s.claims, s.client_name) for s in self.manager.hub.sessions()]
+
     async def session_opened(self, claims: SessionClaims, client_name: str) -> None:
         """Publish the new session for admins (repaired by the upkeep if Redis is down)."""
         with contextlib.suppress(Unavailable):
@@ -108,9 +114,27 @@ class SessionComponent:
             await self._logged_on.remove(claims.session_id)
 
     async def start(self, app: ServerApp) -> None:
-        """Publish the pool size and start the upkeep (session expiry, license renewal)."""
+        """Load the revoked sessions, publish the pool size and start the upkeep (session
+        expiry, license renewal) and the revocation follower."""
+        try:  # before the first client call, when Redis answers (else the follower loads)
+            self.manager.revoked.merge(await self._revocations.load())
+        except Unavailable:
+            _log.warning("Redis unavailable: revoked sessions are loaded when it returns")
         await self._publish_pool_size()
         self._task = asyncio.create_task(self._upkeep(), name="session-upkeep")
+        self._follower = asyncio.create_task(self._follow_revocations(), name="revocations")
+
+    async def _follow_revocations(self) -> None:
+        """Learn the other servers' logouts as they happen (reloading after an outage)."""
+        while True:
+            try:
+                async for session_id, until in self._revocations.follow():
+                    self.manager.revoked.add(session_id, until)
+            except Unavailable:
+                pass
+            except Exception:  # a background task must outlive any one failure
+                _log.exception("following session revocations failed")
+            await asyncio.sleep(self._settings.lookup.heartbeat_interval)
 
     async def _publish_pool_size(self) -> None:
         try:
@@ -122,20 +146,23 @@ class SessionComponent:
         while True:
             await asyncio.sleep(self._settings.lookup.heartbeat_interval)
             try:
+                self.manager.revoked.prune(time.time())
                 await self.manager.expire_lapsed(self._settings.auth.resume_window_seconds)
+                await self.manager.save_revocations()
                 await self.manager.renew_licenses()
-                await self._logged_on.publish(
-                    self._entry(s.claims, s.client_name) for s in self.manager.hub.sessions()
-                )
+                await self._logged_on.heartbeat(self._entries, len(self.manager.hub))
                 await self._publish_pool_size()
             except Unavailable:
                 _log.warning("Redis unavailable: licenses are renewed when it returns")
 
     async def stop(self, app: ServerApp) -> None:
         """Stop the upkeep and release the sessions (clients reconnect and resynchronise)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._follower):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        with contextlib.suppress(Unavailable):
+            await self.manager.save_revocations()
         with contextlib.suppress(Unavailable):
             await self.manager.shutdown()

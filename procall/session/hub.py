@@ -89,11 +89,16 @@ class SessionHub(Generic[P]):
 
     async def deliver(self, user_ids: Iterable[str], payload: P) -> int:
         """Append ``payload`` to every session of the given users; returns how many got it."""
+        return self.deliver_nowait(user_ids, payload)
+
+    def deliver_nowait(self, user_ids: Iterable[str], payload: P) -> int:
+        """``deliver`` without awaiting: one append per session, no task switch."""
         now = self._clock()
         count = 0
+        sessions = self._sessions
         for user_id in user_ids:
-            for session in self.sessions_of(user_id):
-                await session.log.append(payload, now)
+            for session_id in self._by_user.get(user_id, ()):
+                sessions[session_id].log.append_nowait(payload, now)
                 count += 1
         return count
 

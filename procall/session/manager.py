@@ -3,6 +3,12 @@
 Licenses are taken when the home server creates the live session: at login
 when the client logs in on its home server, else at the first ``Connect`` on
 the home server (a login elsewhere only issues the token and the redirect).
+
+Every call's token goes through ``verify``: the signature check is cached per
+token (a busy client sends the same token thousands of times), expiry and
+revocation are checked on every call. A logout revokes the session: its tokens
+are refused from then on, here at once and on the other servers as soon as the
+revocation store tells them (``revocations.py``).
 """
 
 from __future__ import annotations
@@ -12,16 +18,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from procall.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
 from procall.session.events import ReplayGap
 from procall.session.hub import LiveSession, SessionHub
 from procall.session.ports import Authenticator, Licenses, ServerLocator, SessionObserver
 from procall.session.resume import decode_resume_token, encode_resume_token, resume_expired
+from procall.session.revocations import RevocationList, RevocationStore
 from procall.session.tokens import SessionClaims, TokenSigner
 
 __all__ = ["Attachment", "LoginResult", "SessionManager"]
 
 P = TypeVar("P")
+
+#: Verified tokens remembered (each entry is one token string and its claims).
+_VERIFIED_CACHE = 50_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class SessionManager(Generic[P]):
         licenses: Licenses,
         clock: Callable[[], float],
         observers: Sequence[SessionObserver] = (),
+        revocations: RevocationStore | None = None,
     ) -> None:
         self.server_id = server_id
         self.observers = list(observers)
@@ -71,6 +82,27 @@ class SessionManager(Generic[P]):
         self._locator = locator
         self._licenses = licenses
         self._clock = clock
+        self._revocation_store = revocations
+        #: Sessions whose tokens are refused (logged out here or elsewhere).
+        self.revoked = RevocationList()
+        self._verified: dict[str, SessionClaims] = {}
+
+    def verify(self, token: str) -> SessionClaims:
+        """The claims of a valid token; ``Unauthenticated`` for a forged or expired one,
+        or one of a session that has logged out."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self.signer.verify(token)  # raises for forged and expired tokens
+            if len(self._verified) >= _VERIFIED_CACHE:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        now = self._clock()
+        if claims.expires_at <= now:
+            del self._verified[token]
+            self.signer.verify(token)  # raises TOKEN_EXPIRED
+        if self.revoked.is_revoked(claims.session_id, now):
+            raise Unauthenticated("this session has ended (logged out); log in again")
+        return claims
 
     async def login(self, username: str, password: str, client_name: str) -> LoginResult:
         """Authenticate, issue a token and say where the home server is."""
@@ -168,8 +200,26 @@ class SessionManager(Generic[P]):
         return encode_resume_token(session_id, self.run_id, sequence)
 
     async def logout(self, claims: SessionClaims) -> None:
-        """End the session and return its license."""
+        """End the session, return its license and revoke its tokens everywhere."""
+        # no token of this session outlives a token refreshed right now
+        until = self._clock() + self.signer.ttl
+        self.revoked.add(claims.session_id, until)
+        self.revoked.unsaved[claims.session_id] = until
         await self._end(claims)
+        try:
+            await self.save_revocations()
+        except Unavailable:
+            pass  # refused here meanwhile; the upkeep saves it once the store answers
+
+    async def save_revocations(self) -> None:
+        """Hand revocations the store has not taken yet to it (again); ``Unavailable`` when
+        it still cannot take them (they stay in force here meanwhile)."""
+        if self._revocation_store is None:
+            self.revoked.unsaved.clear()
+            return
+        for session_id, until in list(self.revoked.unsaved.items()):
+            await self._revocation_store.revoke(session_id, until)
+            self.revoked.unsaved.pop(session_id, None)
 
     async def _end(self, claims: SessionClaims) -> None:
         removed = await self.hub.remove(claims.session_id)

@@ -56,6 +56,11 @@ class TokenSigner:
         self._ttl = ttl_seconds
         self._clock = clock
 
+    @property
+    def ttl(self) -> float:
+        """Seconds a token is valid after it was issued or refreshed."""
+        return self._ttl
+
     def issue(
         self, *, session_id: str, user_id: str, username: str, home_server_id: str, admin: bool
     ) -> tuple[str, SessionClaims]:

@@ -35,6 +35,15 @@ SURFACE = {
     "procall.servers.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
     "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
+    "procall.chat": {
+        "ChatMessage",
+        "Conversation",
+        "ConversationKind",
+        "MemberConversation",
+        "ReadMarker",
+        "direct_conversation_id",
+    },
+    "procall.journal": {"JournalEntry", "JournalKind", "entry_id_for"},
 }
 
 

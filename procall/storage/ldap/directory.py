@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from procall.directory.models import Account, Group, HomeServerAssignment, User
-from procall.directory.paging import Cursor, bad_page_token
 from procall.directory.ports import UserQuery
+from procall.paging import Cursor, bad_page_token
 from procall.storage.ldap.config import LdapConfig
 from procall.storage.ldap.gateway import LdapGateway, LdapSession
 from procall.storage.ldap.mapping import (

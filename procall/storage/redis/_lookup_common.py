@@ -124,6 +124,7 @@ def encode_state(server: ServerInfo) -> str:
             "draining": server.draining,
             "degraded": server.degraded,
             "version": server.version,
+            "outbox_depth": server.outbox_depth,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -156,6 +157,7 @@ def decode_server(
         start_time=_time(start_ms),
         heartbeat_time=_time(heartbeat_ms),
         version=fields.get("version", ""),
+        outbox_depth=int(fields.get("outbox_depth", 0)),
     )
 
 

@@ -42,7 +42,10 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
             hosts, socket_timeout=timeout, password=parts.password, db=db
         )
         client: aioredis.Redis = sentinel.master_for(
-            settings.sentinel_master, socket_timeout=timeout, socket_connect_timeout=timeout
+            settings.sentinel_master,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=settings.max_connections,
         )
         return client
     return aioredis.Redis.from_url(
@@ -50,6 +53,7 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=5,
+        max_connections=settings.max_connections,
     )
 
 

@@ -13,19 +13,30 @@ Key layout:
 - ``procall:presence:interest:<server_id>`` — a set of the users that clients
   on that server watch; it has a TTL the server renews, so a dead server's
   interest disappears by itself, and it is rebuilt after Redis restarts.
+- ``procall:presence:alive:<server_id>`` — a marker with the same TTL, renewed
+  by the server's heartbeat: when a renewal finds it gone, Redis lost the
+  server's state (restart, or a missed TTL) and the server writes it back whole;
+  otherwise a heartbeat costs two commands, whatever the number of users.
 
 Every change runs as one Lua script that also bumps the version. Versions are
 ``max(previous + 1, Redis TIME in microseconds)``, so they keep growing even
 when Redis restarted empty and watchers still hold versions of before.
+
+Concurrent changes are pipelined: while one pipeline of changes is on its way,
+the next ones queue and then go together, so a burst of SetPresence calls costs
+a few round trips and one connection, not one of each per call (which, under
+load, had redis-py open hundreds of connections and time out).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from procall.errors import Unavailable
 from procall.presence.model import (
@@ -40,6 +51,7 @@ __all__ = ["RedisPresenceStore"]
 
 _KEY = "procall:presence:"
 _INTEREST = "procall:presence:interest:"
+_ALIVE = "procall:presence:alive:"
 _CHANNELS = ("chat", "audio", "video", "screen_share", "conference")
 
 _UPDATE = """
@@ -122,12 +134,70 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+#: Changes sent in one pipeline at most.
+_MAX_PIPELINE = 500
+
+
+class _ScriptBatcher:
+    """Runs concurrent calls of one Lua script together, one pipeline at a time."""
+
+    def __init__(self, redis: aioredis.Redis, script: str) -> None:
+        self._redis = redis
+        self._script = script
+        self._sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
+        self._queue: list[tuple[str, list[str | int], asyncio.Future[Any]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def call(self, key: str, args: list[str | int]) -> Any:
+        """The script's result for ``key`` and ``args``; raises what Redis raised."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((key, args, future))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:_MAX_PIPELINE], self._queue[_MAX_PIPELINE:]
+            try:
+                results = await self._execute(batch)
+            except asyncio.CancelledError:
+                for _, _, future in [*batch, *self._queue]:
+                    future.cancel()
+                self._queue = []
+                raise
+            except Exception as exc:  # every waiter of the batch learns of it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _execute(self, batch: list[tuple[str, list[str | int], Any]]) -> list[Any]:
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, args, _ in batch:
+                    pipe.evalsha(self._sha, 1, key, *args)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                await self._redis.script_load(self._script)  # Redis restarted: load again
+                continue
+            return results
+        raise AssertionError("unreachable")
+
+
 class RedisPresenceStore:
     """Reads and changes presence; every failure is ``Unavailable`` naming Redis."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
-        self._update = redis.register_script(_UPDATE)
+        self._update = _ScriptBatcher(redis, _UPDATE)
         self._offline_if_on = redis.register_script(_OFFLINE_IF_ON)
 
     async def update(
@@ -156,7 +226,7 @@ class RedisPresenceStore:
         args: list[str | int] = [len(sets) // 2, *sets, len(deletes), *deletes, online]
         args.append("1" if change.ended_session else "0")
         try:
-            flat = await self._update(keys=[_KEY + user_id], args=args)
+            flat = await self._update.call(_KEY + user_id, args)
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
         raw = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
@@ -214,6 +284,18 @@ class RedisPresenceStore:
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
 
+    async def heartbeat(self, server_id: str, ttl: float) -> bool:
+        """Renew the TTL of the server's interest; False when its state was lost."""
+        ttl_ms = max(1, int(ttl * 1000))
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.pexpire(_INTEREST + server_id, ttl_ms)
+                pipe.set(_ALIVE + server_id, "1", px=ttl_ms, get=True)
+                _, previous = await pipe.execute()
+        except (RedisError, OSError):
+            raise Unavailable.backend("Redis") from None
+        return previous is not None
+
     async def remove_interest(self, server_id: str, user_ids: Iterable[str]) -> None:
         """Clients on ``server_id`` no longer watch these users."""
         users = list(user_ids)
@@ -226,13 +308,24 @@ class RedisPresenceStore:
 
     async def interested_servers(self, user_id: str, server_ids: Sequence[str]) -> list[str]:
         """Which of ``server_ids`` have clients watching ``user_id``."""
-        if not server_ids:
-            return []
+        (found,) = await self.interested_servers_many([user_id], server_ids)
+        return found
+
+    async def interested_servers_many(
+        self, user_ids: Sequence[str], server_ids: Sequence[str]
+    ) -> list[list[str]]:
+        """For each user, which of ``server_ids`` have clients watching it (one round trip;
+        SMISMEMBER needs Redis 6.2 or newer)."""
+        if not server_ids or not user_ids:
+            return [[] for _ in user_ids]
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for server_id in server_ids:
-                    pipe.sismember(_INTEREST + server_id, user_id)
+                    pipe.smismember(_INTEREST + server_id, list(user_ids))
                 flags = await pipe.execute()
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
-        return [s for s, watching in zip(server_ids, flags, strict=True) if watching]
+        return [
+            [s for s, watching in zip(server_ids, flags, strict=True) if watching[i]]
+            for i in range(len(user_ids))
+        ]

@@ -5,15 +5,17 @@ Key layout:
 - ``procall:sessions:servers`` — a set of the UCServer ids that have sessions.
 - ``procall:sessions:<server_id>`` — a hash: session id -> JSON (user id,
   username, client name, login time, admin flag). It has a TTL that the
-  server renews (and rewrites whole) with its heartbeat, so the sessions of a
-  dead server vanish by themselves and a Redis restart is repaired within one
-  heartbeat.
+  server renews with its heartbeat, so the sessions of a dead server vanish by
+  themselves. Sessions are added and removed one by one as they begin and end;
+  the heartbeat only renews the TTL, and rewrites the hash whole only when it
+  is gone (Redis restarted, or the TTL ran out) or an add or remove failed
+  (Redis was down): a heartbeat costs the same for ten sessions or ten thousand.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
@@ -48,6 +50,8 @@ class RedisSessionDirectory:
         self._server_id = server_id
         self._key = _PREFIX + server_id
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
+        #: Whether the hash may differ from this server's sessions (an update failed).
+        self._stale = False
 
     async def add(self, entry: LoggedOn) -> None:
         """A session began here."""
@@ -58,6 +62,7 @@ class RedisSessionDirectory:
                 pipe.sadd(_SERVERS, self._server_id)
                 await pipe.execute()
         except (RedisError, OSError):
+            self._stale = True
             raise Unavailable.backend("Redis") from None
 
     async def remove(self, session_id: str) -> None:
@@ -65,7 +70,24 @@ class RedisSessionDirectory:
         try:
             await self._redis.hdel(self._key, session_id)
         except (RedisError, OSError):
+            self._stale = True
             raise Unavailable.backend("Redis") from None
+
+    async def heartbeat(self, entries: Callable[[], Iterable[LoggedOn]], count: int) -> None:
+        """Renew this server's TTL; rewrite its sessions whole (``entries()``) only when the
+        hash is gone although ``count`` sessions live here, or an update had failed."""
+        if not self._stale:
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.pexpire(self._key, self._ttl_ms)
+                    pipe.sadd(_SERVERS, self._server_id)
+                    renewed, _ = await pipe.execute()
+            except (RedisError, OSError):
+                self._stale = True
+                raise Unavailable.backend("Redis") from None
+            if renewed or not count:
+                return
+        await self.publish(entries())
 
     async def publish(self, entries: Iterable[LoggedOn]) -> None:
         """Rewrite this server's sessions whole and renew their TTL (heartbeat)."""
@@ -81,7 +103,9 @@ class RedisSessionDirectory:
                     pipe.sadd(_SERVERS, self._server_id)
                 await pipe.execute()
         except (RedisError, OSError):
+            self._stale = True
             raise Unavailable.backend("Redis") from None
+        self._stale = False
 
     async def list_all(self) -> list[LoggedOn]:
         """Every session of every live UCServer, by server then login time."""

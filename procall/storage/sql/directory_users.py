@@ -26,10 +26,10 @@ from procall.directory.models import (
     User,
     UserChanges,
 )
-from procall.directory.paging import Cursor, bad_page_token
 from procall.directory.ports import UserQuery
 from procall.directory.validation import normalize_key, phone_digits
 from procall.errors import AlreadyExists, NotFound
+from procall.paging import Cursor, bad_page_token
 from procall.storage.sql import directory_queries as q
 from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.tables import (

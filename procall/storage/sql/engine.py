@@ -150,9 +150,23 @@ def is_unavailable_error(exc: BaseException) -> bool:
             return True
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
             return True
-        orig = exc.orig
-        return orig is not None and any(name in type(orig).__name__ for name in _DISCONNECT_NAMES)
+        return _means_disconnect(exc.orig)
     return isinstance(exc, OSError)
+
+
+def _means_disconnect(error: BaseException | None) -> bool:
+    """Whether a driver error (or what it wraps) says the server is gone or not ready."""
+    seen = 0
+    while error is not None and seen < 5:  # adapters wrap the driver's own exception
+        if any(name in type(error).__name__ for name in _DISCONNECT_NAMES):
+            return True
+        state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        # SQLSTATE class 08: connection exception; 57P01-57P03: shutdown, crash, starting up
+        if isinstance(state, str) and (state.startswith("08") or state[:4] == "57P0"):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
 
 
 class SqlDatabase:

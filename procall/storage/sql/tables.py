@@ -10,6 +10,12 @@ The ``*_key`` columns hold the lower-cased (phone: digits only) form of a field:
 they make uniqueness and searches case-insensitive the same way on every database
 (SQLite's ``lower()`` only knows ASCII). Delegation and pick-up tables refer to users
 by id without a foreign key: with the LDAP backend the users live in Active Directory.
+
+Chat and journal tables keep their timestamps as float seconds since the epoch
+(``DOUBLE PRECISION``, exact on every dialect), as the domain does: a stored value
+comes back bit for bit, so keyset cursors built from returned values are exact.
+Messages have no foreign key to their conversation: the durable writer applies them
+in bulk and must never fail a batch over one of them.
 """
 
 from __future__ import annotations
@@ -18,16 +24,21 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Unicode,
+    UnicodeText,
     UniqueConstraint,
     text,
 )
@@ -35,12 +46,18 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "ID_LENGTH",
+    "REQUEST_ID_LENGTH",
+    "LongUnicodeText",
     "UTCDateTime",
+    "chat_members",
+    "chat_messages",
+    "conversations",
     "delegation_scopes",
     "delegations",
     "group_members",
     "groups",
     "home_server_overrides",
+    "journal_entries",
     "metadata",
     "pickup_group_members",
     "pickup_groups",
@@ -60,6 +77,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: Length of id columns (uuid strings; LDAP objectGUID / entryUUID are 36 characters).
 ID_LENGTH = 64
+#: Length of client idempotency keys (``procall.chat.model.MAX_REQUEST_ID_CHARS``).
+REQUEST_ID_LENGTH = 128
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -99,6 +118,26 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if isinstance(value, dt.datetime):
             return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
         raise TypeError("unexpected stored timestamp")
+
+
+class LongUnicodeText(TypeDecorator[str]):
+    """Unbounded Unicode text: ``NVARCHAR(max)`` on SQL Server, ``TEXT`` elsewhere.
+
+    Plain ``UnicodeText`` becomes the deprecated ``NTEXT`` on SQL Server whenever the
+    server version is unknown (as when migrations are rendered offline), and ``NTEXT``
+    takes neither ``lower()`` nor comparisons.
+    """
+
+    impl = UnicodeText
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """``NVARCHAR(max)`` on SQL Server, ``UnicodeText`` elsewhere."""
+        if dialect.name == "mssql":
+            from sqlalchemy.dialects.mssql import NVARCHAR
+
+            return dialect.type_descriptor(NVARCHAR(length="max"))  # type: ignore[arg-type]
+        return dialect.type_descriptor(UnicodeText())
 
 
 def _filtered_unique(name: str, column: str) -> Index:
@@ -226,4 +265,79 @@ home_server_overrides = Table(
     Column("home_server_id", Unicode(128), nullable=False),
     Column("update_time", UTCDateTime(), nullable=False),
     Index("ix_directory_home_servers_home_server_id", "home_server_id"),
+)
+
+# -- chat -------------------------------------------------------------------------------------
+
+conversations = Table(
+    "chat_conversations",
+    metadata,
+    Column("conversation_id", String(ID_LENGTH), primary_key=True),
+    Column("kind", SmallInteger, nullable=False),
+    Column("title", Unicode(256), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    # the newest stored message id, bumped by the writer in the transaction that stores it
+    Column("last_message_id", BigInteger, nullable=False, server_default=text("0")),
+)
+
+#: Members with their read markers; ``position`` keeps the order in which they joined.
+chat_members = Table(
+    "chat_conversation_members",
+    metadata,
+    Column(
+        "conversation_id",
+        String(ID_LENGTH),
+        ForeignKey("chat_conversations.conversation_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", String(ID_LENGTH), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("joined_at", Double, nullable=False),
+    Column("read_message_id", BigInteger, nullable=False, server_default=text("0")),
+    Column("read_at", Double, nullable=True),
+    # a member's conversations (the conversation list), then joined to conversations
+    Index("ix_chat_conversation_members_user_id", "user_id"),
+)
+
+#: The history; the primary key serves paging and unread counting (id ranges per
+#: conversation). A message without a request id is stored with NULL, so that the
+#: filtered unique index never merges two of them.
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("conversation_id", String(ID_LENGTH), primary_key=True),
+    Column("message_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("sender_id", String(ID_LENGTH), nullable=False),
+    Column("text", LongUnicodeText(), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("request_id", Unicode(REQUEST_ID_LENGTH), nullable=True),
+    Index(
+        "uq_chat_messages_request_id",
+        "conversation_id",
+        "sender_id",
+        "request_id",
+        unique=True,
+        mssql_where=text("request_id IS NOT NULL"),
+        postgresql_where=text("request_id IS NOT NULL"),
+        sqlite_where=text("request_id IS NOT NULL"),
+    ),
+)
+
+# -- journal ----------------------------------------------------------------------------------
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("entry_id", String(ID_LENGTH), primary_key=True),
+    Column("user_id", String(ID_LENGTH), nullable=False),
+    Column("kind", SmallInteger, nullable=False),
+    Column("event_time", Double, nullable=False),
+    Column("peer_user_id", String(ID_LENGTH), nullable=False),
+    Column("call_id", String(ID_LENGTH), nullable=False),
+    Column("duration_ms", BigInteger, nullable=True),
+    Column("text", LongUnicodeText(), nullable=False),
+    Column("request_id", Unicode(REQUEST_ID_LENGTH), nullable=False),
+    # a user's journal newest first, filtered by time; the entry id breaks ties
+    Index("ix_journal_entries_user_id_event_time_entry_id", "user_id", "event_time", "entry_id"),
 )

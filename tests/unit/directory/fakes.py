@@ -17,8 +17,8 @@ from procall.directory import (
     User,
     UserQuery,
 )
-from procall.directory.paging import Cursor
 from procall.errors import AlreadyExists, NotFound
+from procall.paging import Cursor
 
 
 class MemoryUsers:

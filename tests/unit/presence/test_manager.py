@@ -18,6 +18,7 @@ class FakeStore:
         self.data: dict[str, Presence] = {}
         self.down = False
         self.interest: dict[str, set[str]] = {}
+        self.alive: set[str] = set()
         self.version = 0
 
     def _check(self) -> None:
@@ -74,6 +75,23 @@ class FakeStore:
     async def interested_servers(self, user_id: str, server_ids: Sequence[str]) -> list[str]:
         self._check()
         return [s for s in server_ids if user_id in self.interest.get(s, set())]
+
+    async def interested_servers_many(
+        self, user_ids: Sequence[str], server_ids: Sequence[str]
+    ) -> list[list[str]]:
+        return [await self.interested_servers(u, server_ids) for u in user_ids]
+
+    async def heartbeat(self, server_id: str, ttl: float) -> bool:
+        self._check()
+        intact = server_id in self.alive
+        self.alive.add(server_id)
+        return intact
+
+    def restart(self) -> None:
+        """Redis restarted empty."""
+        self.data.clear()
+        self.interest.clear()
+        self.alive.clear()
 
 
 class FakeContacts:
@@ -181,7 +199,7 @@ async def test_store_outage_keeps_local_presence_and_republishes_after(
     unknown = await manager.get_many(["zoe"])
     assert unknown[0].availability is Availability.UNKNOWN
     store.down = False
-    store.data.clear()  # Redis came back empty
+    store.restart()  # Redis came back empty
     await manager.upkeep()
     assert store.data["carol"].availability is Availability.BUSY
     assert store.data["carol"].note == "no redis"
@@ -212,3 +230,18 @@ async def test_older_versions_from_peers_are_dropped(
     await manager.received(Presence("bob", Availability.AWAY, version=4))
     await asyncio.sleep(0)
     assert [p.availability for _, p in notifier.local] == [Availability.BUSY]
+
+
+async def test_after_a_store_restart_the_upkeep_writes_presence_and_interest_back(
+    parts: tuple[PresenceManager, FakeStore, FakeNotifier],
+) -> None:
+    manager, store, _ = parts
+    await manager.start_watching("alice")  # alice (here) watches bob and carol
+    await manager.session_started("alice", "s1", Capabilities(chat=True))
+    await manager.set_presence("alice", "alice", PresenceChange(Availability.BUSY, note="x"))
+    await manager.upkeep()
+    store.restart()
+    await manager.upkeep()
+    assert store.data["alice"].availability is Availability.BUSY
+    assert store.data["alice"].note == "x"
+    assert store.interest["uc-1"] == {"bob", "carol"}

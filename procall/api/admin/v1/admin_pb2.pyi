@@ -218,6 +218,7 @@ class ServerStatus(_message.Message):
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    OUTBOX_DEPTH_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier."""
     role: Global___ServerRole.ValueType
@@ -234,6 +235,10 @@ class ServerStatus(_message.Message):
     """Current load in the same unit."""
     version: _builtins.str
     """Software version."""
+    outbox_depth: _builtins.int
+    """Chat and journal writes waiting in the server's local outbox for the central
+    database (UCServers); above 0 while that database is unreachable or catching up.
+    """
     @_builtins.property
     def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
         """When the last heartbeat arrived."""
@@ -255,10 +260,11 @@ class ServerStatus(_message.Message):
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.str = ...,
+        outbox_depth: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

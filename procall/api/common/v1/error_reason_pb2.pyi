@@ -72,6 +72,8 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """A request or message exceeds a configured size or count limit (INVALID_ARGUMENT or RESOURCE_EXHAUSTED)."""
     ERROR_REASON_SERVER_DRAINING: _ErrorReason.ValueType  # 21
     """The server is draining or shutting down (UNAVAILABLE); reconnect elsewhere."""
+    ERROR_REASON_NOT_A_MEMBER: _ErrorReason.ValueType  # 22
+    """The caller is not a member of the conversation (PERMISSION_DENIED)."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists the machine-readable reasons procall puts into
@@ -130,4 +132,6 @@ ERROR_REASON_LIMIT_EXCEEDED: ErrorReason.ValueType  # 20
 """A request or message exceeds a configured size or count limit (INVALID_ARGUMENT or RESOURCE_EXHAUSTED)."""
 ERROR_REASON_SERVER_DRAINING: ErrorReason.ValueType  # 21
 """The server is draining or shutting down (UNAVAILABLE); reconnect elsewhere."""
+ERROR_REASON_NOT_A_MEMBER: ErrorReason.ValueType  # 22
+"""The caller is not a member of the conversation (PERMISSION_DENIED)."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

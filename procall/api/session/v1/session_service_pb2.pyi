@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from procall.api.session.v1 import session_pb2 as _session_pb2
 import builtins as _builtins
 import sys
@@ -87,16 +89,23 @@ class OpenStream(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Resume token of the last event the client processed; empty for a fresh stream."""
+    accept_event_batches: _builtins.bool
+    """Whether the client reads ConnectResponse.events: the server may then send
+    several pending events in one message, which costs both ends less than one
+    message each. Clients that leave it false get exactly one event per message.
+    """
     def __init__(
         self,
         *,
         resume_token: _builtins.str = ...,
+        accept_event_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resume_token", b"resume_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_event_batches", b"accept_event_batches", "resume_token", b"resume_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,23 +169,33 @@ Global___ConnectRequest: _TypeAlias = ConnectRequest  # noqa: Y015
 
 @_typing.final
 class ConnectResponse(_message.Message):
-    """Response of Connect (one message of the server-to-client stream)."""
+    """Response of Connect (one message of the server-to-client stream). Exactly one
+    of `event` and `events` is set.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     EVENT_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def event(self) -> _session_pb2.Event:
-        """The event."""
+        """The event (always the field used for clients that did not accept batches)."""
+
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_session_pb2.Event]:
+        """Several events, in sequence order, for a client that opened the stream with
+        accept_event_batches.
+        """
 
     def __init__(
         self,
         *,
         event: _session_pb2.Event | None = ...,
+        events: _abc.Iterable[_session_pb2.Event] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "events", b"events"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,6 +95,7 @@ class ServerInfo(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    OUTBOX_DEPTH_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier, unique in the system."""
     role: Global___Role.ValueType
@@ -113,6 +114,10 @@ class ServerInfo(_message.Message):
     """Whether a backend the server needs is unreachable."""
     version: _builtins.str
     """Software version."""
+    outbox_depth: _builtins.int
+    """Chat and journal writes waiting in the server's local outbox for the central
+    database (UCServers); above 0 while that database is unreachable or catching up.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When this run of the server started."""
@@ -135,10 +140,11 @@ class ServerInfo(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.str = ...,
+        outbox_depth: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from procall.api.session.v1 import session_pb2 as _session_pb2
 import builtins as _builtins
 import sys
@@ -19,6 +20,26 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _PeerFeature:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PeerFeatureEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PeerFeature.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PEER_FEATURE_UNSPECIFIED: _PeerFeature.ValueType  # 0
+    """Not set."""
+    PEER_FEATURE_DELIVERY_BATCH: _PeerFeature.ValueType  # 1
+    """The server accepts DeliveryBatch messages."""
+
+class PeerFeature(_PeerFeature, metaclass=_PeerFeatureEnumTypeWrapper):
+    """PeerFeature names an optional part of this protocol."""
+
+PEER_FEATURE_UNSPECIFIED: PeerFeature.ValueType  # 0
+"""Not set."""
+PEER_FEATURE_DELIVERY_BATCH: PeerFeature.ValueType  # 1
+"""The server accepts DeliveryBatch messages."""
+Global___PeerFeature: _TypeAlias = PeerFeature  # noqa: Y015
+
 @_typing.final
 class PeerHello(_message.Message):
     """PeerHello identifies the calling server; first message of a stream."""
@@ -27,19 +48,34 @@ class PeerHello(_message.Message):
 
     SERVER_ID_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """The calling server."""
     epoch: _builtins.int
     """Its epoch; a stream from an older epoch is refused."""
+    address: _builtins.str
+    """Where the sending server serves PeerService ("host:port"), so that a server
+    hearing from a peer it does not know yet can open its own stream back at once,
+    before its next topology refresh.
+    """
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[Global___PeerFeature.ValueType]:
+        """The optional features the sending server understands; a server uses a feature
+        on a stream only when the other side's hello lists it.
+        """
+
     def __init__(
         self,
         *,
         server_id: _builtins.str = ...,
         epoch: _builtins.int = ...,
+        features: _abc.Iterable[Global___PeerFeature.ValueType] | None = ...,
+        address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "epoch", b"epoch", "features", b"features", "server_id", b"server_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -78,6 +114,30 @@ class Delivery(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Delivery: _TypeAlias = Delivery  # noqa: Y015
+
+@_typing.final
+class DeliveryBatch(_message.Message):
+    """DeliveryBatch carries several deliveries in one message (PEER_FEATURE_DELIVERY_BATCH)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELIVERIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deliveries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Delivery]:
+        """Deliveries with consecutive sequence numbers, in order."""
+
+    def __init__(
+        self,
+        *,
+        deliveries: _abc.Iterable[Global___Delivery] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deliveries", b"deliveries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliveryBatch: _TypeAlias = DeliveryBatch  # noqa: Y015
 
 @_typing.final
 class Interest(_message.Message):
@@ -146,6 +206,7 @@ class ExchangeRequest(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     DELIVERY_FIELD_NUMBER: _builtins.int
     INTEREST_FIELD_NUMBER: _builtins.int
+    DELIVERY_BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___PeerHello:
         """Identifies the caller; first and only once."""
@@ -158,18 +219,25 @@ class ExchangeRequest(_message.Message):
     def interest(self) -> Global___Interest:
         """A change of the caller's watch interest."""
 
+    @_builtins.property
+    def delivery_batch(self) -> Global___DeliveryBatch:
+        """Several events for users homed here; only when this server's hello listed
+        PEER_FEATURE_DELIVERY_BATCH.
+        """
+
     def __init__(
         self,
         *,
         hello: Global___PeerHello | None = ...,
         delivery: Global___Delivery | None = ...,
         interest: Global___Interest | None = ...,
+        delivery_batch: Global___DeliveryBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "delivery", "interest"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "delivery", "interest", "delivery_batch"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from procall.directory.paging import (
+from procall.errors import InvalidArgument
+from procall.paging import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     decode_page_token,
     encode_page_token,
     page_size,
 )
-from procall.errors import InvalidArgument
 
 
 def test_page_size_defaults_caps_and_refuses_negative() -> None:

@@ -28,6 +28,8 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "page_size",
+    "time_from_cursor",
+    "time_in_cursor",
 ]
 
 DEFAULT_PAGE_SIZE = 50
@@ -92,3 +94,21 @@ def decode_page_token(token: str, kind: str, scope: Mapping[str, str]) -> Cursor
     ):
         raise bad_page_token()
     return tuple(cursor)
+
+
+def time_in_cursor(value: float) -> str:
+    """A timestamp as a cursor item that decodes to exactly the same float."""
+    return value.hex()
+
+
+def time_from_cursor(item: str | int) -> float:
+    """The timestamp of a cursor item made by ``time_in_cursor``."""
+    if not isinstance(item, str):
+        raise bad_page_token()
+    try:
+        value = float.fromhex(item)
+    except (ValueError, OverflowError):
+        raise bad_page_token() from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise bad_page_token()
+    return value

@@ -1,0 +1,278 @@
+"""``procall bench chat``: cross-server chat send-to-deliver latency and messages/s.
+
+Starts a DataCenter (Redis, Directory, Lookup, two UCServers, one MediaServer)
+as real processes, with the chat database on SQLite or on a throwaway PostgreSQL
+server, creates the two members of every 1:1 conversation (one homed on each
+UCServer) and runs the load generator (``chat_loadgen.py``) in a separate
+process: it sends at a steady rate, open loop, alternating the direction, and
+measures from each ``SendMessage`` call to the receiver's ``message_created``
+event. With ``profile_dir`` it also samples the UCServers with py-spy during the
+measurement, sums up where their CPU goes and keeps the servers' logs there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import grpc
+
+from procall.api.directory.v1 import directory_pb2
+from procall.api.directory.v1 import directory_service_pb2 as directory_pb
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.launch.datacenter import DataCenter, DataCenterError
+from procall.launch.postgres import PostgresError, PostgresServer
+
+__all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
+
+PASSWORD = "bench-password"
+#: Where the chat database lives.
+Database = Literal["sqlite", "postgres"]
+_HOMES = ("ucserver-1", "ucserver-2")
+
+
+async def _create_users(directory: str, pairs: int) -> list[tuple[dict[str, str], ...]]:
+    """Both members of each pair: the first homed on ucserver-1, the second on ucserver-2."""
+    made: dict[tuple[int, int], dict[str, str]] = {}
+    gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
+    async with grpc.aio.insecure_channel(directory) as channel:
+        stub = directory_grpc.DirectoryServiceStub(channel)
+
+        async def create(pair: int, side: int) -> None:
+            username = f"c{pair:05d}{'ab'[side]}"
+            async with gate:
+                reply = await stub.CreateUser(
+                    directory_pb.CreateUserRequest(
+                        user=directory_pb2.User(
+                            username=username,
+                            display_name=f"Chat {pair}{'ab'[side]}",
+                            home_server_id=_HOMES[side],
+                        ),
+                        password=PASSWORD,
+                    )
+                )
+            made[pair, side] = {
+                "username": username,
+                "user_id": reply.user.user_id,
+                "home": _HOMES[side],
+            }
+
+        await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
+    return [(made[p, 0], made[p, 1]) for p in range(pairs)]
+
+
+def _progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} bench chat: {message}", file=sys.stderr, flush=True)
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def _py_spy() -> str | None:
+    beside = Path(sys.executable).parent / "py-spy"
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def run_chat_bench(
+    *,
+    rate: float = 2000.0,
+    seconds: float = 10.0,
+    conversations: int = 100,
+    database: Database = "sqlite",
+    profile_dir: Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the benchmark once; returns the figures (see ``chat_loadgen.py``).
+
+    Raises:
+        DataCenterError: The topology, the database or the load generator failed.
+    """
+    if conversations < 1:
+        raise DataCenterError("--conversations must be at least 1")
+    if rate <= 0 or seconds <= 0:
+        raise DataCenterError("--rate and --duration must be positive")
+    profiler = None
+    if profile_dir is not None:
+        profiler = _py_spy()
+        if profiler is None:
+            raise DataCenterError("py-spy is not installed (pip install py-spy)")
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    say = _progress if progress else _quiet
+    with tempfile.TemporaryDirectory(prefix="procall-bench-chat-") as tmp:
+        postgres: PostgresServer | None = None
+        try:
+            if database == "postgres":
+                try:
+                    say("starting PostgreSQL")
+                    postgres = PostgresServer(options={"max_connections": "200"}).start()
+                except PostgresError as exc:
+                    raise DataCenterError(f"cannot start PostgreSQL: {exc}") from None
+                chat_url = postgres.url()
+            else:
+                chat_url = f"sqlite+aiosqlite:///{Path(tmp).resolve() / 'chat.db'}"
+            result = _run(
+                Path(tmp),
+                chat_url,
+                rate,
+                seconds,
+                conversations,
+                postgres,
+                profiler,
+                profile_dir,
+                say,
+            )
+        finally:
+            if postgres is not None:
+                postgres.close()
+    result["database"] = database
+    if profile_dir is not None:
+        result["profile"] = {
+            path.stem: summarize_profile(path) for path in sorted(profile_dir.glob("*.txt"))
+        }
+    return result
+
+
+def _run(
+    tmp: Path,
+    chat_url: str,
+    rate: float,
+    seconds: float,
+    conversations: int,
+    postgres: PostgresServer | None,
+    profiler: str | None,
+    profile_dir: Path | None,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    center = DataCenter(
+        tmp,
+        ucservers=2,
+        media_servers=1,
+        on_line=lambda _: None,
+        seed_demo=False,
+        extra_config={
+            "database": {"chat_url": chat_url},
+            "auth": {"license_pool_size": 2 * conversations + 10},
+            "directory": {
+                "argon2_time_cost": 1,
+                "argon2_memory_kib": 1024,
+                "argon2_parallelism": 1,
+                "max_failed_logins": 1_000_000,
+            },
+        },
+    )
+    say("starting the DataCenter")
+    center.start()
+    try:
+        address = {e.name: e.address for e in center.endpoints}
+        say(f"creating {2 * conversations} users")
+        try:
+            pairs = asyncio.run(_create_users(address["directory"], conversations))
+        except grpc.aio.AioRpcError as error:
+            raise DataCenterError(f"creating the users failed: {error.details()}") from None
+        pids = {e.name: e.pid for e in center.endpoints if e.pid}
+        if postgres is not None:
+            pids["postgres"] = postgres.pid  # with its backends
+        spec: dict[str, Any] = {
+            "password": PASSWORD,
+            "pairs": [
+                [{**user, "address": address[user["home"]]} for user in pair] for pair in pairs
+            ],
+            "rate": rate,
+            "seconds": seconds,
+            # the loadgen reports the CPU each of these used during the measurement
+            "pids": pids,
+        }
+        if profiler is not None and profile_dir is not None:
+            spec["profile"] = {
+                "py_spy": profiler,
+                "dir": str(profile_dir.resolve()),
+                "pids": {n: pid for n, pid in pids.items() if n.startswith("ucserver")},
+            }
+        spec_path = tmp / "spec.json"
+        spec_path.write_text(json.dumps(spec), "utf-8")
+        loadgen = subprocess.Popen(
+            [sys.executable, "-m", "procall.bench.chat_loadgen", str(spec_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert loadgen.stderr is not None and loadgen.stdout is not None
+        lines = []
+        for line in loadgen.stderr:  # its progress, shown as it comes
+            lines.append(line.rstrip())
+            if say is not _quiet:
+                print(line, end="", file=sys.stderr, flush=True)
+        output = loadgen.stdout.read()
+        if loadgen.wait() != 0:
+            (tmp.parent / "procall-chat-loadgen.err").write_text("\n".join(lines), "utf-8")
+            lines = lines or ["no output"]
+            reason = next((ln for ln in lines if "details =" in ln), lines[-1]).strip()
+            raise DataCenterError(f"the load generator failed: {reason}")
+        result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        return result
+    finally:
+        center.stop()
+        if profile_dir is not None:  # the servers' logs go beside the profiles
+            shutil.copytree(tmp / "logs", profile_dir / "logs", dirs_exist_ok=True)
+
+
+def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """The hottest frames of a py-spy ``raw`` (collapsed stacks) file.
+
+    ``self`` counts the samples in which a function was running itself; ``inclusive``
+    those in which procall code was anywhere on the stack (idle samples are not in
+    the file, so percentages are of the busy samples).
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text("utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if "procall/" in frame and "procall/api/" not in frame:
+                inclusive[frame] += count
+
+    def share(counter: Counter[str]) -> list[list[Any]]:
+        return [[frame, round(100 * n / total, 1)] for frame, n in counter.most_common(top)]
+
+    return {"samples": total, "self": share(own) if total else [], "inclusive": share(inclusive)}
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """One line of figures, then the profile summary when there is one."""
+    cpu = ", ".join(f"{name} {pct}%" for name, pct in result["cpu_percent"].items())
+    codes = ", ".join(f"{code} {n}" for code, n in result["error_codes"].items()) or "none"
+    lines = [
+        f"chat on {result['database']}, {result['conversations']} conversations, offered "
+        f"{result['offered_rate']:g} msg/s for {result['duration_s']:g} s: "
+        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms (max {result['max_ms']} ms), "
+        f"{result['messages_per_s']} messages/s delivered; sent {result['sent']}, "
+        f"delivered {result['delivered']}, lost {result['lost']}, errors {result['errors']} "
+        f"({codes}); SendMessage p50 {result['send_p50_ms']} ms p99 {result['send_p99_ms']} ms; "
+        f"issue lag p99 {result['issue_lag_p99_ms']} ms",
+        f"  cpu (% of one core): {cpu}; UCServer CPU per message "
+        f"{result['ucserver_cpu_ms_per_message']} ms; load average {result['load_average']}",
+    ]
+    for name, summary in result.get("profile", {}).items():
+        lines.append(f"  py-spy {name}: {summary['samples']} busy samples; top self time:")
+        lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self"][:8]]
+        lines.append("   procall frames on the stack (inclusive):")
+        lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["inclusive"][:8]]
+    return "\n".join(lines)

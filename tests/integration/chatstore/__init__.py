@@ -1,0 +1,1 @@
+"""Chat and journal storage on SQLite and PostgreSQL."""

@@ -1,0 +1,70 @@
+"""The Connect stream's pre-encoded messages parse as the events they stand for."""
+
+from __future__ import annotations
+
+from procall.api.presence.v1 import presence_pb2
+from procall.api.session.v1 import session_pb2
+from procall.api.session.v1 import session_service_pb2 as session_pb
+from procall.servers.session_servicer import SessionServicer
+from procall.session.events import SequencedEvent
+from procall.session.resume import decode_resume_token
+
+
+class _Manager:
+    run_id = "run-1"
+
+    def resume_token(self, session_id: str, sequence: int) -> str:
+        from procall.session.resume import encode_resume_token
+
+        return encode_resume_token(session_id, self.run_id, sequence)
+
+
+def _servicer() -> SessionServicer:
+    return SessionServicer(_Manager(), lambda: 0.0)  # type: ignore[arg-type]
+
+
+def _presence_event(note: str) -> session_pb2.Event:
+    return session_pb2.Event(
+        presence_changed=presence_pb2.PresenceChanged(
+            presence=presence_pb2.Presence(
+                user_id="u1", availability=presence_pb2.AVAILABILITY_BUSY, note=note
+            )
+        )
+    )
+
+
+def test_one_event_per_message_for_clients_without_batches() -> None:
+    payload = _presence_event("in a meeting")
+    encoded = _servicer()._encode("s1", [SequencedEvent(7, 1700000000.25, payload)], False)
+    reply = session_pb.ConnectResponse.FromString(encoded)
+    assert not reply.events
+    event = reply.event
+    assert event.sequence == 7
+    assert abs(event.event_time.ToNanoseconds() - 1_700_000_000_250_000_000) < 1000
+    assert event.presence_changed.presence.note == "in a meeting"
+    point = decode_resume_token(event.resume_token)
+    assert (point.session_id, point.run_id, point.sequence) == ("s1", "run-1", 7)
+
+
+def test_a_batch_keeps_order_and_each_event_its_own_stamp() -> None:
+    servicer = _servicer()
+    shared = _presence_event("shared")
+    events = [SequencedEvent(3 + i, 100.0 + i, shared) for i in range(3)]
+    reply = session_pb.ConnectResponse.FromString(servicer._encode("s1", events, True))
+    assert not reply.HasField("event")
+    assert [e.sequence for e in reply.events] == [3, 4, 5]
+    assert [e.event_time.seconds for e in reply.events] == [100, 101, 102]
+    assert {e.presence_changed.presence.note for e in reply.events} == {"shared"}
+    assert len({e.resume_token for e in reply.events}) == 3
+
+
+def test_stream_fields_already_set_on_a_payload_are_replaced() -> None:
+    payload = _presence_event("x")
+    payload.sequence = 99
+    payload.resume_token = "stale"
+    payload.event_time.FromNanoseconds(5_000_000_123)
+    encoded = _servicer()._encode("s1", [SequencedEvent(1, 42.0, payload)], False)
+    event = session_pb.ConnectResponse.FromString(encoded).event
+    assert event.sequence == 1
+    assert event.event_time.ToNanoseconds() == 42_000_000_000
+    assert event.resume_token != "stale"
