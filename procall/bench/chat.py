@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,17 +121,8 @@ def run_chat_bench(
                 chat_url = postgres.url()
             else:
                 chat_url = f"sqlite+aiosqlite:///{Path(tmp).resolve() / 'chat.db'}"
-            result = _run(
-                Path(tmp),
-                chat_url,
-                rate,
-                seconds,
-                conversations,
-                postgres,
-                profiler,
-                profile_dir,
-                say,
-            )
+            plan = _Plan(rate, seconds, conversations, chat_url, profiler, profile_dir)
+            result = _run(Path(tmp), plan, postgres, say)
         finally:
             if postgres is not None:
                 postgres.close()
@@ -142,17 +134,23 @@ def run_chat_bench(
     return result
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What one run does."""
+
+    rate: float
+    seconds: float
+    conversations: int
+    chat_url: str
+    #: the py-spy executable and where its profiles go (None: no profiling)
+    profiler: str | None
+    profile_dir: Path | None
+
+
 def _run(
-    tmp: Path,
-    chat_url: str,
-    rate: float,
-    seconds: float,
-    conversations: int,
-    postgres: PostgresServer | None,
-    profiler: str | None,
-    profile_dir: Path | None,
-    say: Callable[[str], None],
+    tmp: Path, plan: _Plan, postgres: PostgresServer | None, say: Callable[[str], None]
 ) -> dict[str, Any]:
+    conversations = plan.conversations
     center = DataCenter(
         tmp,
         ucservers=2,
@@ -160,7 +158,7 @@ def _run(
         on_line=lambda _: None,
         seed_demo=False,
         extra_config={
-            "database": {"chat_url": chat_url},
+            "database": {"chat_url": plan.chat_url},
             "auth": {"license_pool_size": 2 * conversations + 10},
             "directory": {
                 "argon2_time_cost": 1,
@@ -187,15 +185,15 @@ def _run(
             "pairs": [
                 [{**user, "address": address[user["home"]]} for user in pair] for pair in pairs
             ],
-            "rate": rate,
-            "seconds": seconds,
+            "rate": plan.rate,
+            "seconds": plan.seconds,
             # the loadgen reports the CPU each of these used during the measurement
             "pids": pids,
         }
-        if profiler is not None and profile_dir is not None:
+        if plan.profiler is not None and plan.profile_dir is not None:
             spec["profile"] = {
-                "py_spy": profiler,
-                "dir": str(profile_dir.resolve()),
+                "py_spy": plan.profiler,
+                "dir": str(plan.profile_dir.resolve()),
                 "pids": {n: pid for n, pid in pids.items() if n.startswith("ucserver")},
             }
         spec_path = tmp / "spec.json"
@@ -223,8 +221,8 @@ def _run(
         return result
     finally:
         center.stop()
-        if profile_dir is not None:  # the servers' logs go beside the profiles
-            shutil.copytree(tmp / "logs", profile_dir / "logs", dirs_exist_ok=True)
+        if plan.profile_dir is not None:  # the servers' logs go beside the profiles
+            shutil.copytree(tmp / "logs", plan.profile_dir / "logs", dirs_exist_ok=True)
 
 
 def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
@@ -256,20 +254,34 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
 
 
 def format_result(result: dict[str, Any]) -> str:
-    """One line of figures, then the profile summary when there is one."""
-    cpu = ", ".join(f"{name} {pct}%" for name, pct in result["cpu_percent"].items())
-    codes = ", ".join(f"{code} {n}" for code, n in result["error_codes"].items()) or "none"
+    """A short table of the figures, then the profile summary when there is one."""
+    cpu = ", ".join(f"{name} {pct}" for name, pct in result["cpu_percent"].items())
+    per_message = ", ".join(
+        f"{name} {ms}" for name, ms in result["cpu_ms_per_message"].items() if ms >= 0.01
+    )
+    errors = ", ".join(
+        f"{code} {n} ({result['error_examples'].get(code, '')})"
+        for code, n in result["error_codes"].items()
+    )
+    rows = [
+        ("send-to-deliver", f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                            f"max {result['max_ms']} ms"),
+        ("delivered", f"{result['messages_per_s']} msg/s within the run, "
+                      f"{result['delivered_per_s_overall']} msg/s overall"),
+        ("messages", f"sent {result['sent']}, answered {result['answered']}, delivered "
+                     f"{result['delivered']}, lost {result['lost']}"),
+        ("errors", f"{result['errors']}" + (f": {errors}" if errors else "")),
+        ("SendMessage", f"p50 {result['send_p50_ms']} ms, p99 {result['send_p99_ms']} ms"),
+        ("issue lag p99", f"{result['issue_lag_p99_ms']} ms (the generator's own delay)"),
+        ("CPU, % of a core", cpu),
+        ("CPU ms / message", per_message),
+        ("load average", " ".join(str(x) for x in result["load_average"])),
+    ]  # fmt: skip
     lines = [
-        f"chat on {result['database']}, {result['conversations']} conversations, offered "
-        f"{result['offered_rate']:g} msg/s for {result['duration_s']:g} s: "
-        f"p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms (max {result['max_ms']} ms), "
-        f"{result['messages_per_s']} messages/s delivered; sent {result['sent']}, "
-        f"delivered {result['delivered']}, lost {result['lost']}, errors {result['errors']} "
-        f"({codes}); SendMessage p50 {result['send_p50_ms']} ms p99 {result['send_p99_ms']} ms; "
-        f"issue lag p99 {result['issue_lag_p99_ms']} ms",
-        f"  cpu (% of one core): {cpu}; UCServer CPU per message "
-        f"{result['ucserver_cpu_ms_per_message']} ms; load average {result['load_average']}",
+        f"chat on {result['database']}: {result['conversations']} conversations, offered "
+        f"{result['offered_rate']:g} msg/s for {result['duration_s']:g} s"
     ]
+    lines += [f"  {label:<17} {value}" for label, value in rows]
     for name, summary in result.get("profile", {}).items():
         lines.append(f"  py-spy {name}: {summary['samples']} busy samples; top self time:")
         lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self"][:8]]

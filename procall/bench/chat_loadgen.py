@@ -333,7 +333,8 @@ class _Run:
         tally.latencies.clear()
         tally.duplicates = 0
         errors: Counter[str] = Counter()
-        first_error: list[str] = []
+        #: status code -> the details of its first occurrence
+        examples: dict[str, str] = {}
         send_latencies: list[float] = []
         lags: list[float] = []
         answered: set[str] = set()
@@ -346,8 +347,7 @@ class _Run:
                 await self._send(client, conversation_id, request_id)
             except grpc.aio.AioRpcError as error:
                 errors[error.code().name] += 1
-                if not first_error:
-                    first_error.append(f"{error.code().name}: {error.details()}")
+                examples.setdefault(error.code().name, str(error.details()))
                 return
             send_latencies.append(time.perf_counter() - begun)
             answered.add(request_id)
@@ -384,10 +384,12 @@ class _Run:
                 progress, quiet_since = (len(pending), len(tally.delivered)), now
             if now > deadline or now - quiet_since > _DRAIN_IDLE_SECONDS:
                 break
-        for task in list(pending):
+        unanswered = list(pending)
+        for task in unanswered:
             task.cancel()
-        if pending:
-            errors["NO_ANSWER"] += len(pending)
+        if unanswered:
+            errors["NO_ANSWER"] += len(unanswered)
+            examples["NO_ANSWER"] = "no answer when the run ended (the bench gave up waiting)"
         cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         cpu["loadgen"] = _own_cpu_seconds() - own_before
         measured = time.perf_counter() - started
@@ -407,7 +409,7 @@ class _Run:
             "duplicates": tally.duplicates,
             "errors": sum(errors.values()),
             "error_codes": dict(errors),
-            "first_error": first_error[0] if first_error else "",
+            "error_examples": examples,
             "p50_ms": round(percentile(samples, 0.50) * 1000, 3),
             "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
             "max_ms": round(max(samples, default=0.0) * 1000, 3),
@@ -417,6 +419,13 @@ class _Run:
             "issue_lag_p99_ms": round(percentile(lags, 0.99) * 1000, 3),
             # deliveries that arrived within the sending window, per second of it
             "messages_per_s": round(in_window / duration, 1),
+            # all deliveries, per second from the first send to the last delivery: what an
+            # overloaded system still got through, late
+            "delivered_per_s_overall": round(
+                len(tally.delivered)
+                / max(1e-9, max(tally.delivered.values(), default=0.0) - started),
+                1,
+            ),
             # CPU the UCServers together spent per delivered message: the cost of a message,
             # which contention on a shared machine distorts less than the latencies
             "ucserver_cpu_ms_per_message": round(
@@ -425,6 +434,9 @@ class _Run:
                 / max(1, len(tally.delivered)),
                 3,
             ),
+            "cpu_ms_per_message": {
+                name: round(1000 * s / max(1, len(tally.delivered)), 3) for name, s in cpu.items()
+            },
             # percent of one core during the measurement, per process
             "cpu_percent": {name: round(100 * s / measured, 1) for name, s in cpu.items()},
             "load_average": [round(x, 2) for x in os.getloadavg()],

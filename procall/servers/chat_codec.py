@@ -21,6 +21,7 @@ from procall.servers.session_servicer import timestamp
 __all__ = [
     "conversation_event",
     "conversation_to_proto",
+    "delivery_key",
     "entry_event",
     "entry_to_proto",
     "kind_from_proto",
@@ -31,6 +32,14 @@ __all__ = [
     "seconds_or_none",
     "typing_event",
 ]
+
+
+def delivery_key(event: session_pb2.Event) -> tuple[str, str, int] | None:
+    """What makes an event a duplicate for a session: a message it already got."""
+    if event.WhichOneof("payload") == "message_created":
+        message = event.message_created.message
+        return ("message", message.conversation_id, message.message_id)
+    return None
 
 
 def kind_from_proto(kind: int) -> ConversationKind | None:

@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from procall.errors import InvalidArgument, ProcallError, Unimplemented
+from procall.errors import InvalidArgument, ProcallError, Unavailable, Unimplemented
 
 __all__ = ["ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"]
 
@@ -83,6 +83,8 @@ def _translate(exc: BaseException, method: str) -> ProcallError:
         return exc
     if isinstance(exc, NotImplementedError):
         return Unimplemented(f"{method} is not implemented in this release of procall")
+    if type(exc).__name__ == "_ServerStoppedError":  # grpc's own, while the server stops
+        return Unavailable("the server is shutting down; reconnect", reason="SERVER_DRAINING")
     reference = uuid.uuid4().hex[:12]
     _log.error("unexpected error in %s (reference %s)", method, reference, exc_info=exc)
     return ProcallError(f"internal error (reference {reference})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -37,6 +38,12 @@ async def run_role(role: str, settings: Settings) -> None:
     """Build and start ``role``, serve until SIGTERM or SIGINT, then drain and stop."""
     app = await ROLES[role](settings)
     await app.start()
+    # what start-up allocated lives as long as the process: keep it out of every collection,
+    # and collect the young generation less often (per-message garbage of busy streams made
+    # the collector the largest single cost of a UCServer at 5,000 sessions)
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     _log.info("%s %s serving on %s", role, app.server_id, app.address)
     if settings.server.ready_file:
         write_ready_file(settings.server.ready_file, app)

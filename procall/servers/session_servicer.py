@@ -53,12 +53,23 @@ _ONE_EVENT, _MANY_EVENTS = b"\x0a", b"\x12"
 
 
 def _varint(value: int) -> bytes:
+    if value < _SMALL:
+        return _SMALL_VARINTS[value]
+    return _encode_varint(value)
+
+
+def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+#: Encoded varints of the values below _SMALL (sequence numbers, lengths), computed once.
+_SMALL = 1 << 14
+_SMALL_VARINTS = [_encode_varint(n) for n in range(_SMALL)]
 
 
 class _WireCache:

@@ -123,6 +123,7 @@ class PresenceComponent:
         )
         self._task: asyncio.Task[None] | None = None
         self._migrated = False
+        self._migrate_postponed = False
         self._pending_watch: set[str] = set()
         sessions.observers.append(self)
 
@@ -189,15 +190,20 @@ class PresenceComponent:
             await upgrade_to_head(self._database, name=self._database.name)
             self._migrated = True
         except Unavailable:
-            _log.warning("%s unavailable: schema check postponed", self._database.name)
+            if not self._migrate_postponed:  # once per outage, not at every heartbeat
+                _log.warning("%s unavailable: schema check postponed", self._database.name)
+            self._migrate_postponed = True
 
     async def _upkeep(self) -> None:
         while True:
             await asyncio.sleep(self._settings.lookup.heartbeat_interval)
-            await self.manager.upkeep()
-            await self._migrate()
-            for user_id in list(self._pending_watch):
-                await self._watch(user_id)
+            try:
+                await self.manager.upkeep()
+                await self._migrate()
+                for user_id in list(self._pending_watch):
+                    await self._watch(user_id)
+            except Exception:  # the upkeep must outlive any one failure; it retries next tick
+                _log.exception("presence upkeep failed; retrying at the next heartbeat")
 
     async def stop(self, app: ServerApp) -> None:
         """Deliver what is still queued, then leave the mesh."""

@@ -19,6 +19,7 @@ from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.errors import Unavailable
 from procall.servers.admin_servicer import AdminServicer
 from procall.servers.app import ServerApp, binding
+from procall.servers.chat_codec import delivery_key
 from procall.servers.clients.mesh import MeshClients
 from procall.servers.runtime import ServiceBinding
 from procall.servers.session_servicer import SessionServicer, add_session_service
@@ -61,7 +62,9 @@ class SessionComponent:
             server_id=server_id,
             run_id=uuid.uuid4().hex[:12],
             own_address=address,
-            hub=SessionHub[session_pb2.Event](time.time, settings.auth.replay_buffer_events),
+            hub=SessionHub[session_pb2.Event](
+                time.time, settings.auth.replay_buffer_events, once_key=delivery_key
+            ),
             signer=TokenSigner(secret, settings.auth.token_ttl_seconds),
             authenticator=clients.authenticator,
             locator=clients.locator,
@@ -160,8 +163,8 @@ class SessionComponent:
         for task in (self._task, self._follower):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # bounded: closing the follower's Redis subscription can hang on a sick link
+                await asyncio.wait({task}, timeout=2.0)
         with contextlib.suppress(Unavailable):
             await self.manager.save_revocations()
         with contextlib.suppress(Unavailable):

@@ -8,7 +8,8 @@ each of the user's sessions; each open ``Connect`` stream follows one log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -34,14 +35,27 @@ class LiveSession(Generic[P]):
     detached_at: float | None = None
     #: Stream generation; a newer stream for the same session supersedes older ones.
     generation: int = field(default=0)
+    #: Keys of the recent deliveries that must reach this session once (see ``SessionHub``).
+    seen: OrderedDict[Hashable, None] = field(default_factory=OrderedDict)
 
 
 class SessionHub(Generic[P]):
     """Sessions by id and by user, with delivery to every session of a user."""
 
-    def __init__(self, clock: Callable[[], float], replay_capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        replay_capacity: int = 10_000,
+        once_key: Callable[[P], Hashable | None] | None = None,
+        once_window: int = 4096,
+    ) -> None:
+        """``once_key`` names payloads that must reach a session at most once (a chat
+        message announced again after its sender's server died); the last
+        ``once_window`` keys are remembered per session."""
         self._clock = clock
         self._capacity = replay_capacity
+        self._once_key = once_key
+        self._once_window = once_window
         self._sessions: dict[str, LiveSession[P]] = {}
         self._by_user: dict[str, set[str]] = {}
 
@@ -96,9 +110,17 @@ class SessionHub(Generic[P]):
         now = self._clock()
         count = 0
         sessions = self._sessions
+        key = self._once_key(payload) if self._once_key is not None else None
         for user_id in user_ids:
             for session_id in self._by_user.get(user_id, ()):
-                sessions[session_id].log.append_nowait(payload, now)
+                session = sessions[session_id]
+                if key is not None:
+                    if key in session.seen:
+                        continue
+                    session.seen[key] = None
+                    if len(session.seen) > self._once_window:
+                        session.seen.popitem(last=False)
+                session.log.append_nowait(payload, now)
                 count += 1
         return count
 

@@ -206,8 +206,12 @@ class SessionManager(Generic[P]):
         self.revoked.add(claims.session_id, until)
         self.revoked.unsaved[claims.session_id] = until
         await self._end(claims)
+        if self._revocation_store is None:
+            self.revoked.unsaved.pop(claims.session_id, None)
+            return
         try:
-            await self.save_revocations()
+            await self._revocation_store.revoke(claims.session_id, until)
+            self.revoked.unsaved.pop(claims.session_id, None)
         except Unavailable:
             pass  # refused here meanwhile; the upkeep saves it once the store answers
 

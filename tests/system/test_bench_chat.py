@@ -37,7 +37,7 @@ def _check(result: dict[str, object], database: str) -> None:
     assert result["database"] == database
     assert result["offered_rate"] == 50.0
     assert result["sent"] == 100
-    assert result["errors"] == 0, result["first_error"]
+    assert result["errors"] == 0, result["error_examples"]
     # every answered send reached the receiver on the other UCServer
     assert result["delivered"] == result["answered"] == 100
     assert result["lost"] == 0

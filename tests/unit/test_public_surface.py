@@ -44,6 +44,12 @@ SURFACE = {
         "direct_conversation_id",
     },
     "procall.journal": {"JournalEntry", "JournalKind", "entry_id_for"},
+    "procall.launch.postgres": {
+        "PostgresError",
+        "PostgresServer",
+        "find_postgres_bindir",
+        "postgres_unavailable_reason",
+    },
 }
 
 

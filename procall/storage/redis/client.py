@@ -46,6 +46,7 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             max_connections=settings.max_connections,
+            driver_info=None,  # no CLIENT SETINFO (redis-py reads package metadata each time)
         )
         return client
     return aioredis.Redis.from_url(
@@ -54,6 +55,7 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=5,
         max_connections=settings.max_connections,
+        driver_info=None,  # no CLIENT SETINFO (redis-py reads package metadata each time)
     )
 
 

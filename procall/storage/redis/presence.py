@@ -76,8 +76,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
 redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', t[1] .. '.' .. t[2])
-return redis.call('HGETALL', key)
+local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by', 'ts', 'ver', 'srv')
+for n = 1, 7 do if not h[n] then h[n] = '' end end
+for _, f in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(f, 1, 4) == 'cap:' then h[#h + 1] = redis.call('HGET', key, f) end
+end
+return h
 """
+
+#: The fields _UPDATE returns first, in order (then the capabilities of each session).
+_UPDATE_FIELDS = ("av", "note", "tel", "by", "ts", "ver", "srv")
 
 # KEYS: presence key; ARGV: dead server id -> the new hash, or nil when not on that server
 _OFFLINE_IF_ON = """
@@ -229,7 +237,10 @@ class RedisPresenceStore:
             flat = await self._update.call(_KEY + user_id, args)
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
-        raw = {_text(k): _text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+        values = [_text(v) for v in flat]
+        raw = {k: v for k, v in zip(_UPDATE_FIELDS, values, strict=False) if v}
+        for index, session_caps in enumerate(values[len(_UPDATE_FIELDS) :]):
+            raw[f"cap:{index}"] = session_caps
         return _decode(user_id, raw)
 
     async def mark_offline_if_on(self, user_ids: Sequence[str], server_id: str) -> list[Presence]:
