@@ -23,7 +23,15 @@ from typing import Literal, Self
 
 from procall.launch.redis import free_port
 
-__all__ = ["PostgresError", "PostgresServer", "find_postgres_bindir", "postgres_unavailable_reason"]
+__all__ = [
+    "PG_USER",
+    "PostgresError",
+    "PostgresServer",
+    "as_pg_user",
+    "find_postgres_bindir",
+    "postgres_unavailable_reason",
+    "run_pg_command",
+]
 
 PG_USER = "postgres"
 _TOOLS = ("initdb", "pg_ctl", "postgres")
@@ -64,11 +72,13 @@ def postgres_unavailable_reason() -> str | None:
     return None
 
 
-def _as_pg_user(command: list[str]) -> list[str]:
+def as_pg_user(command: list[str]) -> list[str]:
+    """``command`` run as the ``postgres`` user when we are root (the server refuses root)."""
     return ["runuser", "-u", PG_USER, "--", *command] if os.geteuid() == 0 else command
 
 
-def _run(command: list[str], what: str) -> None:
+def run_pg_command(command: list[str], what: str) -> None:
+    """Run a PostgreSQL tool; ``PostgresError`` with its output when it fails."""
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     if done.returncode != 0:
         output = (done.stdout + done.stderr).strip()
@@ -124,8 +134,8 @@ class PostgresServer:
             if os.geteuid() == 0:
                 entry = pwd.getpwnam(PG_USER)
                 os.chown(self._base, entry.pw_uid, entry.pw_gid)
-            _run(
-                _as_pg_user([
+            run_pg_command(
+                as_pg_user([
                     str(self.bindir / "initdb"), "-D", str(self._base / "data"), "-U", PG_USER,
                     "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
                     "--no-instructions",
@@ -139,8 +149,8 @@ class PostgresServer:
                 f"-c {name}={value}" for name, value in settings.items()
             )
             try:
-                _run(
-                    _as_pg_user([
+                run_pg_command(
+                    as_pg_user([
                         str(self.bindir / "pg_ctl"), "-D", str(self._base / "data"),
                         "-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start",
                     ]),
@@ -159,8 +169,8 @@ class PostgresServer:
         """Stop the server; ``mode="immediate"`` kills it without a checkpoint (a crash)."""
         if not self._running:
             return
-        _run(
-            _as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.base_dir / "data"),
+        run_pg_command(
+            as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.base_dir / "data"),
                          "-m", mode, "-w", "-t", "30", "stop"]),
             "pg_ctl stop",
         )  # fmt: skip

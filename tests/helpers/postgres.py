@@ -15,12 +15,19 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from procall.launch.postgres import (
+    PG_USER,
+    PostgresError,
+    as_pg_user,
+    find_postgres_bindir,
+    postgres_unavailable_reason,
+    run_pg_command,
+)
 from procall.launch.redis import free_port
 
 __all__ = [
@@ -30,53 +37,7 @@ __all__ = [
     "postgres_unavailable_reason",
 ]
 
-PG_USER = "postgres"
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class PostgresError(RuntimeError):
-    """A PostgreSQL command (``initdb``, ``pg_ctl``) failed."""
-
-
-def find_postgres_bindir() -> Path | None:
-    """Directory holding ``initdb``, ``pg_ctl`` and ``postgres``, or ``None``.
-
-    Looks at ``$PROCALL_PG_BINDIR``, then the newest ``/usr/lib/postgresql/*/bin`` (Debian),
-    then ``initdb`` on ``PATH``.
-    """
-    candidates: list[Path] = []
-    if env := os.environ.get("PROCALL_PG_BINDIR"):
-        candidates.append(Path(env))
-    debian = Path("/usr/lib/postgresql")
-    if debian.is_dir():
-        versions = [p for p in debian.iterdir() if p.name.isdigit()]
-        candidates.extend(p / "bin" for p in sorted(versions, key=lambda p: -int(p.name)))
-    if initdb := shutil.which("initdb"):
-        candidates.append(Path(initdb).parent)
-    for bindir in candidates:
-        if all(os.access(bindir / tool, os.X_OK) for tool in ("initdb", "pg_ctl", "postgres")):
-            return bindir
-    return None
-
-
-def postgres_unavailable_reason() -> str | None:
-    """Why a throwaway cluster cannot run here, or ``None`` if it can."""
-    if find_postgres_bindir() is None:
-        return "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(PG_USER)
-        except KeyError:
-            return f"running as root but there is no {PG_USER!r} user to run initdb as"
-        if shutil.which("runuser") is None:
-            return "running as root but 'runuser' is missing"
-    return None
-
-
-def _as_pg_user(command: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["runuser", "-u", PG_USER, "--", *command]
-    return command
 
 
 def _chown_to_pg_user(path: Path) -> None:
@@ -91,23 +52,14 @@ def _make_tempdir(prefix: str) -> Path:
     return path
 
 
-def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(
-        command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        output = (result.stdout + result.stderr).strip()
-        raise PostgresError(f"{what} failed (exit {result.returncode}): {output}")
-
-
 @functools.cache
 def _template_datadir(bindir: Path) -> Path:
     """Run ``initdb`` once per process; the result is copied by every cluster."""
     root = _make_tempdir("procall-pg-template-")
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     datadir = root / "data"
-    _run(
-        _as_pg_user([
+    run_pg_command(
+        as_pg_user([
             str(bindir / "initdb"), "-D", str(datadir), "-U", PG_USER, "--auth=trust",
             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions",
         ]),
@@ -173,7 +125,7 @@ class PostgresCluster:
         if self._base is None:
             template = _template_datadir(self.bindir)
             self._base = _make_tempdir("procall-pg-")
-            _run(["cp", "-a", str(template), str(self.data_dir)], "copying the template")
+            run_pg_command(["cp", "-a", str(template), str(self.data_dir)], "copying the template")
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         attempts = 1 if self._port_fixed else 3
         for attempt in range(1, attempts + 1):
@@ -194,8 +146,8 @@ class PostgresCluster:
         """Stop the server; ``mode="immediate"`` kills it without a checkpoint (a crash)."""
         if not self._running:
             return
-        _run(
-            _as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode,
+        run_pg_command(
+            as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", mode,
                          "-w", "-t", "30", "stop"]),
             "pg_ctl stop",
         )  # fmt: skip
@@ -261,8 +213,8 @@ class PostgresCluster:
     def _pg_ctl_start(self) -> None:
         options = f"-p {self.port} -k {self.base_dir} -c listen_addresses={self.host} -c fsync=off"
         try:
-            _run(
-                _as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
+            run_pg_command(
+                as_pg_user([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir),
                              "-l", str(self.log_path), "-o", options, "-w", "-t", "60",
                              "start"]),
                 "pg_ctl start",

@@ -45,10 +45,13 @@ SURFACE = {
     },
     "procall.journal": {"JournalEntry", "JournalKind", "entry_id_for"},
     "procall.launch.postgres": {
+        "PG_USER",
         "PostgresError",
         "PostgresServer",
+        "as_pg_user",
         "find_postgres_bindir",
         "postgres_unavailable_reason",
+        "run_pg_command",
     },
 }
 

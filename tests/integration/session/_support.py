@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
@@ -25,9 +24,19 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.app import ServerApp
 from procall.settings import Settings
+from tests.helpers.topology import (
+    PASSWORD,
+    StartApp,
+    auth,
+    error_info,
+    fast_settings,
+    login,
+    wait_for,
+)
 
-StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
-PASSWORD = "correct horse battery"
+#: The session tests' names for the shared helpers.
+log_in = login
+reason_of = error_info
 
 
 @dataclass
@@ -42,23 +51,10 @@ class Center:
 
 
 def center_settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
-    settings = make_settings(redis_url)
-    settings.auth.token_secret = "integration-test-secret-0123456789"
-    settings.auth.service_credential = "service-secret"
+    """Quick-test settings with a small license pool (the pool tests exhaust it)."""
+    settings = fast_settings(make_settings, redis_url)
     settings.auth.license_pool_size = 4
-    settings.lookup.heartbeat_interval = 0.2
-    settings.lookup.heartbeat_ttl = 1.0
-    settings.directory.argon2_time_cost = 1
-    settings.directory.argon2_memory_kib = 1024
-    settings.directory.argon2_parallelism = 1
     return settings
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await predicate():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def start_center(
@@ -123,17 +119,6 @@ async def start_center(
     return Center(directory, lookup, apps[0], apps[1], users)
 
 
-def auth(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-async def log_in(address: str, username: str) -> session_pb.LoginResponse:
-    async with grpc.aio.insecure_channel(address) as channel:
-        return await session_grpc.SessionServiceStub(channel).Login(
-            session_pb.LoginRequest(username=username, password=PASSWORD, client_name="test")
-        )
-
-
 class Stream:
     """A client's Connect stream, reading events in the background."""
 
@@ -182,16 +167,6 @@ class Stream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.channel.close()
-
-
-def reason_of(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    for key, value in error.trailing_metadata() or ():
-        if key == "grpc-status-details-bin":
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    raise AssertionError("no ErrorInfo")
 
 
 async def set_presence(
