@@ -33,7 +33,7 @@ from procall.errors import ProcallError
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from procall.servers.clients.lookup import LookupClient, watch_topology
+from procall.servers.clients.lookup import LookupClient
 from procall.servers.peer_servicer import CREDENTIAL_HEADER, FEATURES
 
 __all__ = ["PeerLink", "PeerMesh"]
@@ -340,7 +340,7 @@ class PeerMesh:
         """Follow the Lookup's topology stream; reconcile after each (re)connect."""
         while True:
             try:
-                feed = watch_topology(lookup, lookup_pb2.ROLE_UCSERVER)
+                feed = lookup.watch_topology(lookup_pb2.ROLE_UCSERVER)
                 first = True
                 async for change in feed:
                     if first:  # what happened while we were not watching

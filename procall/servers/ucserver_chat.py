@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -22,7 +23,6 @@ from procall.outbox.writer import DurableWriter
 from procall.servers.app import ServerApp, binding
 from procall.servers.chat_events import ChatEvents
 from procall.servers.chat_servicer import ChatServicer
-from procall.servers.clients.lookup import resolve_home
 from procall.servers.clients.mesh import MeshClients
 from procall.servers.event_router import EventRouter
 from procall.servers.journal_servicer import JournalServicer
@@ -53,13 +53,15 @@ class _DirectoryUsers:
         directory = self._clients.directory
         if directory is None:
             return []  # no Directory configured (tests of a lone server): trust the ids
-        unknown = []
-        for user_id in user_ids:
-            try:
-                await directory.get_user(user_id)
-            except NotFound:
-                unknown.append(user_id)
-        return unknown
+        found = await asyncio.gather(
+            *(directory.get_user(u) for u in user_ids), return_exceptions=True
+        )
+        for result in found:  # anything but "no such user" (an outage) fails the request
+            if isinstance(result, BaseException) and not isinstance(result, NotFound):
+                raise result
+        return [
+            u for u, result in zip(user_ids, found, strict=True) if isinstance(result, NotFound)
+        ]
 
 
 class ChatComponent:
@@ -91,7 +93,7 @@ class ChatComponent:
         lookup = clients.lookup
 
         async def home_of(user_id: str) -> str | None:
-            return await resolve_home(lookup, user_id) if lookup is not None else None
+            return await lookup.resolve_home(user_id) if lookup is not None else None
 
         self.router = EventRouter(server_id, sessions.hub, mesh, home_of)
         events = ChatEvents(self.router)

@@ -12,7 +12,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.clients.rpc_errors import domain_error
 
-__all__ = ["LookupClient", "resolve_home", "watch_topology"]
+__all__ = ["LookupClient"]
 
 
 class LookupClient:
@@ -42,34 +42,32 @@ class LookupClient:
                 return server.address
         return None
 
+    async def resolve_home(self, user_id: str) -> str | None:
+        """The id of the user's home UCServer; None when the user has none (or is unknown)."""
+        try:
+            reply = await self._stub.ResolveHome(
+                lookup_pb.ResolveHomeRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise domain_error(error, "the Lookup") from None
+        return reply.server.server_id or None
 
-async def resolve_home(lookup: LookupClient, user_id: str) -> str | None:
-    """The id of the user's home UCServer; None when the user has none (or is unknown)."""
-    try:
-        reply = await lookup._stub.ResolveHome(
-            lookup_pb.ResolveHomeRequest(user_id=user_id), timeout=lookup._timeout
-        )
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            return None
-        raise domain_error(error, "the Lookup") from None
-    return reply.server.server_id or None
+    async def watch_topology(
+        self, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
+    ) -> AsyncIterator[lookup_pb2.TopologyChange]:
+        """The Lookup's ``WatchTopology`` stream: every live server as JOINED, then each change.
 
-
-async def watch_topology(
-    lookup: LookupClient, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
-) -> AsyncIterator[lookup_pb2.TopologyChange]:
-    """The Lookup's ``WatchTopology`` stream: every live server as JOINED, then each change.
-
-    Ends with ``Unavailable`` (or the mapped error) when the stream breaks; the caller
-    watches again and reconciles with ``LookupClient.servers`` for what it missed.
-    """
-    call = lookup._stub.WatchTopology(lookup_pb.WatchTopologyRequest(role=role))
-    try:
-        async for reply in call:
-            yield reply.change
-    except grpc.aio.AioRpcError as error:
-        raise domain_error(error, "the Lookup") from None
-    finally:
-        call.cancel()
-    raise Unavailable.backend("the Lookup")
+        Ends with ``Unavailable`` (or the mapped error) when the stream breaks; the caller
+        watches again and reconciles with ``LookupClient.servers`` for what it missed.
+        """
+        call = self._stub.WatchTopology(lookup_pb.WatchTopologyRequest(role=role))
+        try:
+            async for reply in call:
+                yield reply.change
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, "the Lookup") from None
+        finally:
+            call.cancel()
+        raise Unavailable.backend("the Lookup")
