@@ -95,9 +95,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from procall.servers.app import StartupError
-    from procall.servers.runtime import BindError
-    from procall.servers.serve import run_role
+    from procall.servers.runtime.app import StartupError
+    from procall.servers.runtime.grpc_server import BindError
+    from procall.servers.runtime.serve import run_role
     from procall.settings import ConfigError, load_settings
 
     if args.role not in ROLE_NAMES:

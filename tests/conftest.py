@@ -20,8 +20,8 @@ if str(ROOT) not in sys.path:  # make ``procall`` and ``tests.helpers`` importab
     sys.path.insert(0, str(ROOT))
 
 from procall.launch.redis import RedisProcess, find_redis_server  # noqa: E402
-from procall.servers.app import ServerApp  # noqa: E402
-from procall.servers.roles import ROLES  # noqa: E402
+from procall.servers.runtime.app import ServerApp  # noqa: E402
+from procall.servers.runtime.roles import ROLES  # noqa: E402
 from procall.settings import Settings  # noqa: E402
 from tests.helpers.postgres import PostgresCluster, postgres_unavailable_reason  # noqa: E402
 from tests.helpers.require import ENV_VAR, require_backend, required_backends  # noqa: E402

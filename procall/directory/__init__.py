@@ -3,7 +3,7 @@
 No transport or storage code lives here: the use-cases (``Directory``,
 ``Delegations``) talk to backends through the small ports of
 ``procall.directory.ports``; ``procall.storage.sql`` and ``procall.storage.ldap``
-implement them and ``procall.servers.directory`` wires everything to gRPC.
+implement them and ``procall.servers.directory.root`` wires everything to gRPC.
 """
 
 from procall.directory.authentication import PasswordAuthenticator

@@ -1,8 +1,8 @@
 """The ports of the routing domain: what it needs from stores and from other services.
 
 Implementations: ``procall.storage.redis`` (registry, allocations, home cache),
-``procall.servers.lookup_servicer`` (the Directory over gRPC) and
-``procall.servers.registration`` (the Lookup over gRPC, for the registrar).
+``procall.servers.lookup.servicer`` (the Directory over gRPC) and
+``procall.servers.upstream.registration`` (the Lookup over gRPC, for the registrar).
 Every method raises ``procall.errors`` exceptions only (``Unavailable`` naming the
 backend when it cannot be reached).
 """

@@ -20,7 +20,7 @@ from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
-from procall.servers.app import ServerApp
+from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]

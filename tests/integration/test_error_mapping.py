@@ -11,8 +11,8 @@ from google.rpc import error_details_pb2, status_pb2
 from procall.errors import InvalidArgument, NotFound, ResourceExhausted
 from procall.mesh.media.v1 import media_service_pb2 as media_pb
 from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
-from procall.servers.app import binding
-from procall.servers.runtime import GrpcServer
+from procall.servers.runtime.app import binding
+from procall.servers.runtime.grpc_server import GrpcServer
 from procall.settings import ServerSettings
 
 

@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from procall.servers.app import ServerApp
+from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
@@ -112,7 +112,7 @@ async def test_lookup_refuses_to_start_without_redis(
     make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
     from procall.launch.redis import free_port
-    from procall.servers.app import StartupError
+    from procall.servers.runtime.app import StartupError
 
     settings = make_settings(f"redis://127.0.0.1:{free_port()}/0")
     settings.redis.socket_timeout = 0.5

@@ -23,8 +23,13 @@ SURFACE = {
         "Unavailable",
         "Unimplemented",
     },
-    "procall.servers.runtime": {"BindError", "GrpcServer", "ServiceBinding", "server_options"},
-    "procall.servers.app": {
+    "procall.servers.runtime.grpc_server": {
+        "BindError",
+        "GrpcServer",
+        "ServiceBinding",
+        "server_options",
+    },
+    "procall.servers.runtime.app": {
         "Hook",
         "ServerApp",
         "StartupError",
@@ -32,7 +37,7 @@ SURFACE = {
         "ensure_server_id",
         "not_yet_served",
     },
-    "procall.servers.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
+    "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
     "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
     "procall.chat": {

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from procall.errors import Unavailable
 
-__all__ = ["LoggedOn", "RedisSessionDirectory"]
+__all__ = ["LoggedOn", "RedisSessionRegistry"]
 
 _SERVERS = "procall:sessions:servers"
 _PREFIX = "procall:sessions:"
@@ -42,7 +42,7 @@ class LoggedOn:
     admin: bool
 
 
-class RedisSessionDirectory:
+class RedisSessionRegistry:
     """Publishes this server's sessions and lists everyone's."""
 
     def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float) -> None:

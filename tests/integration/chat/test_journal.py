@@ -9,7 +9,7 @@ from google.protobuf import timestamp_pb2
 from procall.api.journal.v1 import journal_pb2
 from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.journal.model import JournalEntry, JournalKind
-from procall.servers.ucserver_chat import ChatComponent
+from procall.servers.ucserver.chat import ChatComponent
 from tests.helpers.topology import EventStream, System
 from tests.integration.chat.conftest import User
 

@@ -30,8 +30,8 @@ from procall.launch.redis import RedisProcess
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
-from procall.servers.app import ServerApp
-from procall.servers.roles import ROLES
+from procall.servers.runtime.app import ServerApp
+from procall.servers.runtime.roles import ROLES
 from procall.settings import Settings
 
 PASSWORD = "correct horse battery"

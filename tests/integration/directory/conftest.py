@@ -21,8 +21,8 @@ from google.rpc import error_details_pb2, status_pb2
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.servers.app import ServerApp
-from procall.servers.directory import build_directory
+from procall.servers.directory.root import build_directory
+from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
 from procall.storage.sql import metadata, upgrade_to_head
 from tests.helpers.postgres import PostgresCluster

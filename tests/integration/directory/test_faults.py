@@ -21,8 +21,8 @@ from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.redis import free_port
-from procall.servers.app import StartupError
-from procall.servers.directory import build_directory
+from procall.servers.directory.root import build_directory
+from procall.servers.runtime.app import StartupError
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.slapd import SlapdServer, seed_ad_like
 from tests.integration.directory.conftest import (

@@ -14,7 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
-from procall.servers.app import ServerApp
+from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
 
 #: Short enough that expiry tests are quick, long enough for a loaded 2-core box.

@@ -9,8 +9,8 @@ from procall.launch.redis import free_port
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.routing import LoadGauge, ServerRole
-from procall.servers.app import ServerApp
-from procall.servers.registration import LookupRegistration
+from procall.servers.runtime.app import ServerApp
+from procall.servers.upstream.registration import LookupRegistration
 from tests.integration.lookup.conftest import Stub, eventually
 
 

@@ -13,8 +13,8 @@ from procall.api.presence.v1 import presence_pb2
 from procall.api.session.v1 import session_pb2
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from procall.servers.peer_links import PeerLink
-from procall.servers.peer_servicer import PeerServicer
+from procall.servers.peering.links import PeerLink
+from procall.servers.peering.servicer import PeerServicer
 from tests.integration.session._support import wait_for
 
 CREDENTIAL = "service-secret"

@@ -66,8 +66,8 @@ SURFACE = {
         "migration_sql",
         "upgrade_to_head",
     },
-    "procall.servers.directory": {"build_directory", "hash_parameters"},
-    "procall.servers.directory_servicer": {"DirectoryServicer", "user_to_pb"},
+    "procall.servers.directory.root": {"build_directory", "hash_parameters"},
+    "procall.servers.directory.servicer": {"DirectoryServicer", "user_to_pb"},
     "procall.admin": {"add_admin_parser"},
     "procall.launch.demo": {"DEMO_USERS", "DemoUser", "seed_demo_directory"},
 }

@@ -18,12 +18,16 @@ SURFACE = {
     "procall.storage.redis.registry": {
         "RedisHomeStore", "RedisMediaAllocations", "RedisServerRegistry",
     },
-    "procall.servers.lookup": {"build_lookup", "sweep_interval"},
-    "procall.servers.lookup_servicer": {
-        "GrpcHomeDirectory", "LookupServicer", "role_from_proto", "role_to_proto",
-        "server_from_proto", "server_to_proto",
+    "procall.servers.lookup.root": {"build_lookup", "sweep_interval"},
+    "procall.servers.lookup.servicer": {
+        "LookupServicer",
     },
-    "procall.servers.registration": {"GrpcLookupPort", "LookupRegistration", "lookup_channel"},
+    "procall.servers.upstream.registration": {
+        "GrpcLookupPort", "LookupRegistration", "lookup_channel",
+    },
+    "procall.servers.codecs.routing": {
+        "CHANGE_KINDS", "role_from_proto", "role_to_proto", "server_from_proto", "server_to_proto",
+    },
 }  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from procall.api.presence.v1 import presence_pb2
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
-from procall.servers.session_servicer import SessionServicer
+from procall.servers.ucserver.session_servicer import SessionServicer
 from procall.session.events import SequencedEvent
 from procall.session.resume import decode_resume_token
 

@@ -1,1 +1,0 @@
-"""gRPC clients of the other servers, adapted to the domain ports."""

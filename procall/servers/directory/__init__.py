@@ -1,0 +1,1 @@
+"""The Directory server: composition root and servicer."""

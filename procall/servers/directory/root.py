@@ -1,0 +1,150 @@
+"""Composition root of the Directory server (``procall serve directory``).
+
+Builds the backend named by ``[directory] backend``:
+
+* ``sql``: users, groups, credentials and delegations in the user database
+  (``[database] users_url``, else ``url``; SQLite, PostgreSQL or SQL Server);
+* ``ldap``: users and groups from Active Directory / LDAP (read-only), logins by
+  user bind; delegations, pick-up groups and home-server assignments in the same
+  SQL database, which then is the Directory's side database.
+
+The database is migrated to the newest schema at start (``migrate_on_start``); a
+database that does not answer then stops the start with one clear line. Later
+outages of the database or the LDAP server answer UNAVAILABLE and heal by
+themselves when the backend is back.
+"""
+
+from __future__ import annotations
+
+from procall.api.directory.v1 import directory_service_pb2 as directory_pb
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.directory import (
+    BackendInfo,
+    BackendKind,
+    Delegations,
+    Directory,
+    HashParameters,
+    LoginThrottle,
+    PasswordAuthenticator,
+    PasswordHasher,
+    PasswordPolicy,
+    UserReader,
+)
+from procall.errors import Unavailable
+from procall.servers.directory.servicer import DirectoryServicer
+from procall.servers.runtime.app import ServerApp, StartupError, binding
+from procall.settings import DirectorySettings, Settings
+
+__all__ = ["build_directory", "hash_parameters"]
+
+
+def hash_parameters(settings: DirectorySettings) -> HashParameters:
+    """The argon2id parameters of ``[directory]``, checked."""
+    params = HashParameters(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    if params.time_cost < 1 or params.parallelism < 1:
+        raise StartupError("[directory] argon2_time_cost and argon2_parallelism must be >= 1")
+    if params.memory_kib < 8 * params.parallelism:
+        raise StartupError("[directory] argon2_memory_kib must be at least 8 x argon2_parallelism")
+    return params
+
+
+async def build_directory(settings: Settings) -> ServerApp:
+    """Wire the DirectoryService on the configured backend."""
+    # imported here: SQLAlchemy, Alembic and ldap3 cost ~1 s to import, which every
+    # `procall` command listing the roles would otherwise pay
+    from procall.storage.ldap import (
+        LdapConfig,
+        LdapConfigError,
+        LdapGateway,
+        LdapUserDirectory,
+    )
+    from procall.storage.sql import (
+        SqlConfigError,
+        SqlDatabase,
+        SqlDelegationStore,
+        SqlHomeServerOverrides,
+        SqlUserStore,
+        upgrade_to_head,
+    )
+
+    backend = settings.directory.backend.strip().lower()
+    if backend not in ("sql", "ldap"):
+        raise StartupError(f"[directory] backend must be 'sql' or 'ldap', not {backend!r}")
+    hasher = PasswordHasher(hash_parameters(settings.directory))
+    name = "user database" if backend == "sql" else "directory database"
+    try:
+        database = SqlDatabase(
+            settings.database.resolved("users"),
+            name=name,
+            connect_timeout=settings.database.connect_timeout,
+            operation_timeout=settings.directory.query_timeout,
+        )
+    except SqlConfigError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        if settings.directory.migrate_on_start:
+            await upgrade_to_head(database)
+        else:
+            await database.ping()
+    except Unavailable:
+        await database.dispose()
+        raise StartupError(f"the {name} at {database.description} does not answer") from None
+
+    throttle = LoginThrottle(
+        settings.directory.max_failed_logins, settings.directory.lockout_seconds
+    )
+    policy = PasswordPolicy(min_chars=settings.directory.min_password_length)
+    gateway: LdapGateway | None = None
+    delegation_users: UserReader
+    if backend == "sql":
+        store = SqlUserStore(database)
+        directory = Directory(
+            info=BackendInfo(BackendKind.SQL, True, f"SQL user database {database.description}"),
+            reader=store,
+            authenticator=PasswordAuthenticator(store, hasher),
+            home_servers=store,
+            writer=store,
+            hasher=hasher,
+            throttle=throttle,
+            policy=policy,
+        )
+        delegation_users = store
+    else:
+        try:
+            config = LdapConfig.from_settings(settings.ldap)
+            gateway = LdapGateway(config)
+        except LdapConfigError as exc:
+            await database.dispose()
+            raise StartupError(str(exc)) from None
+        ldap = LdapUserDirectory(gateway, SqlHomeServerOverrides(database))
+        directory = Directory(
+            info=BackendInfo(BackendKind.LDAP, False, config.describe()),
+            reader=ldap,
+            authenticator=ldap,
+            home_servers=ldap,
+            writer=None,
+            hasher=hasher,
+            throttle=throttle,
+            policy=policy,
+        )
+        delegation_users = ldap
+    delegations = Delegations(SqlDelegationStore(database), delegation_users)
+
+    async def close(_: ServerApp) -> None:
+        if gateway is not None:
+            await gateway.close()
+        await database.dispose()
+
+    services = [
+        binding(
+            DirectoryServicer(directory, delegations),
+            directory_pb,
+            directory_grpc.add_DirectoryServiceServicer_to_server,
+            "DirectoryService",
+        )
+    ]
+    return ServerApp("directory", settings, services, on_stop=[close])

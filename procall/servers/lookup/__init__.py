@@ -1,0 +1,1 @@
+"""The Lookup server: composition root and servicer."""

@@ -1,0 +1,93 @@
+"""Composition root of a Lookup server (``procall serve lookup``).
+
+The Lookup is stateless: its whole view lives in Redis (see
+``procall.storage.redis.registry``), so any number of Lookups can serve one
+Redis. Each runs a background sweep that announces registrations whose TTL
+passed; the sweeps of several Lookups never announce a departure twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
+from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.routing.service import RoutingService
+from procall.servers.lookup.servicer import LookupServicer
+from procall.servers.runtime.app import ServerApp, binding
+from procall.servers.runtime.redis_connect import connect_redis
+from procall.servers.upstream.directory import GrpcHomeDirectory
+from procall.settings import Settings
+from procall.storage.redis.registry import (
+    RedisHomeStore,
+    RedisMediaAllocations,
+    RedisServerRegistry,
+)
+
+__all__ = ["build_lookup", "sweep_interval"]
+
+
+def sweep_interval(ttl: float) -> float:
+    """How often to look for lapsed registrations: a quarter of the TTL, 50 ms to 1 s.
+
+    A departure is thus announced at most about a quarter TTL after it happened.
+    """
+    return min(1.0, max(0.05, ttl / 4))
+
+
+async def build_lookup(settings: Settings) -> ServerApp:
+    """Wire the LookupService; the routing view lives in Redis, which must answer."""
+    redis = await connect_redis(settings)
+    lookup = settings.lookup
+    # bounds one Redis operation as a whole (Sentinel discovery included)
+    op_timeout = 3 * settings.redis.socket_timeout
+    interval = sweep_interval(lookup.heartbeat_ttl)
+    directory = (
+        GrpcHomeDirectory(settings.directory.address, timeout=lookup.directory_timeout)
+        if settings.directory.address
+        else None
+    )
+    service = RoutingService(
+        RedisServerRegistry(redis, op_timeout=op_timeout, check_interval=interval),
+        RedisMediaAllocations(redis, allocation_ttl=lookup.allocation_ttl, op_timeout=op_timeout),
+        RedisHomeStore(redis, op_timeout=op_timeout),
+        directory,
+        ttl=lookup.heartbeat_ttl,
+        home_cache_ttl=lookup.home_cache_ttl,
+    )
+    sweeper: asyncio.Task[None] | None = None
+
+    async def start_sweeper(_: ServerApp) -> None:
+        nonlocal sweeper
+        sweeper = asyncio.get_running_loop().create_task(
+            service.sweep_forever(interval), name="lookup sweeper"
+        )
+
+    async def stop_sweeper(_: ServerApp) -> None:
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def close_clients(_: ServerApp) -> None:
+        if directory is not None:
+            await directory.close()
+        await redis.aclose()
+
+    services = [
+        binding(
+            LookupServicer(service),
+            lookup_pb,
+            lookup_grpc.add_LookupServiceServicer_to_server,
+            "LookupService",
+        )
+    ]
+    # stop hooks run in reverse: the sweeper stops first, the clients close last
+    return ServerApp(
+        "lookup",
+        settings,
+        services,
+        on_start=[start_sweeper],
+        on_stop=[close_clients, stop_sweeper],
+    )

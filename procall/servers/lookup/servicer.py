@@ -1,0 +1,88 @@
+"""The LookupService servicer (thin: decode -> ``RoutingService`` -> encode)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any
+
+from procall.errors import InvalidArgument
+from procall.mesh.lookup.v1 import lookup_pb2
+from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
+from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.routing.service import RoutingService
+from procall.servers.codecs.routing import (
+    CHANGE_KINDS,
+    role_from_proto,
+    server_from_proto,
+    server_to_proto,
+)
+
+__all__ = ["LookupServicer"]
+
+
+class LookupServicer(lookup_grpc.LookupServiceServicer):
+    """``procall.mesh.lookup.v1.LookupService`` over a ``RoutingService``."""
+
+    def __init__(self, service: RoutingService) -> None:
+        self._service = service
+
+    async def Heartbeat(
+        self, request: lookup_pb.HeartbeatRequest, context: Any
+    ) -> lookup_pb.HeartbeatResponse:
+        """Register or renew a server; epoch 0 starts a new run."""
+        if not request.HasField("server"):
+            raise InvalidArgument.field("server", "is required")
+        ack = await self._service.heartbeat(server_from_proto(request.server))
+        return lookup_pb.HeartbeatResponse(
+            epoch=ack.epoch, ttl_seconds=max(1, math.ceil(ack.ttl_seconds))
+        )
+
+    async def Deregister(
+        self, request: lookup_pb.DeregisterRequest, context: Any
+    ) -> lookup_pb.DeregisterResponse:
+        """Remove a run's registration at once."""
+        await self._service.deregister(request.server_id, request.epoch)
+        return lookup_pb.DeregisterResponse()
+
+    async def ListServers(
+        self, request: lookup_pb.ListServersRequest, context: Any
+    ) -> lookup_pb.ListServersResponse:
+        """The live servers, optionally of one role."""
+        servers = await self._service.list_servers(role_from_proto(request.role))
+        return lookup_pb.ListServersResponse(servers=[server_to_proto(s) for s in servers])
+
+    async def WatchTopology(
+        self, request: lookup_pb.WatchTopologyRequest, context: Any
+    ) -> AsyncIterator[lookup_pb.WatchTopologyResponse]:
+        """Every live server as JOINED, then each change."""
+        async for change in self._service.watch(role_from_proto(request.role)):
+            yield lookup_pb.WatchTopologyResponse(
+                change=lookup_pb2.TopologyChange(
+                    kind=CHANGE_KINDS[change.kind],
+                    server=server_to_proto(change.server),
+                )
+            )
+
+    async def ResolveHome(
+        self, request: lookup_pb.ResolveHomeRequest, context: Any
+    ) -> lookup_pb.ResolveHomeResponse:
+        """A user's home UCServer and whether it is live."""
+        home = await self._service.resolve_home(user_id=request.user_id, username=request.username)
+        return lookup_pb.ResolveHomeResponse(
+            user_id=home.user_id, server=server_to_proto(home.server), live=home.live
+        )
+
+    async def AllocateMediaServer(
+        self, request: lookup_pb.AllocateMediaServerRequest, context: Any
+    ) -> lookup_pb.AllocateMediaServerResponse:
+        """The call's MediaServer (sticky while it is live)."""
+        server = await self._service.allocate_media_server(request.call_id)
+        return lookup_pb.AllocateMediaServerResponse(server=server_to_proto(server))
+
+    async def ReleaseMediaServer(
+        self, request: lookup_pb.ReleaseMediaServerRequest, context: Any
+    ) -> lookup_pb.ReleaseMediaServerResponse:
+        """End a call's allocation."""
+        await self._service.release_media_server(request.call_id)
+        return lookup_pb.ReleaseMediaServerResponse()

@@ -1,0 +1,1 @@
+"""The MediaServer: composition root."""

@@ -1,0 +1,152 @@
+"""The chat and journal part of a UCServer: stores, durable writes, delivery, servicers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from procall.api.chat.v1 import chat_service_pb2 as chat_pb
+from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
+from procall.api.journal.v1 import journal_service_pb2 as journal_pb
+from procall.api.journal.v1 import journal_service_pb2_grpc as journal_grpc
+from procall.api.session.v1 import session_pb2
+from procall.chat.conversations import Conversations, UserCheck
+from procall.chat.members import Membership
+from procall.chat.messaging import Messaging, MessagingLimits
+from procall.errors import NotFound
+from procall.journal.service import Journal
+from procall.outbox.writer import DurableWriter
+from procall.servers.peering.links import PeerLinks
+from procall.servers.peering.router import EventRouter
+from procall.servers.runtime.app import ServerApp, binding
+from procall.servers.runtime.grpc_server import ServiceBinding
+from procall.servers.ucserver.chat_events import ChatEvents
+from procall.servers.ucserver.chat_servicer import ChatServicer
+from procall.servers.ucserver.journal_servicer import JournalServicer
+from procall.servers.upstream.clients import UpstreamClients
+from procall.session.manager import SessionManager
+from procall.settings import Settings
+from procall.storage.outbox import SqliteOutbox
+from procall.storage.redis.chat import RedisChatState
+from procall.storage.sql.central_writer import SqlCentralWriter
+from procall.storage.sql.chat_conversations import SqlConversationStore
+from procall.storage.sql.chat_messages import SqlMessageStore
+from procall.storage.sql.engine import SqlDatabase
+from procall.storage.sql.journal import SqlJournalStore
+
+__all__ = ["ChatComponent"]
+
+_log = logging.getLogger(__name__)
+
+
+class _DirectoryUsers:
+    """``UserDirectory`` through the Directory's GetUser."""
+
+    def __init__(self, clients: UpstreamClients) -> None:
+        self._clients = clients
+
+    async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
+        directory = self._clients.directory
+        if directory is None:
+            return []  # no Directory configured (tests of a lone server): trust the ids
+        found = await asyncio.gather(
+            *(directory.get_user(u) for u in user_ids), return_exceptions=True
+        )
+        for result in found:  # anything but "no such user" (an outage) fails the request
+            if isinstance(result, BaseException) and not isinstance(result, NotFound):
+                raise result
+        return [
+            u for u, result in zip(user_ids, found, strict=True) if isinstance(result, NotFound)
+        ]
+
+
+class ChatComponent:
+    """ChatService and JournalService of a UCServer, with the outbox that keeps writes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis,
+        database: SqlDatabase,
+        server_id: str,
+        sessions: SessionManager[session_pb2.Event],
+        mesh: PeerLinks,
+        clients: UpstreamClients,
+    ) -> None:
+        chat = settings.chat
+        self._sessions = sessions
+        self.outbox = SqliteOutbox(
+            chat.outbox_path.replace("{server_id}", server_id),
+            chat.outbox_max_records,
+            chat.outbox_max_bytes,
+        )
+        self.writer = DurableWriter(
+            SqlCentralWriter(database),
+            self.outbox,
+            flush_batch=chat.flush_batch,
+            flush_retry_seconds=chat.flush_retry_seconds,
+        )
+        lookup = clients.lookup
+
+        async def home_of(user_id: str) -> str | None:
+            return await lookup.resolve_home(user_id) if lookup is not None else None
+
+        self.router = EventRouter(server_id, sessions.hub, mesh, home_of)
+        events = ChatEvents(self.router)
+        conversations = SqlConversationStore(database)
+        messages = SqlMessageStore(database)
+        state = RedisChatState(redis)
+        membership = Membership(conversations, state)
+        self.conversations = Conversations(
+            conversations,
+            messages,
+            state,
+            membership,
+            UserCheck(_DirectoryUsers(clients)),
+            events,
+            time.time,
+        )
+        self.messaging = Messaging(
+            messages,
+            state,
+            membership,
+            self.writer,
+            events,
+            time.time,
+            MessagingLimits(chat.request_id_ttl_seconds, chat.typing_ttl_seconds),
+        )
+        self.journal = Journal(SqlJournalStore(database), self.writer, events, time.time)
+
+    def bindings(self) -> list[ServiceBinding]:
+        """ChatService and JournalService."""
+        return [
+            binding(
+                ChatServicer(self.conversations, self.messaging, self._sessions),
+                chat_pb,
+                chat_grpc.add_ChatServiceServicer_to_server,
+                "ChatService",
+            ),
+            binding(
+                JournalServicer(self.journal, self._sessions),
+                journal_pb,
+                journal_grpc.add_JournalServiceServicer_to_server,
+                "JournalService",
+            ),
+        ]
+
+    async def start(self, app: ServerApp) -> None:
+        """Open the outbox (what a previous run left in it is flushed first)."""
+        await self.outbox.open()
+        if self.outbox.depth:
+            _log.warning("outbox holds %d writes from before: flushing them", self.outbox.depth)
+        self.writer.start()
+
+    async def stop(self, app: ServerApp) -> None:
+        """Finish pending writes (to the database or the outbox), then close the outbox."""
+        # a flush stuck on a dying database is cut short: its records stay in the outbox
+        await self.writer.stop(timeout=max(1.0, app.settings.server.grace_seconds))
+        await self.outbox.close()

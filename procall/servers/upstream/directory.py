@@ -1,0 +1,106 @@
+"""The Directory as seen by a UCServer: authentication and delegation checks over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+
+from procall.api.directory.v1 import directory_pb2
+from procall.api.directory.v1 import directory_service_pb2 as directory_pb
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.errors import Unavailable
+from procall.routing.models import HomeAssignment
+from procall.servers.upstream.errors import domain_error
+from procall.session.ports import AuthenticatedUser
+
+__all__ = ["DirectoryClient", "GrpcHomeDirectory"]
+
+_BACKEND = "the Directory"
+
+
+class DirectoryClient:
+    """Calls the DirectoryService; failures become domain errors naming the Directory."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 5.0) -> None:
+        self._stub = directory_grpc.DirectoryServiceStub(channel)
+        self._timeout = timeout
+
+    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
+        """Check credentials (``Authenticator`` port)."""
+        try:
+            reply = await self._stub.Authenticate(
+                directory_pb.AuthenticateRequest(username=username, password=password),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+        user = reply.user
+        return AuthenticatedUser(user.user_id, user.username, user.home_server_id, user.admin)
+
+    async def get_user(self, user_id: str) -> directory_pb2.User:
+        """One user by id."""
+        try:
+            reply = await self._stub.GetUser(
+                directory_pb.GetUserRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+        return reply.user
+
+    async def may_act_for(
+        self,
+        actor_user_id: str,
+        principal_user_id: str,
+        scope: directory_pb2.DelegationScope.ValueType,
+    ) -> bool:
+        """Whether the Directory grants ``actor`` the ``scope`` delegation of ``principal``."""
+        try:
+            reply = await self._stub.CheckDelegation(
+                directory_pb.CheckDelegationRequest(
+                    actor_user_id=actor_user_id, principal_user_id=principal_user_id, scope=scope
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+        return bool(reply.allowed)
+
+
+class GrpcHomeDirectory:
+    """The Directory's ``GetUser`` as a ``procall.routing.ports.HomeDirectory``.
+
+    A user the Directory does not know is ``None``; any other failure (down,
+    slower than ``timeout``) is ``Unavailable`` naming the Directory.
+    """
+
+    def __init__(self, address: str, *, timeout: float = 2.0) -> None:
+        self._channel = grpc.aio.insecure_channel(
+            address,
+            options=[
+                # come back within a second of the Directory returning, not minutes
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ],
+        )
+        self._stub = directory_grpc.DirectoryServiceStub(self._channel)
+        self._timeout = timeout
+
+    async def find_home(self, *, user_id: str = "", username: str = "") -> HomeAssignment | None:
+        """The user's home assignment according to the Directory."""
+        request = (
+            directory_pb.GetUserRequest(user_id=user_id)
+            if user_id
+            else directory_pb.GetUserRequest(username=username)
+        )
+        try:
+            response = await self._stub.GetUser(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise Unavailable.backend("Directory") from err
+        user = response.user
+        return HomeAssignment(user.user_id, user.username, user.home_server_id)
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()

@@ -1,0 +1,73 @@
+"""The Lookup as seen by a UCServer: where the other servers listen."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from procall.errors import Unavailable
+from procall.mesh.lookup.v1 import lookup_pb2
+from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
+from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.servers.upstream.errors import domain_error
+
+__all__ = ["LookupClient"]
+
+
+class LookupClient:
+    """Calls the LookupService (``ServerLocator`` port)."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 3.0) -> None:
+        self._stub = lookup_grpc.LookupServiceStub(channel)
+        self._timeout = timeout
+
+    async def servers(
+        self, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
+    ) -> list[lookup_pb2.ServerInfo]:
+        """The live servers, optionally of one role."""
+        try:
+            reply = await self._stub.ListServers(
+                lookup_pb.ListServersRequest(role=role),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, "the Lookup") from None
+        return list(reply.servers)
+
+    async def address_of(self, server_id: str) -> str | None:
+        """``host:port`` of a live server, or None when it is not live."""
+        for server in await self.servers():
+            if server.server_id == server_id:
+                return server.address
+        return None
+
+    async def resolve_home(self, user_id: str) -> str | None:
+        """The id of the user's home UCServer; None when the user has none (or is unknown)."""
+        try:
+            reply = await self._stub.ResolveHome(
+                lookup_pb.ResolveHomeRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise domain_error(error, "the Lookup") from None
+        return reply.server.server_id or None
+
+    async def watch_topology(
+        self, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
+    ) -> AsyncIterator[lookup_pb2.TopologyChange]:
+        """The Lookup's ``WatchTopology`` stream: every live server as JOINED, then each change.
+
+        Ends with ``Unavailable`` (or the mapped error) when the stream breaks; the caller
+        watches again and reconciles with ``LookupClient.servers`` for what it missed.
+        """
+        call = self._stub.WatchTopology(lookup_pb.WatchTopologyRequest(role=role))
+        try:
+            async for reply in call:
+                yield reply.change
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, "the Lookup") from None
+        finally:
+            call.cancel()
+        raise Unavailable.backend("the Lookup")
