@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto proto-check lint format test test-fast test-system up bench clean
+.PHONY: setup proto proto-check contracts-image breaking lint format test test-fast test-system up bench clean
 
 setup: $(STAMP)
 
@@ -22,11 +22,21 @@ proto-check: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py --check
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --diff --exit-code
 
+# The published contracts: an image of proto/ committed in contracts/published.binpb. A change
+# that breaks a published contract fails `make lint` unless the image is updated on purpose in
+# the same change (`make contracts-image`, reviewed like any other change to the contracts).
+contracts-image: $(STAMP)
+	cd proto && ../$(BIN)/buf build --exclude-source-info -o ../contracts/published.binpb
+
+breaking: $(STAMP)
+	cd proto && ../$(BIN)/buf breaking --against ../contracts/published.binpb
+
 lint: $(STAMP)
 	$(BIN)/ruff check procall tests scripts
 	$(BIN)/ruff format --check procall tests scripts
 	$(BIN)/mypy
 	cd proto && ../$(BIN)/buf lint && ../$(BIN)/buf format --diff --exit-code
+	cd proto && ../$(BIN)/buf breaking --against ../contracts/published.binpb
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix procall tests scripts
