@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from procall.chat.conversations import page_limit
 from procall.chat.members import Membership
 from procall.chat.model import ChatMessage, ReadMarker
-from procall.chat.ports import ChatEventSink, ChatState, DurableWrites, MessageStore, TypingNotice
+from procall.chat.ports import ChatEventSink, ChatState, MessageStore, MessageWrites, TypingNotice
 from procall.chat.validation import check_id, check_query, check_request_id, check_text
 from procall.errors import InvalidArgument, Unavailable
 from procall.paging import (
@@ -52,7 +52,7 @@ class Messaging:
         messages: MessageStore,
         state: ChatState,
         membership: Membership,
-        writes: DurableWrites,
+        writes: MessageWrites,
         events: ChatEventSink,
         clock: Callable[[], float],
         limits: MessagingLimits | None = None,

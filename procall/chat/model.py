@@ -6,6 +6,8 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+from procall.validation import MAX_REQUEST_ID_CHARS  # one limit for every area
+
 __all__ = [
     "MAX_GROUP_MEMBERS",
     "MAX_REQUEST_ID_CHARS",
@@ -21,8 +23,6 @@ __all__ = [
 
 #: Largest message text, in bytes of UTF-8.
 MAX_TEXT_BYTES = 16 * 1024
-#: Longest client idempotency key.
-MAX_REQUEST_ID_CHARS = 128
 #: Longest group title.
 MAX_TITLE_CHARS = 256
 #: Most members a group conversation may have.

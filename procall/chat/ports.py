@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from procall.chat.model import ChatMessage, Conversation, MemberConversation, ReadMarker
-from procall.outbox.ports import Record
 
 __all__ = [
     "Allocation",
     "ChatEventSink",
     "ChatState",
     "ConversationStore",
-    "DurableWrites",
     "MessageStore",
+    "MessageWrites",
     "UserDirectory",
     "TypingNotice",
 ]
@@ -212,11 +211,15 @@ class ChatEventSink(Protocol):
         ...
 
 
-class DurableWrites(Protocol):
-    """The write path that loses nothing: the central database, else the local outbox."""
+class MessageWrites(Protocol):
+    """Chat's write path that loses nothing: the central database, else the local outbox.
 
-    async def write(self, records: Sequence[Record]) -> object:
-        """Store or durably queue the records; ``Unavailable`` when neither worked."""
+    ``procall.outbox.DurableWriter`` satisfies it (chat does not import the outbox).
+    """
+
+    async def write(self, records: Sequence[ChatMessage | ReadMarker]) -> object:
+        """Store or durably queue the messages and markers; ``Unavailable`` when neither
+        worked."""
         ...
 
     async def find_queued_message(

@@ -1,16 +1,17 @@
-"""Checks of what clients send to chat (field names are those of the wire requests)."""
+"""Checks of what clients send to chat (field names are those of the wire requests).
+
+The checks every area shares (ids, idempotency keys, NUL) live in ``procall.validation``;
+this module adds chat's own rules on top of them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from procall.chat.model import (
-    MAX_GROUP_MEMBERS,
-    MAX_REQUEST_ID_CHARS,
-    MAX_TEXT_BYTES,
-    MAX_TITLE_CHARS,
-)
+from procall import validation
+from procall.chat.model import MAX_GROUP_MEMBERS, MAX_TEXT_BYTES, MAX_TITLE_CHARS
 from procall.errors import InvalidArgument
+from procall.validation import check_id, check_request_id, reject_nul
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -24,49 +25,11 @@ __all__ = [
 
 #: Longest search query.
 MAX_QUERY_CHARS = 256
-_MAX_ID_CHARS = 64
-
-
-def _no_nul(value: str, field: str) -> None:
-    # PostgreSQL (and ODBC drivers) cannot store U+0000 in text: refuse it up front rather
-    # than accept a write the central database will reject later
-    if "\x00" in value:
-        raise InvalidArgument.field(field, "must not contain NUL (U+0000) characters")
-
-
-def check_id(value: str, field: str) -> str:
-    """A required id (conversation, user, entry)."""
-    if not value:
-        raise InvalidArgument.field(field, "is required")
-    if len(value) > _MAX_ID_CHARS:
-        raise InvalidArgument.field(field, f"is longer than {_MAX_ID_CHARS} characters")
-    _no_nul(value, field)
-    return value
 
 
 def check_text(text: str, field: str = "text", max_bytes: int = MAX_TEXT_BYTES) -> str:
     """Message text: not empty, at most ``max_bytes`` of UTF-8; kept exactly as sent."""
-    if not text:
-        raise InvalidArgument.field(field, "must not be empty")
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > max_bytes:
-        raise InvalidArgument.field(field, f"is {size} bytes; at most {max_bytes} are allowed")
-    _no_nul(text, field)
-    return text
-
-
-def check_request_id(request_id: str, *, required: bool = True) -> str:
-    """A client's idempotency key."""
-    if not request_id:
-        if required:
-            raise InvalidArgument.field("request_id", "is required (a UUID chosen by the client)")
-        return ""
-    if len(request_id) > MAX_REQUEST_ID_CHARS:
-        raise InvalidArgument.field(
-            "request_id", f"is longer than {MAX_REQUEST_ID_CHARS} characters"
-        )
-    _no_nul(request_id, "request_id")
-    return request_id
+    return validation.check_text(text, field, max_bytes)
 
 
 def check_title(title: str) -> str:
@@ -75,7 +38,7 @@ def check_title(title: str) -> str:
         raise InvalidArgument.field("title", "must not be empty for a group conversation")
     if len(title) > MAX_TITLE_CHARS:
         raise InvalidArgument.field("title", f"is longer than {MAX_TITLE_CHARS} characters")
-    _no_nul(title, "title")
+    reject_nul(title, "title")
     return title
 
 
@@ -95,5 +58,5 @@ def check_query(query: str) -> str:
         raise InvalidArgument.field("query", "must not be empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidArgument.field("query", f"is longer than {MAX_QUERY_CHARS} characters")
-    _no_nul(query, "query")
+    reject_nul(query, "query")
     return query

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from procall.journal.model import JournalEntry, JournalKind
 
-__all__ = ["JournalEventSink", "JournalStore"]
+__all__ = ["JournalEventSink", "JournalStore", "JournalWrites"]
 
 
 class JournalStore(Protocol):
@@ -40,4 +40,13 @@ class JournalEventSink(Protocol):
 
     async def entry_added(self, entry: JournalEntry) -> None:
         """A new entry in ``entry.user_id``'s journal."""
+        ...
+
+
+class JournalWrites(Protocol):
+    """The journal's write path that loses nothing: the central database, else the local
+    outbox (``procall.outbox.DurableWriter`` satisfies it; the journal does not import it)."""
+
+    async def write(self, records: Sequence[JournalEntry]) -> object:
+        """Store or durably queue the entries; ``Unavailable`` when neither worked."""
         ...

@@ -10,17 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 
-from procall.chat.ports import DurableWrites
-from procall.chat.validation import check_id, check_request_id, check_text
 from procall.errors import InvalidArgument, NotFound
 from procall.journal.model import MAX_NOTE_BYTES, JournalEntry, JournalKind, entry_id_for
-from procall.journal.ports import JournalEventSink, JournalStore
+from procall.journal.ports import JournalEventSink, JournalStore, JournalWrites
 from procall.paging import (
     decode_page_token,
     encode_page_token,
     time_from_cursor,
     time_in_cursor,
 )
+from procall.validation import check_id, check_request_id, check_text
 
 __all__ = ["Journal"]
 
@@ -34,7 +33,7 @@ class Journal:
     def __init__(
         self,
         store: JournalStore,
-        writes: DurableWrites,
+        writes: JournalWrites,
         events: JournalEventSink,
         clock: Callable[[], float],
     ) -> None:

@@ -53,8 +53,9 @@ def test_the_sqlite_outbox_satisfies_the_port() -> None:
     assert takes(SqliteOutbox("unused.sqlite", 1, 1)) is not None
 
 
-def test_the_writer_satisfies_the_chat_port() -> None:
-    from procall.chat.ports import DurableWrites
+def test_the_writer_satisfies_the_chat_and_journal_write_ports() -> None:
+    from procall.chat.ports import MessageWrites
+    from procall.journal.ports import JournalWrites
     from procall.outbox.writer import DurableWriter
     from procall.storage.outbox import SqliteOutbox
 
@@ -62,7 +63,35 @@ def test_the_writer_satisfies_the_chat_port() -> None:
         async def apply(self, records: object) -> None:
             raise AssertionError("not called")
 
-    def takes(writes: DurableWrites) -> DurableWrites:  # checked by mypy, exercised here
+    def chat_takes(writes: MessageWrites) -> MessageWrites:  # checked by mypy, exercised here
         return writes
 
-    assert takes(DurableWriter(NoCentral(), SqliteOutbox("unused.sqlite", 1, 1))) is not None
+    def journal_takes(writes: JournalWrites) -> JournalWrites:  # checked by mypy as well
+        return writes
+
+    writer = DurableWriter(NoCentral(), SqliteOutbox("unused.sqlite", 1, 1))
+    assert chat_takes(writer) is writer and journal_takes(writer) is writer
+
+
+def test_chat_and_journal_do_not_depend_on_the_outbox_or_each_other() -> None:
+    """The narrow write ports keep the areas apart: only the outbox knows them both."""
+    import ast
+    from pathlib import Path
+
+    import procall
+
+    root = Path(procall.__file__).parent
+    forbidden = {
+        "chat": ("procall.outbox", "procall.journal"),
+        "journal": ("procall.outbox", "procall.chat"),
+    }
+    for area, banned in forbidden.items():
+        for path in (root / area).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    assert not node.module.startswith(banned), f"{path.name} imports {node.module}"
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        assert not alias.name.startswith(banned), (
+                            f"{path.name} imports {alias.name}"
+                        )
