@@ -264,7 +264,8 @@ class MemoryMessageStore(Switchable):
 
 class MemoryDurableWrites(Switchable):
     """``MessageWrites`` and ``JournalWrites``: applied to ``Tables`` as the central writer
-    does (idempotently), or queued in an in-memory "outbox" while ``central_down``; ``flush()`` drains it.
+    does (idempotently), or queued in an in-memory "outbox" while ``central_down``;
+    ``flush()`` drains it.
 
     ``down`` is the whole write path failing (the outbox full as well).
     """
