@@ -1,4 +1,7 @@
-"""The chat and journal part of a UCServer: stores, durable writes, delivery, servicers."""
+"""The chat and journal part of a UCServer: durable writes, the use cases, the servicers.
+
+Events go out through the root's ``EventRouter`` (shared with every other part).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-
-import redis.asyncio as aioredis
 
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
@@ -17,10 +18,12 @@ from procall.api.session.v1 import session_pb2
 from procall.chat.conversations import Conversations, UserCheck
 from procall.chat.members import Membership
 from procall.chat.messaging import Messaging, MessagingLimits
+from procall.chat.ports import ChatState, ConversationStore, MessageStore
 from procall.errors import NotFound
+from procall.journal.ports import JournalStore
 from procall.journal.service import Journal
+from procall.outbox.ports import CentralWriter
 from procall.outbox.writer import DurableWriter
-from procall.servers.peering.links import PeerLinks
 from procall.servers.peering.router import EventRouter
 from procall.servers.runtime.app import ServerApp, binding
 from procall.servers.runtime.grpc_server import ServiceBinding
@@ -31,12 +34,6 @@ from procall.servers.upstream.clients import UpstreamClients
 from procall.session.manager import SessionManager
 from procall.settings import Settings
 from procall.storage.outbox import SqliteOutbox
-from procall.storage.redis.chat import RedisChatState
-from procall.storage.sql.central_writer import SqlCentralWriter
-from procall.storage.sql.chat_conversations import SqlConversationStore
-from procall.storage.sql.chat_messages import SqlMessageStore
-from procall.storage.sql.engine import SqlDatabase
-from procall.storage.sql.journal import SqlJournalStore
 
 __all__ = ["ChatComponent"]
 
@@ -70,38 +67,29 @@ class ChatComponent:
     def __init__(
         self,
         settings: Settings,
-        redis: aioredis.Redis,
-        database: SqlDatabase,
-        server_id: str,
+        *,
+        conversations: ConversationStore,
+        messages: MessageStore,
+        state: ChatState,
+        journal: JournalStore,
+        central: CentralWriter,
+        outbox: SqliteOutbox,
+        router: EventRouter,
         sessions: SessionManager[session_pb2.Event],
-        mesh: PeerLinks,
         clients: UpstreamClients,
     ) -> None:
         chat = settings.chat
         self._sessions = sessions
-        self.outbox = SqliteOutbox(
-            chat.outbox_path.replace("{server_id}", server_id),
-            chat.outbox_max_records,
-            chat.outbox_max_bytes,
-        )
-        self.writer = DurableWriter(
-            SqlCentralWriter(database),
-            self.outbox,
+        self._outbox = outbox
+        self._writer = DurableWriter(
+            central,
+            outbox,
             flush_batch=chat.flush_batch,
             flush_retry_seconds=chat.flush_retry_seconds,
         )
-        lookup = clients.lookup
-
-        async def home_of(user_id: str) -> str | None:
-            return await lookup.resolve_home(user_id) if lookup is not None else None
-
-        self.router = EventRouter(server_id, sessions.hub, mesh, home_of)
-        events = ChatEvents(self.router)
-        conversations = SqlConversationStore(database)
-        messages = SqlMessageStore(database)
-        state = RedisChatState(redis)
+        events = ChatEvents(router)
         membership = Membership(conversations, state)
-        self.conversations = Conversations(
+        self._conversations = Conversations(
             conversations,
             messages,
             state,
@@ -110,22 +98,33 @@ class ChatComponent:
             events,
             time.time,
         )
-        self.messaging = Messaging(
+        self._messaging = Messaging(
             messages,
             state,
             membership,
-            self.writer,
+            self._writer,
             events,
             time.time,
             MessagingLimits(chat.request_id_ttl_seconds, chat.typing_ttl_seconds),
         )
-        self.journal = Journal(SqlJournalStore(database), self.writer, events, time.time)
+        #: The journal use cases (the call flow records entries through it).
+        self.journal = Journal(journal, self._writer, events, time.time)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether writes go to the local outbox (the central database is unreachable)."""
+        return not self._writer.central_available
+
+    @property
+    def outbox_depth(self) -> int:
+        """Writes waiting in the local outbox for the central database."""
+        return self._writer.depth
 
     def bindings(self) -> list[ServiceBinding]:
         """ChatService and JournalService."""
         return [
             binding(
-                ChatServicer(self.conversations, self.messaging, self._sessions),
+                ChatServicer(self._conversations, self._messaging, self._sessions),
                 chat_pb,
                 chat_grpc.add_ChatServiceServicer_to_server,
                 "ChatService",
@@ -140,13 +139,13 @@ class ChatComponent:
 
     async def start(self, app: ServerApp) -> None:
         """Open the outbox (what a previous run left in it is flushed first)."""
-        await self.outbox.open()
-        if self.outbox.depth:
-            _log.warning("outbox holds %d writes from before: flushing them", self.outbox.depth)
-        self.writer.start()
+        await self._outbox.open()
+        if self._outbox.depth:
+            _log.warning("outbox holds %d writes from before: flushing them", self._outbox.depth)
+        self._writer.start()
 
     async def stop(self, app: ServerApp) -> None:
         """Finish pending writes (to the database or the outbox), then close the outbox."""
         # a flush stuck on a dying database is cut short: its records stay in the outbox
-        await self.writer.stop(timeout=max(1.0, app.settings.server.grace_seconds))
-        await self.outbox.close()
+        await self._writer.stop(timeout=max(1.0, app.settings.server.grace_seconds))
+        await self._outbox.close()

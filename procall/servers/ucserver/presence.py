@@ -1,4 +1,8 @@
-"""The presence part of a UCServer: the peer mesh, watchers, fan-out and upkeep."""
+"""The presence part of a UCServer: watchers, fan-out over the peer links, and upkeep.
+
+The peer links are the root's (chat uses them too); this part only sends over them and
+is handed the presence events that peers deliver.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +10,25 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
-
-import redis.asyncio as aioredis
+from collections.abc import Iterable
 
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_pb2
 from procall.errors import Unavailable
-from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
-from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.presence.manager import PresenceManager
 from procall.presence.model import Capabilities, Presence
+from procall.presence.ports import ContactStore, DelegationChecker, PresenceStore
 from procall.servers.codecs.presence import presence_from_proto, presence_to_proto
 from procall.servers.peering.links import PeerLinks
-from procall.servers.peering.servicer import PeerServicer
 from procall.servers.runtime.app import ServerApp, binding
 from procall.servers.runtime.grpc_server import ServiceBinding
 from procall.servers.ucserver.presence_servicer import PresenceServicer
-from procall.servers.upstream.clients import UpstreamClients
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
 from procall.settings import Settings
-from procall.storage.redis.presence import RedisPresenceStore
-from procall.storage.sql.contacts import SqlContactStore
-from procall.storage.sql.engine import SqlDatabase
-from procall.storage.sql.migrate import upgrade_to_head
 
 __all__ = ["PresenceComponent"]
 
@@ -80,136 +75,105 @@ class _Notifier:
 
 
 class PresenceComponent:
-    """Presence, contacts and the PeerService of a UCServer."""
+    """Presence and contacts of a UCServer: the PresenceService, its upkeep, and what
+    peers tell about presence."""
 
     def __init__(
         self,
         settings: Settings,
-        redis: aioredis.Redis,
-        database: SqlDatabase,
         server_id: str,
+        *,
+        store: PresenceStore,
+        contacts: ContactStore,
+        delegations: DelegationChecker,
         sessions: SessionManager[session_pb2.Event],
-        clients: UpstreamClients,
+        hub: SessionHub[session_pb2.Event],
+        links: PeerLinks,
     ) -> None:
         self._settings = settings
-        self._database = database
         self._sessions = sessions
-        epoch = time.time_ns() // 1000  # grows with every run of this server
-        self.mesh = PeerLinks(
-            server_id,
-            epoch,
-            settings.auth.service_credential,
-            clients.lookup,
-            settings.lookup.heartbeat_interval,
-            on_peer_lost=self._peer_lost,
-            own_address=sessions.own_address,
-        )
-        self._notifier = _Notifier(sessions.hub, self.mesh)
-        self.manager = PresenceManager(
+        self._notifier = _Notifier(hub, links)
+        self._manager = PresenceManager(
             server_id=server_id,
-            store=RedisPresenceStore(redis),
-            contacts=SqlContactStore(database),
-            delegations=clients,
+            store=store,
+            contacts=contacts,
+            delegations=delegations,
             notifier=self._notifier,
             clock=time.time,
             interest_ttl=settings.lookup.heartbeat_ttl,
         )
-        self._peer = PeerServicer(
-            server_id,
-            epoch,
-            settings.auth.service_credential,
-            self._sink,
-            on_hello=self.mesh.hello_from,
-        )
         self._task: asyncio.Task[None] | None = None
-        self._migrated = False
-        self._migrate_postponed = False
         self._pending_watch: set[str] = set()
-        sessions.observers.append(self)
+
+    @property
+    def degraded(self) -> bool:
+        """Whether presence runs on local state only (the shared store is unreachable)."""
+        return self._manager.degraded
 
     def bindings(self) -> list[ServiceBinding]:
-        """PresenceService and PeerService."""
+        """PresenceService."""
         return [
             binding(
-                PresenceServicer(self.manager, self._sessions),
+                PresenceServicer(self._manager, self._sessions),
                 presence_pb,
                 presence_grpc.add_PresenceServiceServicer_to_server,
                 "PresenceService",
             ),
-            binding(
-                self._peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"
-            ),
         ]
 
-    async def _peer_lost(self, server_id: str) -> None:
+    async def peer_lost(self, server_id: str) -> None:
+        """A UCServer left the topology: its users go offline."""
         _log.info("UCServer %s left the topology: marking its users offline", server_id)
-        await self.manager.peer_lost(server_id)
+        await self._manager.peer_lost(server_id)
 
-    async def _sink(self, recipients: Sequence[str], event: session_pb2.Event) -> None:
-        if event.HasField("presence_changed"):
-            presence = presence_from_proto(event.presence_changed.presence)
-            self._notifier.remember(presence, event)
-            await self.manager.received(presence)
-        else:
-            await self._sessions.hub.deliver(recipients, event)
+    async def received(self, event: session_pb2.Event) -> None:
+        """A ``presence_changed`` event a peer delivered (passed on to watchers as it came)."""
+        presence = presence_from_proto(event.presence_changed.presence)
+        self._notifier.remember(presence, event)
+        await self._manager.received(presence)
 
     # -- SessionObserver ----------------------------------------------------------------
 
     async def session_opened(self, claims: SessionClaims, client_name: str) -> None:
         """A session of a user homed here began: online, and watching the contacts."""
         caps = Capabilities(chat=True)
-        await self.manager.session_started(claims.user_id, claims.session_id, caps)
+        await self._manager.session_started(claims.user_id, claims.session_id, caps)
         await self._watch(claims.user_id)
 
     async def _watch(self, user_id: str) -> None:
         try:
-            await self.manager.start_watching(user_id)
+            await self._manager.start_watching(user_id)
             self._pending_watch.discard(user_id)
         except Unavailable:  # the contacts are loaded once the database answers
             self._pending_watch.add(user_id)
 
     async def session_closed(self, claims: SessionClaims, last_of_user: bool) -> None:
         """A session ended: offline when it was the user's last."""
-        await self.manager.session_ended(claims.user_id, claims.session_id)
+        await self._manager.session_ended(claims.user_id, claims.session_id)
         if last_of_user:
             self._pending_watch.discard(claims.user_id)
-            await self.manager.stop_watching(claims.user_id)
+            await self._manager.stop_watching(claims.user_id)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self, app: ServerApp) -> None:
-        """Bring the schema up to date (if the database answers) and join the mesh."""
-        await self._migrate()
-        await self.mesh.start()
+        """Start the upkeep (the store's heartbeat, and contacts not loaded yet)."""
         self._task = asyncio.create_task(self._upkeep(), name="presence-upkeep")
-
-    async def _migrate(self) -> None:
-        if self._migrated:
-            return
-        try:
-            await upgrade_to_head(self._database, name=self._database.name)
-            self._migrated = True
-        except Unavailable:
-            if not self._migrate_postponed:  # once per outage, not at every heartbeat
-                _log.warning("%s unavailable: schema check postponed", self._database.name)
-            self._migrate_postponed = True
 
     async def _upkeep(self) -> None:
         while True:
             await asyncio.sleep(self._settings.lookup.heartbeat_interval)
             try:
-                await self.manager.upkeep()
-                await self._migrate()
+                await self._manager.upkeep()
                 for user_id in list(self._pending_watch):
                     await self._watch(user_id)
             except Exception:  # the upkeep must outlive any one failure; it retries next tick
                 _log.exception("presence upkeep failed; retrying at the next heartbeat")
 
     async def stop(self, app: ServerApp) -> None:
-        """Deliver what is still queued, then leave the mesh."""
-        await self.manager.flush()
+        """Deliver what is still queued and stop the upkeep (the root closes the links)."""
+        await self._manager.flush()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.mesh.stop()

@@ -1,61 +1,188 @@
-"""Composition root of a UCServer (``procall serve ucserver``)."""
+"""Composition root of a UCServer (``procall serve ucserver``).
+
+The shared pieces are built here, once, and handed to the parts that use them: the
+stores (from ``procall.storage``), the session hub and ``SessionManager``, the peer
+links to the other UCServers, the ``EventRouter`` that delivers events to users
+wherever they are homed, the dispatcher of what peers deliver (presence events to
+presence, the rest to the local sessions) and the schema migration, a start hook of
+its own. The parts (sessions, presence, chat) only serve and keep up their own area.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable
 
+from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
+from procall.api.session.v1 import session_pb2
+from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
+from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.routing.models import ServerRole
-from procall.servers.runtime.app import Hook, ServerApp, binding, ensure_server_id, not_yet_served
-from procall.servers.runtime.redis_connect import connect_redis
+from procall.servers.codecs.chat import delivery_key
+from procall.servers.peering.dispatch import PeerEventDispatcher
+from procall.servers.peering.links import PeerLinks
+from procall.servers.peering.router import EventRouter
+from procall.servers.peering.servicer import PeerServicer
+from procall.servers.runtime.app import (
+    Hook,
+    ServerApp,
+    StartupError,
+    binding,
+    ensure_server_id,
+    not_yet_served,
+)
+from procall.servers.ucserver.admin_servicer import AdminServicer
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.presence import PresenceComponent
+from procall.servers.ucserver.schema import SchemaMigration
 from procall.servers.ucserver.sessions import SessionComponent
 from procall.servers.upstream.clients import UpstreamClients
 from procall.servers.upstream.registration import LookupRegistration
+from procall.session.hub import SessionHub
+from procall.session.manager import SessionManager
+from procall.session.tokens import TokenSigner
 from procall.settings import Settings
-from procall.storage.sql.engine import SqlDatabase
+from procall.storage.redis import RedisUnavailableError
+from procall.storage.ucserver import UCServerStores, open_ucserver_stores
 
 __all__ = ["build_ucserver"]
 
 _log = logging.getLogger(__name__)
 
 
+def _session_manager(
+    settings: Settings,
+    server_id: str,
+    address: Callable[[], str],
+    hub: SessionHub[session_pb2.Event],
+    stores: UCServerStores,
+    clients: UpstreamClients,
+) -> SessionManager[session_pb2.Event]:
+    secret = settings.auth.token_secret
+    if not secret:
+        secret = secrets.token_hex(32)
+        _log.warning("auth.token_secret is not set: tokens only work on this one server")
+    return SessionManager(
+        server_id=server_id,
+        run_id=uuid.uuid4().hex[:12],
+        own_address=address,
+        hub=hub,
+        signer=TokenSigner(secret, settings.auth.token_ttl_seconds),
+        authenticator=clients.authenticator,
+        locator=clients.locator,
+        licenses=stores.licenses,
+        clock=time.time,
+        revocations=stores.revocations,
+    )
+
+
 async def build_ucserver(settings: Settings) -> ServerApp:
-    """Wire the client-facing services, the admin service and the peer mesh."""
+    """Wire the client-facing services, the admin service and the peer links."""
     server_id = ensure_server_id(settings, "ucserver")
-    redis = await connect_redis(settings)
+    try:
+        stores = await open_ucserver_stores(settings, server_id)
+    except RedisUnavailableError as exc:
+        raise StartupError(str(exc)) from None
     app: ServerApp | None = None
 
     def address() -> str:
         return app.address if app is not None else ""
 
     clients = UpstreamClients(settings)
-    database = SqlDatabase(
-        settings.database.resolved("chat"),
-        name="chat and journal database",
-        connect_timeout=settings.database.connect_timeout,
+    hub = SessionHub[session_pb2.Event](
+        time.time, settings.auth.replay_buffer_events, once_key=delivery_key
     )
-    sessions = SessionComponent(settings, redis, server_id, address, clients)
-    presence = PresenceComponent(settings, redis, database, server_id, sessions.manager, clients)
+    manager = _session_manager(settings, server_id, address, hub, stores, clients)
+    epoch = time.time_ns() // 1000  # grows with every run of this server
+
+    async def peer_lost(peer_id: str) -> None:
+        await presence.peer_lost(peer_id)
+
+    links = PeerLinks(
+        server_id,
+        epoch,
+        settings.auth.service_credential,
+        clients.lookup,
+        settings.lookup.heartbeat_interval,
+        on_peer_lost=peer_lost,
+        own_address=address,
+    )
+    lookup = clients.lookup
+
+    async def home_of(user_id: str) -> str | None:
+        return await lookup.resolve_home(user_id) if lookup is not None else None
+
+    router = EventRouter(server_id, hub, links, home_of)
+    schema = SchemaMigration(
+        stores.migrate, stores.database_name, settings.lookup.heartbeat_interval
+    )
+    sessions = SessionComponent(
+        settings,
+        manager=manager,
+        hub=hub,
+        logged_on=stores.sessions,
+        licenses=stores.licenses,
+        revocations=stores.revocations,
+    )
+    presence = PresenceComponent(
+        settings,
+        server_id,
+        store=stores.presence,
+        contacts=stores.contacts,
+        delegations=clients,
+        sessions=manager,
+        hub=hub,
+        links=links,
+    )
     chat = ChatComponent(
-        settings, redis, database, server_id, sessions.manager, presence.mesh, clients
+        settings,
+        conversations=stores.conversations,
+        messages=stores.messages,
+        state=stores.chat_state,
+        journal=stores.journal,
+        central=stores.central,
+        outbox=stores.outbox,
+        router=router,
+        sessions=manager,
+        clients=clients,
     )
+    # the logged-on list first, then presence (as before: admins see a session go online)
+    manager.observers.extend([sessions, presence])
+    peer = PeerServicer(
+        server_id,
+        epoch,
+        settings.auth.service_credential,
+        PeerEventDispatcher(hub, presence.received),
+        on_hello=links.hello_from,
+    )
+
+    async def join_peers(_: ServerApp) -> None:
+        await links.start()
+
+    async def leave_peers(_: ServerApp) -> None:
+        await links.stop()
 
     async def close_connections(_: ServerApp) -> None:
         await clients.close()
-        try:  # a database that stopped answering must not hold up the shutdown
-            await asyncio.wait_for(database.dispose(), 5)
-        except TimeoutError:
-            _log.warning("%s did not close its connections in time", database.name)
-        await redis.aclose()
+        await stores.close()
 
     services = [
         *sessions.bindings(),
         *presence.bindings(),
         *chat.bindings(),
+        binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
+        binding(
+            AdminServicer(manager, stores.sessions, stores.licenses, clients),
+            admin_pb,
+            admin_grpc.add_AdminServiceServicer_to_server,
+            "AdminService",
+        ),
         binding(
             not_yet_served(call_grpc.CallServiceServicer),
             call_pb,
@@ -63,18 +190,26 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "CallService",
         ),
     ]
-    on_start: list[Hook] = [presence.start, chat.start, sessions.start]
-    # stop hooks run last-first: sessions end (users go offline), then the mesh, then pending
-    # chat writes reach the database or the outbox, then the connections close
-    on_stop: list[Hook] = [close_connections, chat.stop, presence.stop, sessions.stop]
+    on_start: list[Hook] = [schema.start, join_peers, presence.start, chat.start, sessions.start]
+    # stop hooks run last-first: sessions end (users go offline), presence delivers what is
+    # queued, the peer links close, pending chat writes reach the database or the outbox,
+    # then the connections close
+    on_stop: list[Hook] = [
+        close_connections,
+        schema.stop,
+        chat.stop,
+        leave_peers,
+        presence.stop,
+        sessions.stop,
+    ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
             settings,
             ServerRole.UCSERVER,
             settings.server.capacity,
-            lambda: len(sessions.manager.hub),
-            degraded=lambda: presence.manager.degraded or not chat.writer.central_available,
-            outbox_depth=lambda: chat.writer.depth,
+            lambda: len(hub),
+            degraded=lambda: presence.degraded or chat.degraded,
+            outbox_depth=lambda: chat.outbox_depth,
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)

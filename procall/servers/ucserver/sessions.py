@@ -1,31 +1,25 @@
-"""The session part of a UCServer: manager, servicer and its background upkeep."""
+"""The session part of a UCServer: the SessionService, the logged-on list and the upkeep.
+
+The root builds the ``SessionManager`` (every part uses it); this part serves it and keeps
+sessions, licenses and revocations alive in the shared store.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-import uuid
-from collections.abc import Callable
 
-import redis.asyncio as aioredis
-
-from procall.api.admin.v1 import admin_service_pb2 as admin_pb
-from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.errors import Unavailable
-from procall.servers.codecs.chat import delivery_key
 from procall.servers.runtime.app import ServerApp, binding
 from procall.servers.runtime.grpc_server import ServiceBinding
-from procall.servers.ucserver.admin_servicer import AdminServicer
 from procall.servers.ucserver.session_servicer import SessionServicer, add_session_service
-from procall.servers.upstream.clients import UpstreamClients
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
-from procall.session.tokens import SessionClaims, TokenSigner
+from procall.session.tokens import SessionClaims
 from procall.settings import Settings
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.revocations import RedisRevocationStore
@@ -37,57 +31,35 @@ _log = logging.getLogger(__name__)
 
 
 class SessionComponent:
-    """Builds the SessionService of a UCServer and keeps its sessions and licenses alive."""
+    """Serves the SessionService of a UCServer and keeps its sessions and licenses alive."""
 
     def __init__(
         self,
         settings: Settings,
-        redis: aioredis.Redis,
-        server_id: str,
-        address: Callable[[], str],
-        clients: UpstreamClients,
+        *,
+        manager: SessionManager[session_pb2.Event],
+        hub: SessionHub[session_pb2.Event],
+        logged_on: RedisSessionRegistry,
+        licenses: LicensePool,
+        revocations: RedisRevocationStore,
     ) -> None:
         self._settings = settings
         self._task: asyncio.Task[None] | None = None
-        secret = settings.auth.token_secret
-        if not secret:
-            secret = secrets.token_hex(32)
-            _log.warning("auth.token_secret is not set: tokens only work on this one server")
-        self._licenses = LicensePool(redis, server_id, ttl_seconds=settings.lookup.heartbeat_ttl)
-        self._logged_on = RedisSessionRegistry(redis, server_id, settings.lookup.heartbeat_ttl)
-        self._revocations = RedisRevocationStore(redis)
         self._follower: asyncio.Task[None] | None = None
-        self._clients = clients
-        self.manager: SessionManager[session_pb2.Event] = SessionManager(
-            server_id=server_id,
-            run_id=uuid.uuid4().hex[:12],
-            own_address=address,
-            hub=SessionHub[session_pb2.Event](
-                time.time, settings.auth.replay_buffer_events, once_key=delivery_key
-            ),
-            signer=TokenSigner(secret, settings.auth.token_ttl_seconds),
-            authenticator=clients.authenticator,
-            locator=clients.locator,
-            licenses=self._licenses,
-            clock=time.time,
-            revocations=self._revocations,
-        )
-        self.manager.observers.append(self)
+        self._manager = manager
+        self._hub = hub
+        self._logged_on = logged_on
+        self._licenses = licenses
+        self._revocations = revocations
 
     def bindings(self) -> list[ServiceBinding]:
-        """The SessionService and AdminService bindings."""
+        """The SessionService binding."""
         return [
             binding(
-                SessionServicer(self.manager, time.time),
+                SessionServicer(self._manager, time.time),
                 session_pb,
                 add_session_service,
                 "SessionService",
-            ),
-            binding(
-                AdminServicer(self.manager, self._logged_on, self._licenses, self._clients),
-                admin_pb,
-                admin_grpc.add_AdminServiceServicer_to_server,
-                "AdminService",
             ),
         ]
 
@@ -104,7 +76,7 @@ class SessionComponent:
         )
 
     def _entries(self) -> list[LoggedOn]:
-        return [self._entry(s.claims, s.client_name) for s in self.manager.hub.sessions()]
+        return [self._entry(s.claims, s.client_name) for s in self._hub.sessions()]
 
     async def session_opened(self, claims: SessionClaims, client_name: str) -> None:
         """Publish the new session for admins (repaired by the upkeep if Redis is down)."""
@@ -120,7 +92,7 @@ class SessionComponent:
         """Load the revoked sessions, publish the pool size and start the upkeep (session
         expiry, license renewal) and the revocation follower."""
         try:  # before the first client call, when Redis answers (else the follower loads)
-            self.manager.revoked.merge(await self._revocations.load())
+            self._manager.revoked.merge(await self._revocations.load())
         except Unavailable:
             _log.warning("Redis unavailable: revoked sessions are loaded when it returns")
         await self._publish_pool_size()
@@ -132,7 +104,7 @@ class SessionComponent:
         while True:
             try:
                 async for session_id, until in self._revocations.follow():
-                    self.manager.revoked.add(session_id, until)
+                    self._manager.revoked.add(session_id, until)
             except Unavailable:
                 pass
             except Exception:  # a background task must outlive any one failure
@@ -149,11 +121,11 @@ class SessionComponent:
         while True:
             await asyncio.sleep(self._settings.lookup.heartbeat_interval)
             try:
-                self.manager.revoked.prune(time.time())
-                await self.manager.expire_lapsed(self._settings.auth.resume_window_seconds)
-                await self.manager.save_revocations()
-                await self.manager.renew_licenses()
-                await self._logged_on.heartbeat(self._entries, len(self.manager.hub))
+                self._manager.revoked.prune(time.time())
+                await self._manager.expire_lapsed(self._settings.auth.resume_window_seconds)
+                await self._manager.save_revocations()
+                await self._manager.renew_licenses()
+                await self._logged_on.heartbeat(self._entries, len(self._hub))
                 await self._publish_pool_size()
             except Unavailable:
                 _log.warning("Redis unavailable: licenses are renewed when it returns")
@@ -166,6 +138,6 @@ class SessionComponent:
                 # bounded: closing the follower's Redis subscription can hang on a sick link
                 await asyncio.wait({task}, timeout=2.0)
         with contextlib.suppress(Unavailable):
-            await self.manager.save_revocations()
+            await self._manager.save_revocations()
         with contextlib.suppress(Unavailable):
-            await self.manager.shutdown()
+            await self._manager.shutdown()

@@ -1,0 +1,117 @@
+"""The stores of a UCServer, built from its settings in one place.
+
+The composition root asks this factory for its stores and never holds a Redis client
+or a database engine itself: client types stay inside ``procall.storage``. Every store
+of the UCServer shares one Redis client and one chat and journal database; ``close``
+releases both (bounded, so a dead database cannot hold up a shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from procall.settings import Settings
+from procall.storage.outbox import SqliteOutbox
+from procall.storage.redis.chat import RedisChatState
+from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
+from procall.storage.redis.licenses import LicensePool
+from procall.storage.redis.presence import RedisPresenceStore
+from procall.storage.redis.revocations import RedisRevocationStore
+from procall.storage.redis.sessions import RedisSessionRegistry
+from procall.storage.sql.central_writer import SqlCentralWriter
+from procall.storage.sql.chat_conversations import SqlConversationStore
+from procall.storage.sql.chat_messages import SqlMessageStore
+from procall.storage.sql.contacts import SqlContactStore
+from procall.storage.sql.engine import SqlDatabase
+from procall.storage.sql.journal import SqlJournalStore
+from procall.storage.sql.migrate import upgrade_to_head
+
+__all__ = ["UCServerStores", "open_ucserver_stores"]
+
+_log = logging.getLogger(__name__)
+#: Seconds the database may take to close its connections at shutdown.
+_DISPOSE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class UCServerStores:
+    """Every store a UCServer uses, ready to be handed to its parts."""
+
+    #: Logged-on sessions of every server (for admins).
+    sessions: RedisSessionRegistry
+    licenses: LicensePool
+    revocations: RedisRevocationStore
+    presence: RedisPresenceStore
+    contacts: SqlContactStore
+    chat_state: RedisChatState
+    conversations: SqlConversationStore
+    messages: SqlMessageStore
+    journal: SqlJournalStore
+    #: The central half of the durable write path.
+    central: SqlCentralWriter
+    #: The local half of the durable write path (opened by the chat part).
+    outbox: SqliteOutbox
+    _redis: aioredis.Redis
+    _database: SqlDatabase
+
+    @property
+    def database_name(self) -> str:
+        """The chat and journal database, as messages name it."""
+        return self._database.name
+
+    async def migrate(self) -> None:
+        """Bring the chat, journal and contacts schema up to date; ``Unavailable`` when the
+        database does not answer."""
+        await upgrade_to_head(self._database, name=self._database.name)
+
+    async def close(self) -> None:
+        """Close the database connections (bounded) and the Redis client."""
+        try:  # a database that stopped answering must not hold up the shutdown
+            await asyncio.wait_for(self._database.dispose(), _DISPOSE_TIMEOUT)
+        except TimeoutError:
+            _log.warning("%s did not close its connections in time", self._database.name)
+        await self._redis.aclose()
+
+
+async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerStores:
+    """The stores of UCServer ``server_id``, once Redis has answered PING.
+
+    Raises ``RedisUnavailableError`` naming where Redis was expected when it does not
+    answer; the database is not contacted (it may come later: see ``migrate``).
+    """
+    redis = create_redis(settings.redis)
+    try:
+        await check_redis(redis, settings.redis)
+    except RedisUnavailableError:
+        await redis.aclose()
+        raise
+    database = SqlDatabase(
+        settings.database.resolved("chat"),
+        name="chat and journal database",
+        connect_timeout=settings.database.connect_timeout,
+    )
+    ttl = settings.lookup.heartbeat_ttl
+    chat = settings.chat
+    return UCServerStores(
+        sessions=RedisSessionRegistry(redis, server_id, ttl),
+        licenses=LicensePool(redis, server_id, ttl_seconds=ttl),
+        revocations=RedisRevocationStore(redis),
+        presence=RedisPresenceStore(redis),
+        contacts=SqlContactStore(database),
+        chat_state=RedisChatState(redis),
+        conversations=SqlConversationStore(database),
+        messages=SqlMessageStore(database),
+        journal=SqlJournalStore(database),
+        central=SqlCentralWriter(database),
+        outbox=SqliteOutbox(
+            chat.outbox_path.replace("{server_id}", server_id),
+            chat.outbox_max_records,
+            chat.outbox_max_bytes,
+        ),
+        _redis=redis,
+        _database=database,
+    )
