@@ -41,12 +41,13 @@ _MAX_CURSOR_ITEMS = 8
 Cursor = tuple[str | int, ...]
 
 
-def page_size(requested: int, *, field: str = "page_size") -> int:
-    """The page size to use: default for 0, capped at ``MAX_PAGE_SIZE``; negative is invalid."""
+def page_size(requested: int, *, field: str = "page_size", default: int = DEFAULT_PAGE_SIZE) -> int:
+    """The page size to use: ``default`` for 0, capped at ``MAX_PAGE_SIZE``; negative is
+    invalid."""
     if requested < 0:
         raise InvalidArgument.field(field, "must not be negative")
     if requested == 0:
-        return DEFAULT_PAGE_SIZE
+        return min(default, MAX_PAGE_SIZE)
     return min(requested, MAX_PAGE_SIZE)
 
 

@@ -8,30 +8,24 @@ from __future__ import annotations
 
 import grpc
 
-from procall.api.admin.v1 import admin_pb2
+from procall.admin_views.views import AdminViews, SessionFilter
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
-from procall.errors import InvalidArgument, PermissionDenied, Unimplemented
-from procall.mesh.lookup.v1 import lookup_pb2
-from procall.servers.codecs.time import timestamp
+from procall.errors import PermissionDenied, Unimplemented
+from procall.servers.codecs.admin import (
+    license_pool_to_proto,
+    logged_on_to_proto,
+    server_role_from_proto,
+    server_status_to_proto,
+)
 from procall.servers.ucserver.session_servicer import claims_from
-from procall.servers.upstream.clients import UpstreamClients
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
-from procall.storage.redis.licenses import LicensePool
-from procall.storage.redis.sessions import RedisSessionRegistry
 
 __all__ = ["AdminServicer"]
 
 Context = grpc.aio.ServicerContext[object, object]
-
-_ROLES = {
-    lookup_pb2.ROLE_DIRECTORY: admin_pb2.SERVER_ROLE_DIRECTORY,
-    lookup_pb2.ROLE_LOOKUP: admin_pb2.SERVER_ROLE_LOOKUP,
-    lookup_pb2.ROLE_UCSERVER: admin_pb2.SERVER_ROLE_UCSERVER,
-    lookup_pb2.ROLE_MEDIA: admin_pb2.SERVER_ROLE_MEDIA,
-}
 
 
 def _later(method: str) -> Unimplemented:
@@ -41,19 +35,11 @@ def _later(method: str) -> Unimplemented:
 
 
 class AdminServicer(admin_grpc.AdminServiceServicer):
-    """The admin views a UCServer can answer from the shared state."""
+    """Decodes requests, calls the admin views, encodes replies."""
 
-    def __init__(
-        self,
-        sessions: SessionManager[session_pb2.Event],
-        directory: RedisSessionRegistry,
-        licenses: LicensePool,
-        clients: UpstreamClients,
-    ) -> None:
+    def __init__(self, views: AdminViews, sessions: SessionManager[session_pb2.Event]) -> None:
+        self._views = views
         self._sessions = sessions
-        self._directory = directory
-        self._licenses = licenses
-        self._clients = clients
 
     def _admin(self, context: Context) -> SessionClaims:
         claims = claims_from(context, self._sessions)
@@ -65,77 +51,28 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         self, request: admin_pb.ListSessionsRequest, context: Context
     ) -> admin_pb.ListSessionsResponse:
         self._admin(context)
-        size = request.page_size or 100
-        if not 0 < size <= 1000:
-            raise InvalidArgument.field("page_size", "must be between 0 and 1000")
-        try:
-            start = int(request.page_token or "0")
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token from this API") from None
-        found = [
-            s
-            for s in await self._directory.list_all()
-            if (not request.server_id or s.server_id == request.server_id)
-            and (not request.admins_only or s.admin)
-        ]
-        page = found[start : start + size]
+        page, token = await self._views.list_sessions(
+            SessionFilter(request.server_id, request.admins_only),
+            request.page_size,
+            request.page_token,
+        )
         return admin_pb.ListSessionsResponse(
-            sessions=[
-                admin_pb2.LoggedOnSession(
-                    session_id=s.session_id,
-                    user_id=s.user_id,
-                    username=s.username,
-                    server_id=s.server_id,
-                    client_name=s.client_name,
-                    login_time=timestamp(s.login_time),
-                    admin=s.admin,
-                )
-                for s in page
-            ],
-            next_page_token=str(start + size) if start + size < len(found) else "",
+            sessions=[logged_on_to_proto(s) for s in page], next_page_token=token
         )
 
     async def GetLicensePool(
         self, request: admin_pb.GetLicensePoolRequest, context: Context
     ) -> admin_pb.GetLicensePoolResponse:
         self._admin(context)
-        usage = await self._licenses.usage()
-        return admin_pb.GetLicensePoolResponse(
-            pool=admin_pb2.LicensePool(
-                total=usage.total, in_use=usage.in_use, in_use_by_server=usage.by_server
-            )
-        )
+        usage = await self._views.license_pool()
+        return admin_pb.GetLicensePoolResponse(pool=license_pool_to_proto(usage))
 
     async def ListServers(
         self, request: admin_pb.ListServersRequest, context: Context
     ) -> admin_pb.ListServersResponse:
         self._admin(context)
-        servers = []
-        for info in await self._clients.locator.servers():
-            role = _ROLES.get(info.role, admin_pb2.SERVER_ROLE_UNSPECIFIED)
-            if request.role and role != request.role:
-                continue
-            state = admin_pb2.SERVER_STATE_SERVING
-            if info.draining:
-                state = admin_pb2.SERVER_STATE_DRAINING
-            elif info.degraded:
-                state = admin_pb2.SERVER_STATE_DEGRADED
-            servers.append(
-                admin_pb2.ServerStatus(
-                    server_id=info.server_id,
-                    role=role,
-                    address=info.address,
-                    epoch=info.epoch,
-                    state=state,
-                    capacity=info.capacity,
-                    load=info.load,
-                    heartbeat_time=info.heartbeat_time,
-                    start_time=info.start_time,
-                    version=info.version,
-                    outbox_depth=info.outbox_depth,
-                )
-            )
-        return admin_pb.ListServersResponse(servers=servers)
+        servers = await self._views.servers(server_role_from_proto(request.role))
+        return admin_pb.ListServersResponse(servers=[server_status_to_proto(s) for s in servers])
 
     # -- served by a later release: UNIMPLEMENTED naming the method ----------------------
 

@@ -16,8 +16,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from procall.api.admin.v1 import admin_service_pb2 as admin_pb
-from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.session.v1 import session_pb2
@@ -37,7 +35,7 @@ from procall.servers.runtime.app import (
     ensure_server_id,
     not_yet_served,
 )
-from procall.servers.ucserver.admin_servicer import AdminServicer
+from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
@@ -177,12 +175,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *presence.bindings(),
         *chat.bindings(),
         binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
-        binding(
-            AdminServicer(manager, stores.sessions, stores.licenses, clients),
-            admin_pb,
-            admin_grpc.add_AdminServiceServicer_to_server,
-            "AdminService",
-        ),
+        admin_binding(manager, stores.sessions, stores.licenses, clients),
         binding(
             not_yet_served(call_grpc.CallServiceServicer),
             call_pb,

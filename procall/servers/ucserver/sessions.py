@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 
+from procall.admin_views.model import LoggedOnSession
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.errors import Unavailable
@@ -23,7 +24,7 @@ from procall.session.tokens import SessionClaims
 from procall.settings import Settings
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.revocations import RedisRevocationStore
-from procall.storage.redis.sessions import LoggedOn, RedisSessionRegistry
+from procall.storage.redis.sessions import RedisSessionRegistry
 
 __all__ = ["SessionComponent"]
 
@@ -64,8 +65,8 @@ class SessionComponent:
         ]
 
     @staticmethod
-    def _entry(claims: SessionClaims, client_name: str) -> LoggedOn:
-        return LoggedOn(
+    def _entry(claims: SessionClaims, client_name: str) -> LoggedOnSession:
+        return LoggedOnSession(
             claims.session_id,
             claims.user_id,
             claims.username,
@@ -75,7 +76,7 @@ class SessionComponent:
             claims.admin,
         )
 
-    def _entries(self) -> list[LoggedOn]:
+    def _entries(self) -> list[LoggedOnSession]:
         return [self._entry(s.claims, s.client_name) for s in self._hub.sessions()]
 
     async def session_opened(self, claims: SessionClaims, client_name: str) -> None:

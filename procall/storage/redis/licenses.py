@@ -21,9 +21,10 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from procall.admin_views.model import LicenseUsage
 from procall.errors import Unavailable
 
-__all__ = ["LicensePool", "LicenseUsage"]
+__all__ = ["LicensePool"]
 
 _PREFIX = "procall:lic:"
 _TOTAL = _PREFIX + "total"
@@ -61,19 +62,6 @@ for _, server in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out
 """
-
-
-class LicenseUsage:
-    """How many licenses are configured and held, per server."""
-
-    def __init__(self, total: int, by_server: dict[str, int]) -> None:
-        self.total = total
-        self.by_server = by_server
-
-    @property
-    def in_use(self) -> int:
-        """Licenses held system-wide."""
-        return sum(self.by_server.values())
 
 
 class LicensePool:

@@ -16,34 +16,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from procall.admin_views.model import LoggedOnSession
 from procall.errors import Unavailable
 
-__all__ = ["LoggedOn", "RedisSessionRegistry"]
+__all__ = ["RedisSessionRegistry"]
 
 _SERVERS = "procall:sessions:servers"
 _PREFIX = "procall:sessions:"
 
 
-@dataclass(frozen=True)
-class LoggedOn:
-    """One logged-on session, as admins see it."""
-
-    session_id: str
-    user_id: str
-    username: str
-    server_id: str
-    client_name: str
-    login_time: float
-    admin: bool
-
-
 class RedisSessionRegistry:
-    """Publishes this server's sessions and lists everyone's."""
+    """Publishes this server's sessions and lists everyone's (the admin views'
+    ``LoggedOnSessions``)."""
 
     def __init__(self, redis: aioredis.Redis, server_id: str, ttl_seconds: float) -> None:
         self._redis = redis
@@ -53,7 +42,7 @@ class RedisSessionRegistry:
         #: Whether the hash may differ from this server's sessions (an update failed).
         self._stale = False
 
-    async def add(self, entry: LoggedOn) -> None:
+    async def add(self, entry: LoggedOnSession) -> None:
         """A session began here."""
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -73,7 +62,7 @@ class RedisSessionRegistry:
             self._stale = True
             raise Unavailable.backend("Redis") from None
 
-    async def heartbeat(self, entries: Callable[[], Iterable[LoggedOn]], count: int) -> None:
+    async def heartbeat(self, entries: Callable[[], Iterable[LoggedOnSession]], count: int) -> None:
         """Renew this server's TTL; rewrite its sessions whole (``entries()``) only when the
         hash is gone although ``count`` sessions live here, or an update had failed."""
         if not self._stale:
@@ -89,7 +78,7 @@ class RedisSessionRegistry:
                 return
         await self.publish(entries())
 
-    async def publish(self, entries: Iterable[LoggedOn]) -> None:
+    async def publish(self, entries: Iterable[LoggedOnSession]) -> None:
         """Rewrite this server's sessions whole and renew their TTL (heartbeat)."""
         mapping: dict[str | bytes, str | bytes] = {
             e.session_id: json.dumps(asdict(e)) for e in entries
@@ -107,7 +96,7 @@ class RedisSessionRegistry:
             raise Unavailable.backend("Redis") from None
         self._stale = False
 
-    async def list_all(self) -> list[LoggedOn]:
+    async def list_all(self) -> list[LoggedOnSession]:
         """Every session of every live UCServer, by server then login time."""
         try:
             servers = sorted(
@@ -123,5 +112,5 @@ class RedisSessionRegistry:
                 await self._redis.srem(_SERVERS, *gone)
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
-        found = [LoggedOn(**json.loads(v)) for values in results for v in values]
+        found = [LoggedOnSession(**json.loads(v)) for values in results for v in values]
         return sorted(found, key=lambda e: (e.server_id, e.login_time, e.session_id))

@@ -168,6 +168,23 @@ async def test_admin_sees_sessions_servers_and_licenses_system_wide(center: Cent
         )
         where = {(s.username, s.server_id, s.admin) for s in sessions.sessions}
         assert where == {("alice", "uc-1", False), ("bob", "uc-2", False), ("root", "uc-2", True)}
+        paged: list[str] = []
+        token = ""
+        while True:  # two per page: every session once, oldest login first
+            page = await admin.ListSessions(
+                admin_pb.ListSessionsRequest(page_size=2, page_token=token),
+                metadata=auth(root.session_token),
+            )
+            paged += [s.username for s in page.sessions]
+            token = page.next_page_token
+            if not token:
+                break
+        assert paged == ["alice", "bob", "root"]
+        with pytest.raises(grpc.aio.AioRpcError) as offset:
+            await admin.ListSessions(
+                admin_pb.ListSessionsRequest(page_token="2"), metadata=auth(root.session_token)
+            )
+        assert offset.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         pool = await admin.GetLicensePool(
             admin_pb.GetLicensePoolRequest(), metadata=auth(root.session_token)
         )

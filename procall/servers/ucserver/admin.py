@@ -1,0 +1,53 @@
+"""The admin part of a UCServer: the AdminService over the admin views use case."""
+
+from __future__ import annotations
+
+from procall.admin_views.views import AdminViews
+from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
+from procall.api.session.v1 import session_pb2
+from procall.errors import InvalidArgument
+from procall.routing.models import ServerInfo
+from procall.servers.codecs.routing import server_from_proto
+from procall.servers.runtime.app import binding
+from procall.servers.runtime.grpc_server import ServiceBinding
+from procall.servers.ucserver.admin_servicer import AdminServicer
+from procall.servers.upstream.clients import UpstreamClients
+from procall.session.manager import SessionManager
+from procall.storage.redis.licenses import LicensePool
+from procall.storage.redis.sessions import RedisSessionRegistry
+
+__all__ = ["admin_binding"]
+
+
+class _LookupServers:
+    """``LiveServers`` through the Lookup's ListServers (none without a Lookup)."""
+
+    def __init__(self, clients: UpstreamClients) -> None:
+        self._clients = clients
+
+    async def servers(self) -> list[ServerInfo]:
+        found = []
+        for message in await self._clients.locator.servers():
+            try:
+                found.append(server_from_proto(message))
+            except InvalidArgument:
+                continue  # a role this release does not know: not shown
+        return found
+
+
+def admin_binding(
+    sessions: SessionManager[session_pb2.Event],
+    logged_on: RedisSessionRegistry,
+    licenses: LicensePool,
+    clients: UpstreamClients,
+) -> ServiceBinding:
+    """The AdminService, answering from the shared state and the Lookup."""
+    # the shared store's registry and pool are the views' ports as they are
+    views = AdminViews(logged_on, licenses, _LookupServers(clients))
+    return binding(
+        AdminServicer(views, sessions),
+        admin_pb,
+        admin_grpc.add_AdminServiceServicer_to_server,
+        "AdminService",
+    )
