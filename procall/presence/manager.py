@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from procall.errors import InvalidArgument, PermissionDenied, Unavailable
 from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
+from procall.presence.policy import contacts_page
 from procall.presence.ports import (
     ContactStore,
     DelegationChecker,
@@ -262,6 +263,15 @@ class PresenceManager:
     async def contacts_of(self, user_id: str) -> list[str]:
         """The user's contact list, in the order added."""
         return await self._contacts.contacts_of(user_id)
+
+    async def list_contacts(
+        self, user_id: str, size: int, token: str
+    ) -> tuple[list[Presence], str]:
+        """One page of the user's contacts with their presence, and the next page's token."""
+        ids, next_token = contacts_page(
+            user_id, await self._contacts.contacts_of(user_id), size, token
+        )
+        return (await self.get_many(ids) if ids else []), next_token
 
     async def start_watching(self, user_id: str) -> None:
         """A user homed here connected: watch the user's contacts."""

@@ -14,12 +14,12 @@ revocation store tells them (``revocations.py``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
-from procall.session.events import ReplayGap
+from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
 from procall.session.ports import Authenticator, Licenses, ServerLocator, SessionObserver
 from procall.session.resume import decode_resume_token, encode_resume_token, resume_expired
@@ -52,6 +52,20 @@ class Attachment(Generic[P]):
     start_sequence: int
     resumed: bool
     generation: int
+
+    @property
+    def superseded(self) -> bool:
+        """A newer stream of the same session took over from this one."""
+        return self.session.generation != self.generation
+
+    def follow(self, max_batch: int) -> AsyncIterator[list[SequencedEvent[P]]]:
+        """The session's events from where this stream starts, up to ``max_batch`` at once
+        (``ReplayGap`` when the client fell too far behind)."""
+        return self.session.log.follow_batches(self.start_sequence, max_batch)
+
+    def ack(self, sequence: int) -> None:
+        """The client has the session's events up to ``sequence``."""
+        self.session.log.ack(sequence)
 
 
 class SessionManager(Generic[P]):
@@ -86,6 +100,24 @@ class SessionManager(Generic[P]):
         #: Sessions whose tokens are refused (logged out here or elsewhere).
         self.revoked = RevocationList()
         self._verified: dict[str, SessionClaims] = {}
+
+    def is_live(self, session_id: str) -> bool:
+        """Whether the session is live on this server (it may have no stream right now)."""
+        return self.hub.get(session_id) is not None
+
+    def holds(self, session: LiveSession[P]) -> bool:
+        """Whether ``session`` is still this server's live session of its id (it was
+        neither ended nor replaced)."""
+        return self.hub.get(session.claims.session_id) is session
+
+    def refresh(self, claims: SessionClaims) -> tuple[str, SessionClaims]:
+        """A token with a fresh lifetime for the caller's session; the live session here,
+        if any, carries the renewed claims from now on."""
+        token, renewed = self.signer.refresh(claims)
+        live = self.hub.get(claims.session_id)
+        if live is not None:
+            live.claims = renewed
+        return token, renewed
 
     def verify(self, token: str) -> SessionClaims:
         """The claims of a valid token; ``Unauthenticated`` for a forged or expired one,

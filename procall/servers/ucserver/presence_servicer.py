@@ -9,7 +9,7 @@ from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_pb2
 from procall.errors import InvalidArgument
 from procall.presence.manager import PresenceManager
-from procall.presence.model import PresenceChange
+from procall.presence.policy import CallerSession, check_user_ids, requested_change
 from procall.servers.codecs.presence import (
     availability_from_proto,
     capabilities_from_proto,
@@ -18,19 +18,9 @@ from procall.servers.codecs.presence import (
 from procall.servers.ucserver.session_servicer import claims_from
 from procall.session.manager import SessionManager
 
-__all__ = ["MAX_BATCH", "PresenceServicer"]
+__all__ = ["PresenceServicer"]
 
 Context = grpc.aio.ServicerContext[object, object]
-MAX_BATCH = 1000
-_MASKABLE = {"availability", "note", "capabilities"}
-
-
-def _user_ids(values: list[str], field: str) -> list[str]:
-    if len(values) > MAX_BATCH:
-        raise InvalidArgument.field(field, f"at most {MAX_BATCH} users per request")
-    if any(not v or len(v) > 64 for v in values):
-        raise InvalidArgument.field(field, "user ids must be 1 to 64 characters")
-    return values
 
 
 class PresenceServicer(presence_grpc.PresenceServiceServicer):
@@ -46,7 +36,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
         self, request: presence_pb.GetPresenceRequest, context: Context
     ) -> presence_pb.GetPresenceResponse:
         claims_from(context, self._sessions)
-        (user_id,) = _user_ids([request.user_id], "user_id")
+        (user_id,) = check_user_ids([request.user_id], "user_id")
         (presence,) = await self._presence.get_many([user_id])
         return presence_pb.GetPresenceResponse(presence=presence_to_proto(presence))
 
@@ -54,30 +44,27 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
         self, request: presence_pb.BatchGetPresenceRequest, context: Context
     ) -> presence_pb.BatchGetPresenceResponse:
         claims_from(context, self._sessions)
-        found = await self._presence.get_many(_user_ids(list(request.user_ids), "user_ids"))
+        found = await self._presence.get_many(check_user_ids(list(request.user_ids), "user_ids"))
         return presence_pb.BatchGetPresenceResponse(presences=[presence_to_proto(p) for p in found])
 
     async def SetPresence(
         self, request: presence_pb.SetPresenceRequest, context: Context
     ) -> presence_pb.SetPresenceResponse:
         claims = claims_from(context, self._sessions)
-        paths = set(request.update_mask.paths) or _MASKABLE
-        if paths - _MASKABLE:
-            unknown = ", ".join(sorted(paths - _MASKABLE))
-            raise InvalidArgument.field("update_mask", f"unknown field(s): {unknown}")
-        target = request.user_id or claims.user_id
         try:
             availability = availability_from_proto(request.availability)
         except ValueError:
             raise InvalidArgument.field("availability", "is not a known value") from None
-        change = PresenceChange(
-            availability=availability if "availability" in paths else None,
-            note=request.note if "note" in paths else None,
-            session_capabilities=(claims.session_id, capabilities_from_proto(request.capabilities))
-            if "capabilities" in paths
-            and target == claims.user_id
-            and self._sessions.hub.get(claims.session_id) is not None
-            else None,
+        target = request.user_id or claims.user_id
+        change = requested_change(
+            CallerSession(
+                claims.user_id, claims.session_id, self._sessions.is_live(claims.session_id)
+            ),
+            target,
+            request.update_mask.paths,
+            availability,
+            request.note,
+            capabilities_from_proto(request.capabilities),
         )
         presence = await self._presence.set_presence(claims.user_id, target, change)
         return presence_pb.SetPresenceResponse(presence=presence_to_proto(presence))
@@ -86,20 +73,11 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
         self, request: presence_pb.ListContactsRequest, context: Context
     ) -> presence_pb.ListContactsResponse:
         claims = claims_from(context, self._sessions)
-        size = request.page_size or 200
-        if size < 0 or size > 1000:
-            raise InvalidArgument.field("page_size", "must be between 0 and 1000")
-        try:
-            start = int(request.page_token or "0")
-        except ValueError:
-            raise InvalidArgument.field("page_token", "is not a token from this API") from None
-        contacts = await self._presence.contacts_of(claims.user_id)
-        page = contacts[start : start + size]
-        found = await self._presence.get_many(page) if page else []
-        more = start + size < len(contacts)
+        found, token = await self._presence.list_contacts(
+            claims.user_id, request.page_size, request.page_token
+        )
         return presence_pb.ListContactsResponse(
-            contacts=[presence_to_proto(p) for p in found],
-            next_page_token=str(start + size) if more else "",
+            contacts=[presence_to_proto(p) for p in found], next_page_token=token
         )
 
     async def AddContacts(
@@ -107,7 +85,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     ) -> presence_pb.AddContactsResponse:
         claims = claims_from(context, self._sessions)
         await self._sessions.check_home(claims)
-        ids = _user_ids(list(request.user_ids), "user_ids")
+        ids = check_user_ids(list(request.user_ids), "user_ids")
         found = await self._presence.add_contacts(claims.user_id, ids)
         return presence_pb.AddContactsResponse(contacts=[presence_to_proto(p) for p in found])
 
@@ -117,6 +95,6 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
         claims = claims_from(context, self._sessions)
         await self._sessions.check_home(claims)
         await self._presence.remove_contacts(
-            claims.user_id, _user_ids(list(request.user_ids), "user_ids")
+            claims.user_id, check_user_ids(list(request.user_ids), "user_ids")
         )
         return presence_pb.RemoveContactsResponse()

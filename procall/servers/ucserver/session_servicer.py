@@ -180,10 +180,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         self, request: session_pb.RefreshTokenRequest, context: Context
     ) -> session_pb.RefreshTokenResponse:
         claims = claims_from(context, self._manager)
-        token, renewed = self._manager.signer.refresh(claims)
-        live = self._manager.hub.get(claims.session_id)
-        if live is not None:
-            live.claims = renewed
+        token, renewed = self._manager.refresh(claims)
         return session_pb.RefreshTokenResponse(
             session_token=token, expire_time=timestamp(renewed.expires_at)
         )
@@ -223,13 +220,13 @@ class SessionServicer(session_grpc.SessionServiceServicer):
             yield session_pb.ConnectResponse(event=welcome)
             limit = MAX_EVENTS_PER_MESSAGE if batches else 1
             try:
-                async for pending in session.log.follow_batches(attachment.start_sequence, limit):
-                    if session.generation != attachment.generation:
+                async for pending in attachment.follow(limit):
+                    if attachment.superseded:
                         return  # a newer stream of the same session took over
                     yield self._encode(claims.session_id, pending, batches)
             except ReplayGap:
                 raise resume_expired("the client fell too far behind") from None
-            if self._manager.hub.get(claims.session_id) is session:
+            if self._manager.holds(session):
                 # the session lives on: this server is shutting down, the client reconnects
                 raise Unavailable(
                     "this UCServer is shutting down; reconnect and resume",
@@ -283,4 +280,4 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         with contextlib.suppress(grpc.aio.AioRpcError, InvalidArgument):
             async for request in requests:
                 if request.HasField("ack"):
-                    attachment.session.log.ack(request.ack.sequence)
+                    attachment.ack(request.ack.sequence)
