@@ -80,6 +80,33 @@ async def test_presence_change_reaches_a_watcher_on_the_other_server(center: Cen
     await alice_stream.close()
 
 
+async def test_contact_list_pages_in_the_order_added(center: Center) -> None:
+    alice = await log_in(center.uc1.address, "alice")
+    wanted = [center.users[name] for name in ("dave", "bob", "carol")]
+    async with grpc.aio.insecure_channel(center.uc1.address) as channel:
+        stub = presence_grpc.PresenceServiceStub(channel)
+        await stub.AddContacts(
+            presence_pb.AddContactsRequest(user_ids=wanted), metadata=auth(alice.session_token)
+        )
+        listed: list[str] = []
+        token = ""
+        while True:
+            page = await stub.ListContacts(
+                presence_pb.ListContactsRequest(page_size=2, page_token=token),
+                metadata=auth(alice.session_token),
+            )
+            listed += [p.user_id for p in page.contacts]
+            token = page.next_page_token
+            if not token:
+                break
+        assert listed == wanted
+        with pytest.raises(grpc.aio.AioRpcError) as offset:
+            await stub.ListContacts(
+                presence_pb.ListContactsRequest(page_token="2"), metadata=auth(alice.session_token)
+            )
+        assert offset.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_presence_delegation_allowed_and_denied(center: Center) -> None:
     carol = await log_in(center.uc1.address, "carol")
     bob = await log_in(center.uc2.address, "bob")
