@@ -15,15 +15,11 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.routing.service import RoutingService
 from procall.servers.lookup.servicer import LookupServicer
-from procall.servers.runtime.app import ServerApp, binding
-from procall.servers.runtime.redis_connect import connect_redis
+from procall.servers.runtime.app import ServerApp, StartupError, binding
 from procall.servers.upstream.directory import GrpcHomeDirectory
 from procall.settings import Settings
-from procall.storage.redis.registry import (
-    RedisHomeStore,
-    RedisMediaAllocations,
-    RedisServerRegistry,
-)
+from procall.storage.lookup import open_lookup_stores
+from procall.storage.redis import RedisUnavailableError
 
 __all__ = ["build_lookup", "sweep_interval"]
 
@@ -38,20 +34,21 @@ def sweep_interval(ttl: float) -> float:
 
 async def build_lookup(settings: Settings) -> ServerApp:
     """Wire the LookupService; the routing view lives in Redis, which must answer."""
-    redis = await connect_redis(settings)
     lookup = settings.lookup
-    # bounds one Redis operation as a whole (Sentinel discovery included)
-    op_timeout = 3 * settings.redis.socket_timeout
     interval = sweep_interval(lookup.heartbeat_ttl)
+    try:
+        stores = await open_lookup_stores(settings, interval)
+    except RedisUnavailableError as exc:
+        raise StartupError(str(exc)) from None
     directory = (
         GrpcHomeDirectory(settings.directory.address, timeout=lookup.directory_timeout)
         if settings.directory.address
         else None
     )
     service = RoutingService(
-        RedisServerRegistry(redis, op_timeout=op_timeout, check_interval=interval),
-        RedisMediaAllocations(redis, allocation_ttl=lookup.allocation_ttl, op_timeout=op_timeout),
-        RedisHomeStore(redis, op_timeout=op_timeout),
+        stores.servers,
+        stores.media,
+        stores.homes,
         directory,
         ttl=lookup.heartbeat_ttl,
         home_cache_ttl=lookup.home_cache_ttl,
@@ -73,7 +70,7 @@ async def build_lookup(settings: Settings) -> ServerApp:
     async def close_clients(_: ServerApp) -> None:
         if directory is not None:
             await directory.close()
-        await redis.aclose()
+        await stores.close()
 
     services = [
         binding(

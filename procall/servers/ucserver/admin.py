@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from procall.admin_views.ports import LicenseCounter, LoggedOnSessions
 from procall.admin_views.views import AdminViews
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
@@ -14,8 +15,6 @@ from procall.servers.runtime.grpc_server import ServiceBinding
 from procall.servers.ucserver.admin_servicer import AdminServicer
 from procall.servers.upstream.clients import UpstreamClients
 from procall.session.manager import SessionManager
-from procall.storage.redis.licenses import LicensePool
-from procall.storage.redis.sessions import RedisSessionRegistry
 
 __all__ = ["admin_binding"]
 
@@ -38,12 +37,11 @@ class _LookupServers:
 
 def admin_binding(
     sessions: SessionManager[session_pb2.Event],
-    logged_on: RedisSessionRegistry,
-    licenses: LicensePool,
+    logged_on: LoggedOnSessions,
+    licenses: LicenseCounter,
     clients: UpstreamClients,
 ) -> ServiceBinding:
     """The AdminService, answering from the shared state and the Lookup."""
-    # the shared store's registry and pool are the views' ports as they are
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
         AdminServicer(views, sessions),

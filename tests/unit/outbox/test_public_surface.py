@@ -71,27 +71,3 @@ def test_the_writer_satisfies_the_chat_and_journal_write_ports() -> None:
 
     writer = DurableWriter(NoCentral(), SqliteOutbox("unused.sqlite", 1, 1))
     assert chat_takes(writer) is writer and journal_takes(writer) is writer
-
-
-def test_chat_and_journal_do_not_depend_on_the_outbox_or_each_other() -> None:
-    """The narrow write ports keep the areas apart: only the outbox knows them both."""
-    import ast
-    from pathlib import Path
-
-    import procall
-
-    root = Path(procall.__file__).parent
-    forbidden = {
-        "chat": ("procall.outbox", "procall.journal"),
-        "journal": ("procall.outbox", "procall.chat"),
-    }
-    for area, banned in forbidden.items():
-        for path in (root / area).glob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module:
-                    assert not node.module.startswith(banned), f"{path.name} imports {node.module}"
-                if isinstance(node, ast.Import):
-                    for alias in node.names:
-                        assert not alias.name.startswith(banned), (
-                            f"{path.name} imports {alias.name}"
-                        )
