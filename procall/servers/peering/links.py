@@ -364,6 +364,10 @@ class PeerLinks:
             except Exception:  # the mesh must outlive any one failure
                 _log.exception("topology refresh failed")
 
+    def peer_ids(self) -> list[str]:
+        """The UCServers this one has a link to."""
+        return list(self.links)
+
     def send(self, server_id: str, recipients: Sequence[str], event: session_pb2.Event) -> bool:
         """Queue an event for users homed on ``server_id``; False when it is not live."""
         link = self.links.get(server_id)

@@ -35,14 +35,14 @@ class EventRouter:
         self,
         server_id: str,
         hub: SessionHub[session_pb2.Event],
-        mesh: PeerLinks,
+        links: PeerLinks,
         lookup: HomeLookup,
         cache_seconds: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._server_id = server_id
         self._hub = hub
-        self._mesh = mesh
+        self._links = links
         self._lookup = lookup
         self._ttl = cache_seconds
         self._clock = clock
@@ -64,11 +64,11 @@ class EventRouter:
             await self._hub.deliver(local, event)
         unknown = by_server.pop(_UNKNOWN, [])
         for server_id, users in by_server.items():
-            if not self._mesh.send(server_id, users, event):
+            if not self._links.send(server_id, users, event):
                 unknown.extend(users)  # the home is not a live peer (yet): try every peer
         if unknown:
-            for server_id in list(self._mesh.links):
-                self._mesh.send(server_id, unknown, event)
+            for server_id in self._links.peer_ids():
+                self._links.send(server_id, unknown, event)
 
     async def _home(self, user_id: str) -> str | None:
         now = self._clock()

@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 
 
 class _Notifier:
-    """Pushes presence to local sessions and sends it to peers over the mesh.
+    """Pushes presence to local sessions and sends it to peers over the peer links.
 
     One change becomes one ``Event`` for everyone (its local watchers, its peers):
     the last event built is remembered by presence identity, and an event that
@@ -44,9 +44,9 @@ class _Notifier:
     encoded again.
     """
 
-    def __init__(self, hub: SessionHub[session_pb2.Event], mesh: PeerLinks) -> None:
+    def __init__(self, hub: SessionHub[session_pb2.Event], links: PeerLinks) -> None:
         self._hub = hub
-        self._mesh = mesh
+        self._links = links
         self._last: tuple[Presence, session_pb2.Event] | None = None
 
     def remember(self, presence: Presence, event: session_pb2.Event) -> None:
@@ -66,12 +66,12 @@ class _Notifier:
         self._hub.deliver_nowait(user_ids, self.event(presence))
 
     def peer_servers(self) -> list[str]:
-        return list(self._mesh.links)
+        return self._links.peer_ids()
 
     def to_servers(self, server_ids: Iterable[str], presence: Presence) -> None:
         event = self.event(presence)
         for server_id in server_ids:
-            self._mesh.send(server_id, (), event)
+            self._links.send(server_id, (), event)
 
 
 class PresenceComponent:
