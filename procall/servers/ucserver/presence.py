@@ -113,6 +113,7 @@ class PresenceComponent:
             notifier=self._notifier,
             clock=time.time,
             interest_ttl=settings.lookup.heartbeat_ttl,
+            users=clients,
         )
         self._peer = PeerServicer(
             server_id,

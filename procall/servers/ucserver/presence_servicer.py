@@ -1,4 +1,9 @@
-"""PresenceService: read and set presence, manage contact lists (thin)."""
+"""PresenceService: read and set presence, manage contact lists (thin).
+
+Every call on the caller's home server keeps the caller's session live there
+(``session_claims``), so a presence set through a session that never connected
+still ends with that session.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from procall.servers.codecs.presence import (
     capabilities_from_proto,
     presence_to_proto,
 )
-from procall.servers.ucserver.session_servicer import claims_from
+from procall.servers.ucserver.session_servicer import session_claims
 from procall.session.manager import SessionManager
 
 __all__ = ["MAX_BATCH", "PresenceServicer"]
@@ -45,22 +50,23 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def GetPresence(
         self, request: presence_pb.GetPresenceRequest, context: Context
     ) -> presence_pb.GetPresenceResponse:
-        claims_from(context, self._sessions)
+        await session_claims(context, self._sessions)
         (user_id,) = _user_ids([request.user_id], "user_id")
-        (presence,) = await self._presence.get_many([user_id])
+        (presence,) = await self._presence.read([user_id])
         return presence_pb.GetPresenceResponse(presence=presence_to_proto(presence))
 
     async def BatchGetPresence(
         self, request: presence_pb.BatchGetPresenceRequest, context: Context
     ) -> presence_pb.BatchGetPresenceResponse:
-        claims_from(context, self._sessions)
-        found = await self._presence.get_many(_user_ids(list(request.user_ids), "user_ids"))
+        await session_claims(context, self._sessions)
+        found = await self._presence.read(_user_ids(list(request.user_ids), "user_ids"))
         return presence_pb.BatchGetPresenceResponse(presences=[presence_to_proto(p) for p in found])
 
     async def SetPresence(
         self, request: presence_pb.SetPresenceRequest, context: Context
     ) -> presence_pb.SetPresenceResponse:
-        claims = claims_from(context, self._sessions)
+        claims = await session_claims(context, self._sessions)
+        await self._sessions.check_home(claims)  # where the caller's session lives
         paths = set(request.update_mask.paths) or _MASKABLE
         if paths - _MASKABLE:
             unknown = ", ".join(sorted(paths - _MASKABLE))
@@ -85,7 +91,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def ListContacts(
         self, request: presence_pb.ListContactsRequest, context: Context
     ) -> presence_pb.ListContactsResponse:
-        claims = claims_from(context, self._sessions)
+        claims = await session_claims(context, self._sessions)
         size = request.page_size or 200
         if size < 0 or size > 1000:
             raise InvalidArgument.field("page_size", "must be between 0 and 1000")
@@ -105,16 +111,22 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def AddContacts(
         self, request: presence_pb.AddContactsRequest, context: Context
     ) -> presence_pb.AddContactsResponse:
-        claims = claims_from(context, self._sessions)
+        claims = await session_claims(context, self._sessions)
         await self._sessions.check_home(claims)
         ids = _user_ids(list(request.user_ids), "user_ids")
-        found = await self._presence.add_contacts(claims.user_id, ids)
+        names = list(request.usernames)
+        if len(ids) + len(names) > MAX_BATCH:
+            raise InvalidArgument.field("usernames", f"at most {MAX_BATCH} users per request")
+        if any(not n or len(n) > 256 for n in names):
+            raise InvalidArgument.field("usernames", "usernames must be 1 to 256 characters")
+        ids += await self._presence.resolve_usernames(names)
+        found = await self._presence.add_contacts(claims.user_id, list(dict.fromkeys(ids)))
         return presence_pb.AddContactsResponse(contacts=[presence_to_proto(p) for p in found])
 
     async def RemoveContacts(
         self, request: presence_pb.RemoveContactsRequest, context: Context
     ) -> presence_pb.RemoveContactsResponse:
-        claims = claims_from(context, self._sessions)
+        claims = await session_claims(context, self._sessions)
         await self._sessions.check_home(claims)
         await self._presence.remove_contacts(
             claims.user_id, _user_ids(list(request.user_ids), "user_ids")
