@@ -59,7 +59,12 @@ EXIT_USAGE = 2
 
 
 class ClientCliError(Exception):
-    """A usage or configuration problem; the message is one line for the user."""
+    """A problem before logging in; the message is one line for the user. ``usage``: the
+    command line does not say enough (exit 2), else what it names is unusable (exit 1)."""
+
+    def __init__(self, message: str, *, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def _availability(text: str) -> Availability:
@@ -167,14 +172,14 @@ def server_address(explicit: str | None, data_dir: Path | None) -> str:
             f"({path} does not exist)"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ClientCliError(f"cannot read {path}: {exc.__class__.__name__}") from None
+        raise ClientCliError(f"cannot read {path}: {exc.__class__.__name__}", usage=False) from None
     found = [
         str(entry["address"])
         for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and entry.get("role") == "ucserver" and entry.get("address")
     ]
     if not found:
-        raise ClientCliError(f"{path} lists no UCServer")
+        raise ClientCliError(f"{path} lists no UCServer", usage=False)
     return random.choice(found)  # any one will do: the client goes on to the home server
 
 
@@ -213,7 +218,7 @@ async def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int
         password = password_for(args)
     except ClientCliError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE if exc.usage else EXIT_FAILED
     watching = args.client_action == "watch"
     try:
         client = await ProcallClient.login(

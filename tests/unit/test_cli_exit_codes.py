@@ -45,6 +45,19 @@ def test_no_directory_given_is_a_usage_error(
     assert _err_line(capsys).startswith("procall: error: no Directory address")
 
 
+def test_an_unreadable_endpoints_file_is_a_runtime_failure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "endpoints.json").write_text("{not json")
+    argv = ["client", "login", "bob", "--password", "x", "contacts", "list",
+            "--data-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 1
+    assert _err_line(capsys).startswith("procall: error: cannot read ")
+    (tmp_path / "endpoints.json").unlink()
+    assert main(argv) == 2  # nothing says where the servers are: a usage error
+    assert _err_line(capsys).startswith("procall: error: no server: pass --server")
+
+
 @pytest.mark.parametrize(
     "argv",
     [
