@@ -94,10 +94,9 @@ class UpstreamClients:
 
     async def user_ids_of(self, usernames: Sequence[str]) -> list[str | None]:
         """The user id of each username, None for a name of no user (``UserDirectory``)."""
-        directory = self.directory or self._missing_directory
-        if not isinstance(directory, DirectoryClient):
-            raise directory._error()
-        found = await _each(directory.get_user_by_name, usernames)
+        if self.directory is None:
+            raise self._missing_directory._error()
+        found = await _each(self.directory.get_user_by_name, usernames)
         return [user.user_id if user is not None else None for user in found]
 
     async def close(self) -> None:

@@ -14,7 +14,14 @@ from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from tests.integration.session._support import Center, Stream, auth, log_in, set_presence
+from tests.integration.session._support import (
+    Center,
+    Stream,
+    auth,
+    log_in,
+    reason_of,
+    set_presence,
+)
 
 AVAILABLE = presence_pb2.AVAILABILITY_AVAILABLE
 BUSY = presence_pb2.AVAILABILITY_BUSY
@@ -149,3 +156,16 @@ async def test_a_second_client_of_a_user_tells_watchers_nothing_new(center: Cent
     assert busy.version > first.version
     await bob_stream.close()
     await alice.close()
+
+
+async def test_presence_is_set_on_the_home_server_only(center: Center) -> None:
+    """A presence set where the session does not live could not end with it."""
+    bob = await log_in(center.uc1.address, "bob")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await set_presence(center.uc1.address, bob.session_token, BUSY)
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    info = reason_of(failure.value)
+    assert info.reason == "WRONG_HOME_SERVER"
+    assert info.metadata["home_server_address"] == center.uc2.address
+    now = await _presence_of(center.uc1.address, bob.session_token, center.users["bob"])
+    assert now.availability == OFFLINE  # nothing was set

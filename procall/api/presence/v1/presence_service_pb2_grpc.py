@@ -91,7 +91,9 @@ class PresenceServiceServicer:
 
     def SetPresence(self, request, context):
         """Sets the caller's presence, or another user's with the presence.set delegation
-        (otherwise PERMISSION_DENIED).
+        (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+        FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+        session lives: a presence the user set ends with the user's last session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,7 +45,9 @@ class PresenceServiceStub:
     """
     SetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.SetPresenceRequest, _presence_service_pb2.SetPresenceResponse]
     """Sets the caller's presence, or another user's with the presence.set delegation
-    (otherwise PERMISSION_DENIED).
+    (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+    FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+    session lives: a presence the user set ends with the user's last session.
     """
     ListContacts: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.ListContactsRequest, _presence_service_pb2.ListContactsResponse]
     """Lists the caller's contacts with their current presence."""
@@ -73,7 +75,9 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
     """
     SetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.SetPresenceRequest, _presence_service_pb2.SetPresenceResponse]  # type: ignore[assignment]
     """Sets the caller's presence, or another user's with the presence.set delegation
-    (otherwise PERMISSION_DENIED).
+    (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+    FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+    session lives: a presence the user set ends with the user's last session.
     """
     ListContacts: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.ListContactsRequest, _presence_service_pb2.ListContactsResponse]  # type: ignore[assignment]
     """Lists the caller's contacts with their current presence."""
@@ -116,7 +120,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.SetPresenceResponse, _abc.Awaitable[_presence_service_pb2.SetPresenceResponse]]:
         """Sets the caller's presence, or another user's with the presence.set delegation
-        (otherwise PERMISSION_DENIED).
+        (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+        FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+        session lives: a presence the user set ends with the user's last session.
         """
 
     @_abc_1.abstractmethod
