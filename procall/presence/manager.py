@@ -326,9 +326,13 @@ class PresenceManager:
         """The user's last session here ended."""
         await self._rewatch(user_id, [])
 
-    async def add_contacts(self, user_id: str, contact_ids: Sequence[str]) -> list[Presence]:
-        """Add contacts durably and start receiving their changes; ``NotFound`` naming the
-        first id of no user (nothing is added then)."""
+    async def add_contacts(
+        self, user_id: str, contact_ids: Sequence[str], *, usernames: Sequence[str] = ()
+    ) -> list[Presence]:
+        """Add contacts (by id, then by username) durably and start receiving their changes;
+        ``NotFound`` naming the first of no user (nothing is added then)."""
+        named = await self.resolve_usernames(usernames)
+        contact_ids = list(dict.fromkeys([*contact_ids, *named]))
         await self._require_known(contact_ids, strict=True)
         await self._contacts.add(user_id, contact_ids)
         await self.start_watching(user_id)

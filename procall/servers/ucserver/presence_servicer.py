@@ -119,8 +119,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
             raise InvalidArgument.field("usernames", f"at most {MAX_BATCH} users per request")
         if any(not n or len(n) > 256 for n in names):
             raise InvalidArgument.field("usernames", "usernames must be 1 to 256 characters")
-        ids += await self._presence.resolve_usernames(names)
-        found = await self._presence.add_contacts(claims.user_id, list(dict.fromkeys(ids)))
+        found = await self._presence.add_contacts(claims.user_id, ids, usernames=names)
         return presence_pb.AddContactsResponse(contacts=[presence_to_proto(p) for p in found])
 
     async def RemoveContacts(

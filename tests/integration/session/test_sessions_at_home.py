@@ -9,6 +9,8 @@ import asyncio
 import grpc
 import pytest
 
+from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
@@ -103,9 +105,6 @@ async def test_a_logout_elsewhere_closes_the_stream_on_the_home_server(center: C
 
 
 async def test_the_home_server_lists_a_session_that_logged_in_elsewhere(center: Center) -> None:
-    from procall.api.admin.v1 import admin_service_pb2 as admin_pb
-    from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
-
     bob = await log_in(center.uc1.address, "bob")
     await _presence_of(center.uc2.address, bob.session_token, center.users["alice"])
     root = await log_in(center.uc2.address, "root")

@@ -90,6 +90,9 @@ async def test_contacts_refuse_unknown_users_and_resolve_usernames(
     assert refused.value.metadata == {"username": "ghost"}
     ids = await manager.resolve_usernames(["Bob", "carol"])
     assert ids == ["u-bob", "u-carol"]
-    added = await manager.add_contacts("u-alice", ids)
-    assert [p.user_id for p in added] == ["u-bob", "u-carol"]
-    assert contacts.lists["u-alice"] == ["u-bob", "u-carol"]
+    added = await manager.add_contacts("u-alice", ["u-carol"], usernames=["bob", "carol"])
+    assert [p.user_id for p in added] == ["u-carol", "u-bob"]  # ids first, once each
+    assert contacts.lists["u-alice"] == ["u-carol", "u-bob"]
+    with pytest.raises(NotFound):
+        await manager.add_contacts("u-alice", [], usernames=["ghost"])
+    assert contacts.lists["u-alice"] == ["u-carol", "u-bob"]
