@@ -56,8 +56,9 @@ test-fast: $(STAMP)
 test-system: $(STAMP)
 	$(BIN)/pytest -m system
 
+# `make up ARGS="--ucservers 3 --data-dir /tmp/dc"` passes ARGS on to `procall up`
 up: $(STAMP)
-	$(BIN)/procall up
+	$(BIN)/procall up $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/procall bench

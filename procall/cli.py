@@ -1,7 +1,8 @@
 """The ``procall`` command line: ``up``, ``serve``, ``admin``, ``client``, ``bench``.
 
-Every user-facing failure (unknown role, port in use, unreadable config, Redis
-not answering) prints one line ``procall: error: ...`` and exits non-zero;
+Every user-facing failure prints one line ``procall: error: ...``: runtime
+failures (port in use, Redis not answering, no such user) exit 1, usage errors
+(bad arguments, unknown role or benchmark, an unreadable config file) exit 2;
 tracebacks are for bugs only.
 """
 
@@ -22,18 +23,25 @@ from procall.client.cli import add_client_parser
 
 __all__ = ["main"]
 
-EXIT_ERROR = 2
+#: A runtime failure.
+EXIT_ERROR = 1
+#: A usage error (argparse uses 2 as well).
+EXIT_USAGE = 2
 
 
 class CliError(Exception):
-    """A user-facing failure with a one-line message."""
+    """A user-facing runtime failure with a one-line message (exit 1)."""
+
+
+class UsageError(CliError):
+    """The command line is wrong (exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other procall error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, f"procall: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USAGE, f"procall: error: {message} (see `{self.prog} --help`)\n")
 
 
 #: The server roles of ``procall serve`` (their composition roots load only when served).
@@ -101,11 +109,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     from procall.settings import ConfigError, load_settings
 
     if args.role not in ROLE_NAMES:
-        raise CliError(f"unknown role {args.role!r} (choose from {', '.join(ROLE_NAMES)})")
+        raise UsageError(f"unknown role {args.role!r} (choose from {', '.join(ROLE_NAMES)})")
     try:
         settings = load_settings(args.config, os.environ)
     except ConfigError as exc:
-        raise CliError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     if args.host is not None:
         settings.server.host = args.host
     if args.port is not None:
@@ -155,7 +163,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             print(f"{name}: {what}")
         return 0
     if args.name not in BENCHMARKS:
-        raise CliError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
+        raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
     if args.name == "chat":
         return _run_bench_chat(args)
     from procall.bench.presence import run_presence_bench
@@ -163,7 +171,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     for clients in args.clients or [1000, 5000]:
         if clients < 2:
-            raise CliError("--clients must be at least 2")
+            raise UsageError("--clients must be at least 2")
         try:
             result = run_presence_bench(
                 clients, seconds=args.seconds, deliveries_per_s=args.rate or 10_000
@@ -215,11 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = handlers.get(args.command) or getattr(args, "handler", None)
     try:
         if handler is None:
-            raise CliError(f"unknown command {args.command!r}")
+            raise UsageError(f"unknown command {args.command!r}")
         result: int = handler(args)
         return result
     except CliError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -3,7 +3,9 @@
 ``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` to
 the ``procall`` command line. Each command finds the Directory through
 ``--directory HOST:PORT``, ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json``
-of a running ``procall up`` (``--data-dir``).
+of a running ``procall up`` (``--data-dir``); both options may come after
+``admin``, after ``users`` or after the command. Failures print one line and exit
+1 (an import with failed rows too); 2 is for usage errors only.
 """
 
 from __future__ import annotations
@@ -23,18 +25,14 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
         "admin", help="administer users (and more) over gRPC"
     )
     parser_class = type(admin)
+    _add_where(admin, None)
     areas = admin.add_subparsers(dest="admin_area", required=True, parser_class=parser_class)
     users = areas.add_parser("users", help="list, show, import users; set home servers")
+    _add_where(users, argparse.SUPPRESS)
 
+    # after the command too; a position without them leaves what an earlier one set
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--directory", metavar="HOST:PORT", help="Directory address (default: from --data-dir)"
-    )
-    common.add_argument(
-        "--data-dir",
-        type=Path,
-        help="data dir of a running `procall up` (default .procall/datacenter)",
-    )
+    _add_where(common, argparse.SUPPRESS)
 
     commands = users.add_subparsers(dest="users_command", required=True, parser_class=parser_class)
     listing = commands.add_parser("list", parents=[common], help="list users")
@@ -60,3 +58,19 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     users.set_defaults(handler=run_users_command)
     return admin
+
+
+def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``--directory`` and ``--data-dir`` with the given default."""
+    parser.add_argument(
+        "--directory",
+        metavar="HOST:PORT",
+        default=default,
+        help="Directory address (default: from --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        help="data dir of a running `procall up` (default .procall/datacenter)",
+    )

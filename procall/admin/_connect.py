@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-__all__ = ["DEFAULT_DATA_DIR", "AdminError", "directory_address", "error_text"]
+__all__ = ["DEFAULT_DATA_DIR", "AdminError", "AdminUsageError", "directory_address", "error_text"]
 
 #: Where ``procall up`` keeps its data by default (``.procall/datacenter``).
 DEFAULT_DATA_DIR = Path(".procall") / "datacenter"
@@ -18,7 +19,11 @@ _DETAILS_KEY = "grpc-status-details-bin"
 
 
 class AdminError(Exception):
-    """An admin command failed; the message is one line for the user."""
+    """An admin command failed (exit 1); the message is one line for the user."""
+
+
+class AdminUsageError(AdminError):
+    """The command line does not say enough to run the command (exit 2)."""
 
 
 def directory_address(explicit: str | None, data_dir: Path | None) -> str:
@@ -37,7 +42,7 @@ def directory_address(explicit: str | None, data_dir: Path | None) -> str:
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AdminError(
+        raise AdminUsageError(
             f"no Directory address: pass --directory HOST:PORT, or --data-dir of a running "
             f"`procall up` ({path} does not exist)"
         ) from None
@@ -67,8 +72,13 @@ def error_text(error: grpc.RpcError) -> str:
         status = status_pb2.Status.FromString(value)
         for detail in status.details:
             bad = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
             if detail.Unpack(bad) and bad.field_violations:
                 fields = "; ".join(f"{v.field}: {v.description}" for v in bad.field_violations)
                 if fields not in text:
                     text = f"{text} ({fields})"
+            elif detail.Unpack(retry) and retry.retry_delay.ToNanoseconds() > 0:
+                seconds = max(1, round(retry.retry_delay.ToNanoseconds() / 1e9))
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + seconds))
+                text = f"{text} (try again in {seconds} s, at {at})"
     return text

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from procall.admin._connect import AdminError, directory_address, error_text
+from procall.admin._connect import AdminError, AdminUsageError, directory_address, error_text
 from procall.admin._import import import_users, read_rows
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
@@ -24,7 +24,10 @@ __all__ = ["run_users_command"]
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
-EXIT_ERROR = 2
+#: Runtime failures (no such user, the Directory does not answer, an unreadable file).
+EXIT_ERROR = 1
+#: The command line does not say enough (argparse uses 2 for bad arguments too).
+EXIT_USAGE = 2
 _TIMEOUT = 15.0
 
 
@@ -161,7 +164,7 @@ def run_users_command(args: argparse.Namespace) -> int:
         return asyncio.run(_COMMANDS[args.users_command](args, address))
     except AdminError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_USAGE if isinstance(exc, AdminUsageError) else EXIT_ERROR
     except grpc.aio.AioRpcError as exc:
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             message = f"the Directory at {address} does not answer ({error_text(exc)})"

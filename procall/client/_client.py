@@ -438,9 +438,14 @@ class ProcallClient:
 
         return invoke
 
-    async def add_contacts(self, user_ids: Sequence[str]) -> list[Presence]:
-        """Watch these users; returns their current presence."""
-        request = presence_pb.AddContactsRequest(user_ids=list(user_ids))
+    async def add_contacts(
+        self, user_ids: Sequence[str] = (), *, usernames: Sequence[str] = ()
+    ) -> list[Presence]:
+        """Watch these users (by id, and by username); returns their current presence.
+
+        A user that does not exist fails the whole call with NOT_FOUND naming it.
+        """
+        request = presence_pb.AddContactsRequest(user_ids=list(user_ids), usernames=usernames)
         reply = await self._invoke(
             lambda ch, md, t: presence_grpc.PresenceServiceStub(ch).AddContacts(
                 request, metadata=md, timeout=t

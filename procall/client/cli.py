@@ -5,8 +5,11 @@
     procall client [--server HOST:PORT | --data-dir DIR] login USER [--password P] COMMAND
         presence set AVAILABILITY [--note TEXT] [--for USER_ID]
         presence get USER_ID...
-        contacts add USER_ID... | contacts remove USER_ID... | contacts list
+        contacts add USER... | contacts remove USER_ID... | contacts list
         watch
+
+``--server`` and ``--data-dir`` may also come after ``login USER`` or at the end;
+``contacts add`` takes usernames (what a person types) or user ids.
 
 Each invocation logs in (through any UCServer; the client goes on to the home
 server), runs its command and logs out; ``watch`` prints the contacts'
@@ -19,7 +22,9 @@ The server is ``--server``, else ``$PROCALL_SERVER``, else a UCServer from
 the ``endpoints.json`` of a running ``procall up`` (``--data-dir``, default
 ``.procall/datacenter``). The password comes from ``--password``,
 ``$PROCALL_PASSWORD`` or a prompt. Failures print one line
-``procall: error: ...`` and exit 1 (2 for usage and configuration errors).
+``procall: error: ...`` and exit 1; 2 is for usage errors only (bad arguments,
+no server or password given). When the server says when to try again (a
+locked account, a busy server), the line says when.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import json
 import os
 import random
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -52,7 +59,12 @@ EXIT_USAGE = 2
 
 
 class ClientCliError(Exception):
-    """A usage or configuration problem; the message is one line for the user."""
+    """A problem before logging in; the message is one line for the user. ``usage``: the
+    command line does not say enough (exit 2), else what it names is unusable (exit 1)."""
+
+    def __init__(self, message: str, *, usage: bool = True) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 def _availability(text: str) -> Availability:
@@ -60,6 +72,24 @@ def _availability(text: str) -> Availability:
         return Availability.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_where(parser: argparse.ArgumentParser, *, first: bool) -> None:
+    """``--server`` and ``--data-dir``; on the parsers after the first, an option that is not
+    given leaves what an earlier position set (``SUPPRESS``)."""
+    default: Any = None if first else argparse.SUPPRESS
+    parser.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=default,
+        help="any UCServer (default: from --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=default,
+        help="data dir of a running `procall up` (default .procall/datacenter)",
+    )
 
 
 def add_client_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -70,18 +100,12 @@ def add_client_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Log in as a user, then set presence, manage contacts or watch events.",
     )
     parser_class = type(client)
-    client.add_argument(
-        "--server", metavar="HOST:PORT", help="any UCServer (default: from --data-dir)"
-    )
-    client.add_argument(
-        "--data-dir",
-        type=Path,
-        help="data dir of a running `procall up` (default .procall/datacenter)",
-    )
+    _add_where(client, first=True)
     steps = client.add_subparsers(dest="client_step", required=True, parser_class=parser_class)
     login = steps.add_parser("login", help="log in as USER, then run one command")
     login.add_argument("user", help="username")
     login.add_argument("--password", help="password (default: $PROCALL_PASSWORD, else a prompt)")
+    _add_where(login, first=False)
     actions = login.add_subparsers(dest="client_action", required=True, parser_class=parser_class)
 
     presence = actions.add_parser("presence", help="set or show presence")
@@ -103,17 +127,33 @@ def add_client_parser(subparsers: Any) -> argparse.ArgumentParser:
     contact_actions = contacts.add_subparsers(
         dest="contacts_action", required=True, parser_class=parser_class
     )
-    contact_actions.add_parser("add", help="watch users").add_argument(
-        "user_ids", nargs="+", metavar="USER_ID"
+    contact_actions.add_parser("add", help="watch users (usernames or user ids)").add_argument(
+        "user_ids", nargs="+", metavar="USER"
     )
     contact_actions.add_parser("remove", help="stop watching users").add_argument(
         "user_ids", nargs="+", metavar="USER_ID"
     )
     contact_actions.add_parser("list", help="show contacts with their presence")
 
-    actions.add_parser("watch", help="print events as they come, until Ctrl-C")
+    watch = actions.add_parser("watch", help="print events as they come, until Ctrl-C")
+    for leaf in (setting, getting, watch, *contact_actions.choices.values()):
+        _add_where(leaf, first=False)  # also at the end of the command line
     client.set_defaults(handler=run_client_command)
     return client
+
+
+def _split_users(values: list[str]) -> tuple[list[str], list[str]]:
+    """(user ids, usernames): what parses as a UUID is a user id, the rest usernames."""
+    ids: list[str] = []
+    names: list[str] = []
+    for value in values:
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            names.append(value)
+        else:
+            ids.append(value)
+    return ids, names
 
 
 def server_address(explicit: str | None, data_dir: Path | None) -> str:
@@ -132,14 +172,14 @@ def server_address(explicit: str | None, data_dir: Path | None) -> str:
             f"({path} does not exist)"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ClientCliError(f"cannot read {path}: {exc.__class__.__name__}") from None
+        raise ClientCliError(f"cannot read {path}: {exc.__class__.__name__}", usage=False) from None
     found = [
         str(entry["address"])
         for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and entry.get("role") == "ucserver" and entry.get("address")
     ]
     if not found:
-        raise ClientCliError(f"{path} lists no UCServer")
+        raise ClientCliError(f"{path} lists no UCServer", usage=False)
     return random.choice(found)  # any one will do: the client goes on to the home server
 
 
@@ -157,12 +197,16 @@ def password_for(args: argparse.Namespace, prompt: Callable[[str], str] = getpas
         raise ClientCliError("no password given") from None
 
 
-def _error_line(error: ProcallClientError) -> str:
+def _error_line(error: ProcallClientError, now: Callable[[], float] = time.time) -> str:
     text = f"{error.code.name}: {error.message}" if error.message else error.code.name
     if error.field_violations:
         fields = "; ".join(f"{f}: {d}" for f, d in error.field_violations)
         if fields not in text:
             text += f" ({fields})"
+    if error.retry_after is not None and error.retry_after > 0:
+        seconds = max(1, round(error.retry_after))
+        at = time.strftime("%H:%M:%S", time.localtime(now() + seconds))
+        text += f" (try again in {seconds} s, at {at})"
     return " ".join(text.split())
 
 
@@ -174,7 +218,7 @@ async def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int
         password = password_for(args)
     except ClientCliError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE if exc.usage else EXIT_FAILED
     watching = args.client_action == "watch"
     try:
         client = await ProcallClient.login(
@@ -209,7 +253,8 @@ async def _run_action(client: ProcallClient, args: argparse.Namespace, out: Text
         for presence in await client.get_presence(args.user_ids):
             print(format_presence(presence), file=out)
     elif args.contacts_action == "add":
-        for presence in await client.add_contacts(args.user_ids):
+        ids, names = _split_users(args.user_ids)
+        for presence in await client.add_contacts(ids, usernames=names):
             print(format_presence(presence), file=out)
     elif args.contacts_action == "remove":
         await client.remove_contacts(args.user_ids)

@@ -122,6 +122,8 @@ class DataCenter:
         self._children: list[_Child] = []
         self.endpoints: list[Endpoint] = []
         self.demo_logins: list[tuple[str, str, str]] = []
+        #: Whether the demo users have their contacts (see ``procall.launch.demo``).
+        self.demo_contacts = False
 
     # -- start ----------------------------------------------------------------------------
 
@@ -266,10 +268,21 @@ class DataCenter:
 
     def _seed_demo(self, directory_address: str) -> None:
         try:
-            from procall.launch.demo import seed_demo_directory
+            from procall.launch.demo import seed_demo_contacts, seed_demo_directory
         except ImportError:  # the Directory of this release has no demo seed
             return
         self.demo_logins = list(seed_demo_directory(directory_address))
+        homes = {home for _, _, home in self.demo_logins}
+        ucservers = {c.name: c.address for c in self._children if c.role == "ucserver"}
+        if not self.demo_logins or not homes <= set(ucservers):
+            return  # a read-only directory, or a DataCenter without the demo's servers
+        from procall.client import ProcallClientError
+
+        try:
+            seed_demo_contacts(ucservers["ucserver-1"])
+            self.demo_contacts = True
+        except ProcallClientError as exc:  # the demo runs on without them
+            self._say(f"procall up: the demo contacts were not seeded: {exc}")
 
     def _write_endpoints(self) -> None:
         path = self.data_dir / "endpoints.json"
@@ -347,6 +360,8 @@ class DataCenter:
             lines += [
                 f"  {user:<12} {password:<16} {home}" for user, password, home in self.demo_logins
             ]
+        if self.demo_contacts:
+            lines += ["", "Contacts: alice and frank (ucserver-1) with grace (ucserver-2)."]
         return "\n".join(line.rstrip() for line in lines)
 
 

@@ -1,15 +1,20 @@
-"""The demo directory ``procall up`` seeds: a dozen users, a delegation, a pick-up group.
+"""The demo ``procall up`` seeds: a dozen users, a delegation, a pick-up group, contacts.
 
 Twelve users are spread over the two UCServers ``ucserver-1`` and ``ucserver-2``;
 Grace (the team assistant) may set presence, forward calls and pick up calls for
 Frank (the team lead); Alice, Bob and Carol form the pick-up group ``Sales pick-up``.
-Seeding is idempotent: a second ``procall up`` on the same data finds everything in
-place and leaves it alone (passwords an admin changed stay changed). A read-only
-(LDAP) directory is not seeded.
+Alice and Frank (``ucserver-1``) and Grace (``ucserver-2``) are each other's
+contacts (``DEMO_CONTACTS``), so a presence change of one reaches the others across
+servers. Seeding is idempotent: a second ``procall up`` on the same data finds
+everything in place and leaves it alone (passwords an admin changed stay changed, a
+contact list someone edited stays as it is). A read-only (LDAP) directory is not
+seeded with users.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,7 +24,7 @@ from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 
-__all__ = ["DEMO_USERS", "DemoUser", "seed_demo_directory"]
+__all__ = ["DEMO_CONTACTS", "DEMO_USERS", "DemoUser", "seed_demo_contacts", "seed_demo_directory"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,12 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser("judy", "Judy Jones", "Engineering", "+49 231 555 0110", "ucserver-2"),
     DemoUser("mallory", "Mallory Meyer", "Finance", "+49 231 555 0111", "ucserver-2"),
     DemoUser("oscar", "Oscar Olsen", "IT", "+49 231 555 0112", "ucserver-2", admin=True),
+)
+#: Who watches whom (username, the usernames of the contacts): homed on different servers.
+DEMO_CONTACTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("alice", ("grace",)),
+    ("frank", ("grace",)),
+    ("grace", ("alice", "frank")),
 )
 _DOMAIN = "demo.procall.example"
 _DELEGATION = ("frank", "grace")  # principal, delegate
@@ -136,3 +147,40 @@ def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[st
         except grpc.RpcError as exc:
             _ignore_existing(exc)
     return [(u.username, u.password, u.home_server_id) for u in DEMO_USERS]
+
+
+def seed_demo_contacts(
+    ucserver_address: str,
+    contacts: Sequence[tuple[str, Sequence[str]]] = DEMO_CONTACTS,
+    *,
+    timeout: float = 30.0,
+) -> int:
+    """Give each demo user of ``contacts`` its contacts, logging in through the UCServer
+    at ``ucserver_address`` as that user; a user who has contacts already is left alone.
+    Returns how many users got contacts; raises ``ProcallClientError`` on failure."""
+    return asyncio.run(_seed_contacts(ucserver_address, contacts, timeout))
+
+
+async def _seed_contacts(
+    address: str, contacts: Sequence[tuple[str, Sequence[str]]], timeout: float
+) -> int:
+    from procall.client import ClientOptions, ProcallClient
+
+    users = {u.username: u for u in DEMO_USERS}
+    seeded = 0
+    for username, names in contacts:
+        client = await ProcallClient.login(
+            address,
+            username,
+            users[username].password,
+            client_name="procall-up/demo-seed",
+            options=ClientOptions(call_timeout=timeout),
+            connect=False,
+        )
+        try:
+            if not await client.contacts():
+                await client.add_contacts(usernames=list(names))
+                seeded += 1
+        finally:
+            await client.logout()
+    return seeded

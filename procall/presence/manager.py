@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from procall.errors import InvalidArgument, PermissionDenied, Unavailable
+from procall.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
 from procall.presence.policy import contacts_page
 from procall.presence.ports import (
@@ -23,13 +23,22 @@ from procall.presence.ports import (
     DelegationChecker,
     PresenceNotifier,
     PresenceStore,
+    UserDirectory,
 )
 
-__all__ = ["FULL_CHECK_EVERY", "MAX_NOTE_CHARS", "PresenceManager", "WatchIndex"]
+__all__ = [
+    "FULL_CHECK_EVERY",
+    "KNOWN_USERS_CACHE",
+    "MAX_NOTE_CHARS",
+    "PresenceManager",
+    "WatchIndex",
+]
 
 MAX_NOTE_CHARS = 256
 #: Heartbeats between two full checks of this server's state in the store.
 FULL_CHECK_EVERY = 60
+#: User ids remembered as known to the Directory (reads of them skip the Directory).
+KNOWN_USERS_CACHE = 100_000
 _log = logging.getLogger(__name__)
 
 
@@ -77,8 +86,13 @@ class PresenceManager:
         notifier: PresenceNotifier,
         clock: Callable[[], float],
         interest_ttl: float,
+        users: UserDirectory | None = None,
     ) -> None:
+        """``users`` checks that the users named in reads and contact lists exist (without
+        it every id is taken as it comes)."""
         self.server_id = server_id
+        self._users = users
+        self._known: set[str] = set()
         self._store = store
         self._contacts = contacts
         self._delegations = delegations
@@ -229,6 +243,47 @@ class PresenceManager:
 
     # -- reads and contacts -------------------------------------------------------------
 
+    async def read(self, user_ids: Sequence[str]) -> list[Presence]:
+        """Presence of each user a client asked for; ``NotFound`` naming the first id of no
+        user (while the Directory cannot say, the ids are taken as they come)."""
+        await self._require_known(user_ids, strict=False)
+        return await self.get_many(user_ids)
+
+    async def _require_known(self, user_ids: Sequence[str], *, strict: bool) -> None:
+        """``NotFound`` for the first id of no user; ``strict``: ``Unavailable`` when the
+        Directory cannot say, else the ids are trusted meanwhile."""
+        unchecked = [u for u in dict.fromkeys(user_ids) if u not in self._known]
+        if self._users is None or not unchecked:
+            return
+        try:
+            unknown = await self._users.unknown_users(unchecked)
+        except Unavailable:
+            if strict:
+                raise
+            return
+        if unknown:
+            raise NotFound(f"user {unknown[0]!r} does not exist", metadata={"user_id": unknown[0]})
+        if len(self._known) + len(unchecked) > KNOWN_USERS_CACHE:
+            self._known.clear()
+        self._known.update(unchecked)
+
+    async def resolve_usernames(self, usernames: Sequence[str]) -> list[str]:
+        """The user id of each username; ``NotFound`` naming the first name of no user."""
+        if not usernames:
+            return []
+        if self._users is None:
+            raise Unavailable(
+                "users cannot be found by name without a Directory",
+                metadata={"backend": "Directory"},
+            )
+        found = await self._users.user_ids_of(usernames)
+        for name, user_id in zip(usernames, found, strict=True):
+            if user_id is None:
+                raise NotFound(f"user {name!r} does not exist", metadata={"username": name})
+        ids = [u for u in found if u is not None]
+        self._known.update(ids)
+        return ids
+
     async def get_many(self, user_ids: Sequence[str]) -> list[Presence]:
         """Presence of each user; UNKNOWN for users not homed here while the store is down."""
         try:
@@ -281,8 +336,14 @@ class PresenceManager:
         """The user's last session here ended."""
         await self._rewatch(user_id, [])
 
-    async def add_contacts(self, user_id: str, contact_ids: Sequence[str]) -> list[Presence]:
-        """Add contacts durably and start receiving their changes."""
+    async def add_contacts(
+        self, user_id: str, contact_ids: Sequence[str], *, usernames: Sequence[str] = ()
+    ) -> list[Presence]:
+        """Add contacts (by id, then by username) durably and start receiving their changes;
+        ``NotFound`` naming the first of no user (nothing is added then)."""
+        named = await self.resolve_usernames(usernames)
+        contact_ids = list(dict.fromkeys([*contact_ids, *named]))
+        await self._require_known(contact_ids, strict=True)
         await self._contacts.add(user_id, contact_ids)
         await self.start_watching(user_id)
         return await self.get_many(contact_ids)

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_USERS_PER_REQUEST",
     "CallerSession",
     "check_user_ids",
+    "check_usernames",
     "contacts_page",
     "requested_change",
 ]
@@ -52,6 +53,16 @@ class CallerSession:
 def check_user_ids(user_ids: Sequence[str], field: str) -> list[str]:
     """User ids of one request: each 1 to 64 characters, at most ``MAX_USERS_PER_REQUEST``."""
     return check_ids(user_ids, field, max_count=MAX_USERS_PER_REQUEST)
+
+
+def check_usernames(usernames: Sequence[str], field: str, ids_too: int = 0) -> list[str]:
+    """Usernames of one request (each 1 to 256 characters); with the ``ids_too`` user ids
+    beside them, at most ``MAX_USERS_PER_REQUEST`` users in all."""
+    if len(usernames) + ids_too > MAX_USERS_PER_REQUEST:
+        raise InvalidArgument.field(field, f"at most {MAX_USERS_PER_REQUEST} users per request")
+    if any(not name or len(name) > 256 for name in usernames):
+        raise InvalidArgument.field(field, "usernames must be 1 to 256 characters")
+    return list(usernames)
 
 
 def requested_change(

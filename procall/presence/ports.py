@@ -7,7 +7,13 @@ from typing import Protocol
 
 from procall.presence.model import Presence, PresenceChange
 
-__all__ = ["ContactStore", "DelegationChecker", "PresenceNotifier", "PresenceStore"]
+__all__ = [
+    "ContactStore",
+    "DelegationChecker",
+    "PresenceNotifier",
+    "PresenceStore",
+    "UserDirectory",
+]
 
 
 class PresenceStore(Protocol):
@@ -76,6 +82,18 @@ class DelegationChecker(Protocol):
 
     async def may_set_presence(self, actor_user_id: str, principal_user_id: str) -> bool:
         """True when ``actor`` holds the presence.set delegation of ``principal``."""
+        ...
+
+
+class UserDirectory(Protocol):
+    """Which users exist (the Directory)."""
+
+    async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
+        """The ids among ``user_ids`` that name no user; ``Unavailable`` when it cannot say."""
+        ...
+
+    async def user_ids_of(self, usernames: Sequence[str]) -> list[str | None]:
+        """The user id of each username (None for a name of no user), in order."""
         ...
 
 

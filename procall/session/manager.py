@@ -1,8 +1,10 @@
 """Login, stream attachment, resume and logout on a UCServer (transport-free).
 
 Licenses are taken when the home server creates the live session: at login
-when the client logs in on its home server, else at the first ``Connect`` on
-the home server (a login elsewhere only issues the token and the redirect).
+when the client logs in on its home server, else at the first call the client
+makes there (``Connect`` or any other: ``touch``), so the home server knows
+every session of its users, wherever they logged in. A session without a
+stream lives for the resume window after its last call.
 
 Every call's token goes through ``verify``: the signature check is cached per
 token (a busy client sends the same token thousands of times), expiry and
@@ -181,6 +183,27 @@ class SessionManager(Generic[P]):
             await observer.session_opened(claims, client_name)
         return session
 
+    async def touch(self, claims: SessionClaims) -> LiveSession[P] | None:
+        """A call of the session reached a server: on its home server the session is live
+        from now on (opened if the client logged in elsewhere and has not connected yet)
+        and, while it has no stream, kept for the resume window from now. None elsewhere."""
+        if claims.home_server_id != self.server_id:
+            return None
+        session = self.hub.get(claims.session_id)
+        if session is None:
+            return await self._open(claims, "")
+        if session.streams == 0:
+            session.detached_at = self._clock()
+        return session
+
+    async def revoked_elsewhere(self, session_id: str, until: float) -> None:
+        """Another server logged the session out: refuse its tokens here, and end it when
+        it lives here (its presence ends, its streams get SessionClosed)."""
+        self.revoked.add(session_id, until)
+        session = self.hub.get(session_id)
+        if session is not None:
+            await self._end(session.claims)
+
     async def check_home(self, claims: SessionClaims) -> None:
         """``FailedPrecondition(WRONG_HOME_SERVER)`` naming the home when this is not it."""
         if claims.home_server_id == self.server_id:
@@ -232,7 +255,8 @@ class SessionManager(Generic[P]):
         return encode_resume_token(session_id, self.run_id, sequence)
 
     async def logout(self, claims: SessionClaims) -> None:
-        """End the session, return its license and revoke its tokens everywhere."""
+        """End the session, return its license and revoke its tokens everywhere (on any
+        server: the home server ends the session as soon as it learns the revocation)."""
         # no token of this session outlives a token refreshed right now
         until = self._clock() + self.signer.ttl
         self.revoked.add(claims.session_id, until)

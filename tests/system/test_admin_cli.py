@@ -125,7 +125,7 @@ def test_import_then_list_show_and_set_home(directory_address: str, tmp_path: Pa
 
     missing = _procall("admin", "users", "show", "nobody", "--directory", directory_address,
                        cwd=tmp_path)  # fmt: skip
-    assert missing.returncode == 2
+    assert missing.returncode == 1  # a runtime failure; 2 is for usage errors only
     assert missing.stderr.strip() == "procall: error: no user 'nobody'"
 
 
@@ -147,9 +147,13 @@ def test_commands_find_the_directory_through_the_data_dir(
     listed = _procall("admin", "users", "list", "--data-dir", str(data_dir), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.splitlines()) == 1 + len(DEMO_USERS)
+    for argv in (["--data-dir", str(data_dir), "users", "list"],
+                 ["users", "--data-dir", str(data_dir), "list"]):  # fmt: skip
+        elsewhere = _procall("admin", *argv, cwd=tmp_path)
+        assert elsewhere.stdout == listed.stdout, elsewhere.stderr
 
     dead = _procall("admin", "users", "list", "--directory", "127.0.0.1:1", cwd=tmp_path)
-    assert dead.returncode == 2
+    assert dead.returncode == 1
     assert "the Directory at 127.0.0.1:1 does not answer" in dead.stderr
     assert "Traceback" not in dead.stderr
 

@@ -5,10 +5,8 @@ Events go out through the root's ``EventRouter`` (shared with every other part).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Sequence
 
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
@@ -19,7 +17,6 @@ from procall.chat.conversations import Conversations, UserCheck
 from procall.chat.members import Membership
 from procall.chat.messaging import Messaging, MessagingLimits
 from procall.chat.ports import ChatState, ConversationStore, MessageStore
-from procall.errors import NotFound
 from procall.journal.ports import JournalStore
 from procall.journal.service import Journal
 from procall.outbox.ports import CentralWriter
@@ -38,27 +35,6 @@ from procall.storage.outbox import SqliteOutbox
 __all__ = ["ChatComponent"]
 
 _log = logging.getLogger(__name__)
-
-
-class _DirectoryUsers:
-    """``UserDirectory`` through the Directory's GetUser."""
-
-    def __init__(self, clients: UpstreamClients) -> None:
-        self._clients = clients
-
-    async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
-        directory = self._clients.directory
-        if directory is None:
-            return []  # no Directory configured (tests of a lone server): trust the ids
-        found = await asyncio.gather(
-            *(directory.get_user(u) for u in user_ids), return_exceptions=True
-        )
-        for result in found:  # anything but "no such user" (an outage) fails the request
-            if isinstance(result, BaseException) and not isinstance(result, NotFound):
-                raise result
-        return [
-            u for u, result in zip(user_ids, found, strict=True) if isinstance(result, NotFound)
-        ]
 
 
 class ChatComponent:
@@ -94,7 +70,7 @@ class ChatComponent:
             messages,
             state,
             membership,
-            UserCheck(_DirectoryUsers(clients)),
+            UserCheck(clients),
             events,
             time.time,
         )

@@ -19,7 +19,7 @@ from procall.api.session.v1 import session_pb2
 from procall.errors import Unavailable
 from procall.presence.manager import PresenceManager
 from procall.presence.model import Capabilities, Presence
-from procall.presence.ports import ContactStore, DelegationChecker, PresenceStore
+from procall.presence.ports import ContactStore, DelegationChecker, PresenceStore, UserDirectory
 from procall.servers.codecs.presence import presence_from_proto, presence_to_proto
 from procall.servers.peering.links import PeerLinks
 from procall.servers.runtime.app import ServerApp, binding
@@ -86,6 +86,7 @@ class PresenceComponent:
         store: PresenceStore,
         contacts: ContactStore,
         delegations: DelegationChecker,
+        users: UserDirectory,
         sessions: SessionManager[session_pb2.Event],
         hub: SessionHub[session_pb2.Event],
         links: PeerLinks,
@@ -101,6 +102,7 @@ class PresenceComponent:
             notifier=self._notifier,
             clock=time.time,
             interest_ttl=settings.lookup.heartbeat_ttl,
+            users=users,
         )
         self._task: asyncio.Task[None] | None = None
         self._pending_watch: set[str] = set()

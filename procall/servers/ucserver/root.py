@@ -134,6 +134,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         store=stores.presence,
         contacts=stores.contacts,
         delegations=clients,
+        users=clients,
         sessions=manager,
         hub=hub,
         links=links,

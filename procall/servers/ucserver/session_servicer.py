@@ -35,6 +35,7 @@ __all__ = [
     "SessionServicer",
     "add_session_service",
     "claims_from",
+    "session_claims",
 ]
 
 Context = grpc.aio.ServicerContext[object, object]
@@ -140,6 +141,16 @@ def claims_from(context: Context, manager: SessionManager[session_pb2.Event]) ->
     raise Unauthenticated("no session token: send `authorization: Bearer <token>`")
 
 
+async def session_claims(
+    context: Context, manager: SessionManager[session_pb2.Event]
+) -> SessionClaims:
+    """``claims_from``, and on the session's home server the session is live from now on
+    (``SessionManager.touch``): every call at home counts, not only ``Connect``."""
+    claims = claims_from(context, manager)
+    await manager.touch(claims)
+    return claims
+
+
 class SessionServicer(session_grpc.SessionServiceServicer):
     """Decodes requests, calls the SessionManager, encodes replies and events."""
 
@@ -179,7 +190,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
     async def RefreshToken(
         self, request: session_pb.RefreshTokenRequest, context: Context
     ) -> session_pb.RefreshTokenResponse:
-        claims = claims_from(context, self._manager)
+        claims = await session_claims(context, self._manager)
         token, renewed = self._manager.refresh(claims)
         return session_pb.RefreshTokenResponse(
             session_token=token, expire_time=timestamp(renewed.expires_at)
@@ -188,9 +199,8 @@ class SessionServicer(session_grpc.SessionServiceServicer):
     async def Logout(
         self, request: session_pb.LogoutRequest, context: Context
     ) -> session_pb.LogoutResponse:
-        claims = claims_from(context, self._manager)
-        await self._manager.check_home(claims)
-        await self._manager.logout(claims)
+        # on any server: the home server ends the session when it learns the revocation
+        await self._manager.logout(claims_from(context, self._manager))
         return session_pb.LogoutResponse()
 
     async def Connect(  # type: ignore[override]  # also yields pre-encoded responses

@@ -101,11 +101,12 @@ class SessionComponent:
         self._follower = asyncio.create_task(self._follow_revocations(), name="revocations")
 
     async def _follow_revocations(self) -> None:
-        """Learn the other servers' logouts as they happen (reloading after an outage)."""
+        """Learn the other servers' logouts as they happen (reloading after an outage); a
+        session logged out elsewhere that lives here ends here."""
         while True:
             try:
                 async for session_id, until in self._revocations.follow():
-                    self._manager.revoked.add(session_id, until)
+                    await self._manager.revoked_elsewhere(session_id, until)
             except Unavailable:
                 pass
             except Exception:  # a background task must outlive any one failure

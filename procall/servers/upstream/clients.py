@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
 import grpc
 
 from procall.api.directory.v1 import directory_pb2
-from procall.errors import Unavailable
+from procall.errors import NotFound, Unavailable
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.servers.upstream.directory import DirectoryClient
 from procall.servers.upstream.lookup import LookupClient
@@ -81,7 +84,34 @@ class UpstreamClients:
             actor_user_id, principal_user_id, directory_pb2.DELEGATION_SCOPE_PRESENCE_SET
         )
 
+    async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
+        """The ids among ``user_ids`` that name no user (``UserDirectory`` port); every id
+        is taken as it comes when no Directory is configured (tests of a lone server)."""
+        if self.directory is None:
+            return []
+        found = await _each(self.directory.get_user, user_ids)
+        return [u for u, user in zip(user_ids, found, strict=True) if user is None]
+
+    async def user_ids_of(self, usernames: Sequence[str]) -> list[str | None]:
+        """The user id of each username, None for a name of no user (``UserDirectory``)."""
+        if self.directory is None:
+            raise self._missing_directory._error()
+        found = await _each(self.directory.get_user_by_name, usernames)
+        return [user.user_id if user is not None else None for user in found]
+
     async def close(self) -> None:
         """Close the channels."""
         for channel in self._channels:
             await channel.close()
+
+
+async def _each(
+    get: Callable[[str], Awaitable[directory_pb2.User]], keys: Sequence[str]
+) -> list[directory_pb2.User | None]:
+    """``get`` of every key at once: None where it names no user; any other failure (an
+    outage) fails the whole lookup."""
+    found = await asyncio.gather(*(get(k) for k in keys), return_exceptions=True)
+    for result in found:
+        if isinstance(result, BaseException) and not isinstance(result, NotFound):
+            raise result
+    return [None if isinstance(r, BaseException) else r for r in found]

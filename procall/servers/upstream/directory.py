@@ -46,6 +46,16 @@ class DirectoryClient:
             raise domain_error(error, _BACKEND) from None
         return reply.user
 
+    async def get_user_by_name(self, username: str) -> directory_pb2.User:
+        """One user by username (``NotFound`` when there is none)."""
+        try:
+            reply = await self._stub.GetUser(
+                directory_pb.GetUserRequest(username=username), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+        return reply.user
+
     async def may_act_for(
         self,
         actor_user_id: str,

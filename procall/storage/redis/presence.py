@@ -18,9 +18,13 @@ Key layout:
   server's state (restart, or a missed TTL) and the server writes it back whole;
   otherwise a heartbeat costs two commands, whatever the number of users.
 
-Every change runs as one Lua script that also bumps the version. Versions are
-``max(previous + 1, Redis TIME in microseconds)``, so they keep growing even
-when Redis restarted empty and watchers still hold versions of before.
+Every change runs as one Lua script that also bumps the version, unless it
+changed nothing a watcher sees (availability, note, telephony, who set it, the
+union of the capabilities): a second client of a user that comes or goes, or a
+presence set to what it already is, keeps the version, so no watcher is told
+the same presence twice. Versions are ``max(previous + 1, Redis TIME in
+microseconds)``, so they keep growing even when Redis restarted empty and
+watchers still hold versions of before.
 
 Concurrent changes are pipelined: while one pipeline of changes is on its way,
 the next ones queue and then go together, so a burst of SetPresence calls costs
@@ -56,6 +60,22 @@ _CHANNELS = ("chat", "audio", "video", "screen_share", "conference")
 
 _UPDATE = """
 local key = KEYS[1]
+local function visible()
+  local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by')
+  local channels = {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 4) == 'cap:' then
+      for name in string.gmatch(redis.call('HGET', key, f), '[^,]+') do channels[name] = true end
+    end
+  end
+  local names = {}
+  for name in pairs(channels) do names[#names + 1] = name end
+  table.sort(names)
+  return (h[1] or '') .. '|' .. (h[2] or '') .. '|' .. (h[3] or '') .. '|' .. (h[4] or '')
+    .. '|' .. table.concat(names, ',')
+end
+local before = visible()
+local known = redis.call('HEXISTS', key, 'ver') == 1
 local i = 1
 local nset = tonumber(ARGV[i]); i = i + 1
 for n = 1, nset do redis.call('HSET', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
@@ -72,10 +92,12 @@ if ARGV[i + 1] == '1' then
   end
   if not any then redis.call('HSET', key, 'av', 'OFFLINE') end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
-redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', t[1] .. '.' .. t[2])
+if not known or visible() ~= before then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
+  redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', t[1] .. '.' .. t[2])
+end
 local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by', 'ts', 'ver', 'srv')
 for n = 1, 7 do if not h[n] then h[n] = '' end end
 for _, f in ipairs(redis.call('HKEYS', key)) do

@@ -69,7 +69,13 @@ SURFACE = {
     "procall.servers.directory.root": {"build_directory", "hash_parameters"},
     "procall.servers.directory.servicer": {"DirectoryServicer", "user_to_pb"},
     "procall.admin": {"add_admin_parser"},
-    "procall.launch.demo": {"DEMO_USERS", "DemoUser", "seed_demo_directory"},
+    "procall.launch.demo": {
+        "DEMO_CONTACTS",
+        "DEMO_USERS",
+        "DemoUser",
+        "seed_demo_contacts",
+        "seed_demo_directory",
+    },
 }
 
 

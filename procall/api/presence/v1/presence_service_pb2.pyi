@@ -241,18 +241,24 @@ class AddContactsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_IDS_FIELD_NUMBER: _builtins.int
+    USERNAMES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Users to watch."""
+        """Users to watch, by user id."""
+
+    @_builtins.property
+    def usernames(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Users to watch, by username (what a person types); added after `user_ids`, in order."""
 
     def __init__(
         self,
         *,
         user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        usernames: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_ids", b"user_ids", "usernames", b"usernames"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -74,14 +74,16 @@ class PresenceServiceServicer:
     """
 
     def GetPresence(self, request, context):
-        """Returns one user's presence.
+        """Returns one user's presence; NOT_FOUND (reason NOT_FOUND, ErrorInfo metadata user_id)
+        when the id names no user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchGetPresence(self, request, context):
-        """Returns the presence of many users at once.
+        """Returns the presence of many users at once; NOT_FOUND naming the first id that names
+        no user (as GetPresence).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,7 +91,9 @@ class PresenceServiceServicer:
 
     def SetPresence(self, request, context):
         """Sets the caller's presence, or another user's with the presence.set delegation
-        (otherwise PERMISSION_DENIED).
+        (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+        FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+        session lives: a presence the user set ends with the user's last session.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,7 +107,8 @@ class PresenceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddContacts(self, request, context):
-        """Adds users to the caller's contact list; their presence changes start flowing.
+        """Adds users to the caller's contact list; their presence changes start flowing. A user
+        id or username that names no user fails the whole request with NOT_FOUND naming it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -36,17 +36,25 @@ class PresenceServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PresenceServiceAsyncStub: ...
     GetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]
-    """Returns one user's presence."""
+    """Returns one user's presence; NOT_FOUND (reason NOT_FOUND, ErrorInfo metadata user_id)
+    when the id names no user.
+    """
     BatchGetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.BatchGetPresenceRequest, _presence_service_pb2.BatchGetPresenceResponse]
-    """Returns the presence of many users at once."""
+    """Returns the presence of many users at once; NOT_FOUND naming the first id that names
+    no user (as GetPresence).
+    """
     SetPresence: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.SetPresenceRequest, _presence_service_pb2.SetPresenceResponse]
     """Sets the caller's presence, or another user's with the presence.set delegation
-    (otherwise PERMISSION_DENIED).
+    (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+    FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+    session lives: a presence the user set ends with the user's last session.
     """
     ListContacts: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.ListContactsRequest, _presence_service_pb2.ListContactsResponse]
     """Lists the caller's contacts with their current presence."""
     AddContacts: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.AddContactsRequest, _presence_service_pb2.AddContactsResponse]
-    """Adds users to the caller's contact list; their presence changes start flowing."""
+    """Adds users to the caller's contact list; their presence changes start flowing. A user
+    id or username that names no user fails the whole request with NOT_FOUND naming it.
+    """
     RemoveContacts: _grpc.UnaryUnaryMultiCallable[_presence_service_pb2.RemoveContactsRequest, _presence_service_pb2.RemoveContactsResponse]
     """Removes users from the caller's contact list."""
 
@@ -58,17 +66,25 @@ class PresenceServiceAsyncStub(PresenceServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.GetPresenceRequest, _presence_service_pb2.GetPresenceResponse]  # type: ignore[assignment]
-    """Returns one user's presence."""
+    """Returns one user's presence; NOT_FOUND (reason NOT_FOUND, ErrorInfo metadata user_id)
+    when the id names no user.
+    """
     BatchGetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.BatchGetPresenceRequest, _presence_service_pb2.BatchGetPresenceResponse]  # type: ignore[assignment]
-    """Returns the presence of many users at once."""
+    """Returns the presence of many users at once; NOT_FOUND naming the first id that names
+    no user (as GetPresence).
+    """
     SetPresence: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.SetPresenceRequest, _presence_service_pb2.SetPresenceResponse]  # type: ignore[assignment]
     """Sets the caller's presence, or another user's with the presence.set delegation
-    (otherwise PERMISSION_DENIED).
+    (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+    FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+    session lives: a presence the user set ends with the user's last session.
     """
     ListContacts: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.ListContactsRequest, _presence_service_pb2.ListContactsResponse]  # type: ignore[assignment]
     """Lists the caller's contacts with their current presence."""
     AddContacts: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.AddContactsRequest, _presence_service_pb2.AddContactsResponse]  # type: ignore[assignment]
-    """Adds users to the caller's contact list; their presence changes start flowing."""
+    """Adds users to the caller's contact list; their presence changes start flowing. A user
+    id or username that names no user fails the whole request with NOT_FOUND naming it.
+    """
     RemoveContacts: _aio.UnaryUnaryMultiCallable[_presence_service_pb2.RemoveContactsRequest, _presence_service_pb2.RemoveContactsResponse]  # type: ignore[assignment]
     """Removes users from the caller's contact list."""
 
@@ -83,7 +99,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_service_pb2.GetPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.GetPresenceResponse, _abc.Awaitable[_presence_service_pb2.GetPresenceResponse]]:
-        """Returns one user's presence."""
+        """Returns one user's presence; NOT_FOUND (reason NOT_FOUND, ErrorInfo metadata user_id)
+        when the id names no user.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetPresence(
@@ -91,7 +109,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_service_pb2.BatchGetPresenceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.BatchGetPresenceResponse, _abc.Awaitable[_presence_service_pb2.BatchGetPresenceResponse]]:
-        """Returns the presence of many users at once."""
+        """Returns the presence of many users at once; NOT_FOUND naming the first id that names
+        no user (as GetPresence).
+        """
 
     @_abc_1.abstractmethod
     def SetPresence(
@@ -100,7 +120,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.SetPresenceResponse, _abc.Awaitable[_presence_service_pb2.SetPresenceResponse]]:
         """Sets the caller's presence, or another user's with the presence.set delegation
-        (otherwise PERMISSION_DENIED).
+        (otherwise PERMISSION_DENIED). Called on the caller's home server (elsewhere
+        FAILED_PRECONDITION with reason WRONG_HOME_SERVER naming it), where the caller's
+        session lives: a presence the user set ends with the user's last session.
         """
 
     @_abc_1.abstractmethod
@@ -117,7 +139,9 @@ class PresenceServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _presence_service_pb2.AddContactsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_presence_service_pb2.AddContactsResponse, _abc.Awaitable[_presence_service_pb2.AddContactsResponse]]:
-        """Adds users to the caller's contact list; their presence changes start flowing."""
+        """Adds users to the caller's contact list; their presence changes start flowing. A user
+        id or username that names no user fails the whole request with NOT_FOUND naming it.
+        """
 
     @_abc_1.abstractmethod
     def RemoveContacts(

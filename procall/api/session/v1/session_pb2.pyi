@@ -101,7 +101,9 @@ Global___Session: _TypeAlias = Session  # noqa: Y015
 
 @_typing.final
 class Welcome(_message.Message):
-    """Welcome is the first event on every Connect stream."""
+    """Welcome is the first event on every Connect stream. It carries sequence 0 and the resume
+    token of the point the stream starts from: the events that follow continue from there.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -199,7 +201,10 @@ class Event(_message.Message):
     CALL_CHANGED_FIELD_NUMBER: _builtins.int
     JOURNAL_ENTRY_ADDED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
-    """Per-session sequence number, starting at 1, without gaps; acks and resume refer to it."""
+    """Per-session sequence number of the session's events, starting at 1, without gaps; acks
+    and resume refer to it. The stream's own messages carry 0 (Welcome, SessionClosed): they
+    are not part of the session's events, are never replayed and need no ack.
+    """
     resume_token: _builtins.str
     """Opaque token to resume the stream after this event."""
     @_builtins.property

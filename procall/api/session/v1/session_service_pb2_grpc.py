@@ -92,7 +92,9 @@ class SessionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logout(self, request, context):
-        """Ends the session and returns its license to the pool.
+        """Ends the session and returns its license to the pool. Works on any UCServer: its
+        tokens are refused from then on, and the home server ends the session (and with it
+        the session's presence) as soon as it learns of the logout.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

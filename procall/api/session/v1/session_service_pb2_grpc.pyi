@@ -50,7 +50,10 @@ class SessionServiceStub:
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_session_service_pb2.RefreshTokenRequest, _session_service_pb2.RefreshTokenResponse]
     """Extends the session token's lifetime."""
     Logout: _grpc.UnaryUnaryMultiCallable[_session_service_pb2.LogoutRequest, _session_service_pb2.LogoutResponse]
-    """Ends the session and returns its license to the pool."""
+    """Ends the session and returns its license to the pool. Works on any UCServer: its
+    tokens are refused from then on, and the home server ends the session (and with it
+    the session's presence) as soon as it learns of the logout.
+    """
 
 @_typing.type_check_only
 class SessionServiceAsyncStub(SessionServiceStub):
@@ -74,7 +77,10 @@ class SessionServiceAsyncStub(SessionServiceStub):
     RefreshToken: _aio.UnaryUnaryMultiCallable[_session_service_pb2.RefreshTokenRequest, _session_service_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Extends the session token's lifetime."""
     Logout: _aio.UnaryUnaryMultiCallable[_session_service_pb2.LogoutRequest, _session_service_pb2.LogoutResponse]  # type: ignore[assignment]
-    """Ends the session and returns its license to the pool."""
+    """Ends the session and returns its license to the pool. Works on any UCServer: its
+    tokens are refused from then on, and the home server ends the session (and with it
+    the session's presence) as soon as it learns of the logout.
+    """
 
 class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionService logs clients on and carries their event stream. Every RPC but
@@ -119,6 +125,9 @@ class SessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _session_service_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_session_service_pb2.LogoutResponse, _abc.Awaitable[_session_service_pb2.LogoutResponse]]:
-        """Ends the session and returns its license to the pool."""
+        """Ends the session and returns its license to the pool. Works on any UCServer: its
+        tokens are refused from then on, and the home server ends the session (and with it
+        the session's presence) as soon as it learns of the logout.
+        """
 
 def add_SessionServiceServicer_to_server(servicer: SessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
