@@ -28,9 +28,7 @@ def _checked(stamp: timestamp_pb2.Timestamp, field: str) -> None:
         raise InvalidArgument.field(field or "time", f"must be {_VALID_RANGE}")
 
 
-def seconds_or_none(
-    stamp: timestamp_pb2.Timestamp, present: bool, field: str = ""
-) -> float | None:
+def seconds_or_none(stamp: timestamp_pb2.Timestamp, present: bool, field: str = "") -> float | None:
     """A Timestamp field as Unix seconds, None when the field is not set.
 
     A value outside the Timestamp range is INVALID_ARGUMENT naming ``field``.

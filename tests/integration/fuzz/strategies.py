@@ -159,9 +159,7 @@ def _scalar(field: _FD, ids: FuzzIds) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=True, allow_infinity=True, width=32)
     if kind == _FD.TYPE_ENUM:
         defined = [value.number for value in field.enum_type.values]
-        return st.one_of(
-            st.sampled_from(defined), st.sampled_from((-1, 9999, 2**31 - 1, -(2**31)))
-        )
+        return st.one_of(st.sampled_from(defined), st.sampled_from((-1, 9999, 2**31 - 1, -(2**31))))
     raise AssertionError(f"no strategy for field type {kind} of {field.full_name}")
 
 
@@ -213,9 +211,7 @@ def _value(field: _FD, ids: FuzzIds, depth: int) -> st.SearchStrategy[Any]:
     if field.type == _FD.TYPE_MESSAGE:
         if field.message_type.GetOptions().map_entry:
             key_field, value_field = field.message_type.fields
-            return st.dictionaries(
-                _scalar(key_field, ids), _scalar(value_field, ids), max_size=4
-            )
+            return st.dictionaries(_scalar(key_field, ids), _scalar(value_field, ids), max_size=4)
         if field.message_type.full_name == "google.protobuf.FieldMask":
             element: st.SearchStrategy[Any] = _field_mask_paths(ids).map(
                 lambda paths: request_class(field.message_type)(paths=paths)
@@ -318,4 +314,3 @@ def raw_bodies() -> st.SearchStrategy[bytes]:
             lambda pair: pair[1] + pair[0]
         ),
     )
-

@@ -340,7 +340,11 @@ async def _call_stream(
     except TimeoutError:
         call.cancel()
         return
-    code, details, trailing = await call.code(), await call.details(), await call.trailing_metadata()
+    code, details, trailing = (
+        await call.code(),
+        await call.details(),
+        await call.trailing_metadata(),
+    )
     if write_failed and code == grpc.StatusCode.INTERNAL and details == _CLIENT_WRITE_FAILED:
         # grpc's aio client replaces the server's status with this one when a write meets a
         # stream the server has just ended; the server's own answer is lost to us here
@@ -367,7 +371,9 @@ _GARBAGE_AUTH = st.one_of(
 _bodies: dict[str, st.SearchStrategy[list[bytes]]] = {}
 
 
-def _bodies_of(method: _descriptor.MethodDescriptor, ids: FuzzIds) -> st.SearchStrategy[list[bytes]]:
+def _bodies_of(
+    method: _descriptor.MethodDescriptor, ids: FuzzIds
+) -> st.SearchStrategy[list[bytes]]:
     if method.full_name not in _bodies:
         streaming = method.client_streaming or method.server_streaming
         _bodies[method.full_name] = st.lists(
