@@ -123,7 +123,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.ready_file is not None:
         settings.server.ready_file = args.ready_file
     try:
-        _run_async(run_role(args.role, settings))
+        _run_async(run_role(args.role, settings, args.config))
     except (StartupError, BindError) as exc:
         raise CliError(str(exc)) from None
     return 0

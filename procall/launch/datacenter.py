@@ -8,6 +8,13 @@ the endpoints, writes them to ``<data dir>/endpoints.json`` and stops
 everything cleanly on Ctrl-C / SIGTERM. Two runs never collide: ports are free
 ones, and a data dir in use by another run is refused (the default one falls
 back to a fresh sibling directory).
+
+Files: the data dir and its folders are ``0700``; every file in it is ``0600``,
+created so from the start (``procall.security.files``), and the servers run with
+umask ``077`` so that what they create there (the SQLite databases with password
+hashes and chat history, their outboxes, WAL files) is private too. That includes
+``endpoints.json``: it holds no secret, but nobody else can enter the folder
+anyway, and one rule for every file is easier to check than a list of exceptions.
 """
 
 from __future__ import annotations
@@ -31,11 +38,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
+from procall.security.files import InsecureFileError, private_dir, private_file, write_private
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
 
 DEFAULT_DATA_DIR = Path(".procall")
 START_TIMEOUT = 30.0
+#: The servers' umask: whatever they create in the data dir is their owner's only.
+SERVER_UMASK = 0o077
 
 
 class DataCenterError(Exception):
@@ -64,7 +74,8 @@ class _Child:
 
 @contextmanager
 def _locked(data_dir: Path) -> Iterator[IO[str]]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    _private_dir(data_dir)
+    private_file(data_dir / "up.lock")
     handle = open(data_dir / "up.lock", "a+", encoding="utf-8")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,6 +102,13 @@ def _health_ok(address: str, timeout: float = 2.0) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+def _private_dir(path: Path) -> None:
+    try:
+        private_dir(path)
+    except InsecureFileError as exc:
+        raise DataCenterError(f"data dir: {exc}") from None
+
+
 class DataCenter:
     """Starts and stops the processes of a one-machine DataCenter."""
 
@@ -109,7 +127,8 @@ class DataCenter:
         if ucservers < 1 or media_servers < 1:
             raise DataCenterError("a DataCenter needs at least one UCServer and one MediaServer")
         self.data_dir = data_dir.resolve()
-        self.database_url = database_url or f"sqlite+aiosqlite:///{self.data_dir / 'procall.db'}"
+        self._default_database_url = f"sqlite+aiosqlite:///{self.data_dir / 'procall.db'}"
+        self.database_url = database_url or self._default_database_url
         self.redis_url = redis_url
         self.ucservers = ucservers
         self.media_servers = media_servers
@@ -137,8 +156,11 @@ class DataCenter:
         return self.endpoints
 
     def _start(self) -> None:
-        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "run").mkdir(parents=True, exist_ok=True)
+        for folder in (self.data_dir, self.data_dir / "logs", self.data_dir / "run"):
+            _private_dir(folder)
+        if self.database_url == self._default_database_url:
+            # created private before the Directory (with SQLite) fills it with password hashes
+            private_file(self.data_dir / "procall.db")
         redis_url = self._start_redis()
         config = self._write_config(redis_url)
         directory = self._spawn("directory", "directory", config, {})
@@ -175,7 +197,7 @@ class DataCenter:
             self.endpoints.append(Endpoint("redis", "redis", self.redis_url, 0))
             return self.redis_url
         redis_dir = self.data_dir / "redis"
-        redis_dir.mkdir(parents=True, exist_ok=True)
+        _private_dir(redis_dir)
         try:
             self._redis = RedisProcess(directory=redis_dir).start()
         except (RedisStartError, FileNotFoundError) as exc:
@@ -189,11 +211,11 @@ class DataCenter:
         config = self.data_dir / "procall.toml"
         secrets_file = self.data_dir / "secrets.json"
         if secrets_file.exists():
+            private_file(secrets_file)  # a copy from before files were made private
             keys = json.loads(secrets_file.read_text(encoding="utf-8"))
         else:
             keys = {"token_secret": secrets.token_hex(32), "service": secrets.token_hex(32)}
-            secrets_file.write_text(json.dumps(keys), encoding="utf-8")
-            secrets_file.chmod(0o600)
+            write_private(secrets_file, json.dumps(keys))
         sections: dict[str, dict[str, str | int | float | bool]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},
@@ -201,14 +223,14 @@ class DataCenter:
         }
         for section, values in self._extra_config.items():
             sections.setdefault(section, {}).update(values)
-        config.write_text(
+        write_private(
+            config,
             "# written by `procall up`; edited copies are overwritten on the next run\n"
             + "".join(
                 f"\n[{section}]\n"
                 + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
                 for section, values in sections.items()
             ),
-            encoding="utf-8",
         )
         self._config = config
         return config
@@ -216,7 +238,9 @@ class DataCenter:
     def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
         ready = self.data_dir / "run" / f"{name}.json"
         ready.unlink(missing_ok=True)
-        log = open(self.data_dir / "logs" / f"{name}.log", "ab")
+        log_path = self.data_dir / "logs" / f"{name}.log"
+        private_file(log_path)
+        log = open(log_path, "ab")
         env = {**os.environ, **extra_env, "PROCALL_SERVER_SERVER_ID": name}
         env.pop("REDIS_URL", None)  # the config file names the Redis of this DataCenter
         process = subprocess.Popen(
@@ -231,6 +255,7 @@ class DataCenter:
             cwd=self.data_dir,
             # own process group: Ctrl-C reaches `up`, which stops the servers in order
             start_new_session=True,
+            umask=SERVER_UMASK,
         )  # fmt: skip
         child = _Child(name, role, process, ready, log)
         self._children.append(child)
@@ -285,10 +310,10 @@ class DataCenter:
             self._say(f"procall up: the demo contacts were not seeded: {exc}")
 
     def _write_endpoints(self) -> None:
-        path = self.data_dir / "endpoints.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n", "utf-8")
-        tmp.replace(path)
+        write_private(
+            self.data_dir / "endpoints.json",
+            json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n",
+        )
 
     # -- faults (for tests and drills) -------------------------------------------------------
 
@@ -396,6 +421,8 @@ def run_datacenter(
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # everything this process creates in the data dir (Redis's files included) is private
+    previous_umask = os.umask(SERVER_UMASK)
     try:
         with _locked(chosen):
             center = DataCenter(
@@ -419,6 +446,7 @@ def run_datacenter(
                 print("procall up: stopping", flush=True)
                 center.stop()
     finally:
+        os.umask(previous_umask)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -39,6 +39,7 @@ from procall.outbox.codec import (
     record_kind,
 )
 from procall.outbox.ports import Record
+from procall.security.files import PRIVATE_DIR_MODE, private_file
 
 __all__ = ["SqliteOutbox"]
 
@@ -200,13 +201,18 @@ class SqliteOutbox:
     def _open_sync(self) -> None:
         directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            # the outbox holds chat messages and journal entries: only the server's user may
+            # read it, from the moment it exists (a folder made for it is private too)
+            directory.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+            created = private_file(self.path)
+            for sidecar in (_sidecar(self.path, "-wal"), _sidecar(self.path, "-shm")):
+                if sidecar.exists():  # SQLite gives new ones the mode of the database file
+                    private_file(sidecar)
         except OSError as exc:
-            _log.error("cannot create the directory of the local outbox %s: %s", self.path, exc)
+            _log.error("cannot create the local outbox %s: %s", self.path, exc)
             raise Unavailable(
                 f"the local outbox {self.path} cannot be created", metadata={"backend": "outbox"}
             ) from None
-        created = not self.path.exists()
         try:
             # autocommit mode: transactions are opened explicitly below; the single worker
             # thread serialises every use, so the connection may move between threads safely
@@ -383,6 +389,10 @@ def _open_error(path: Path, exc: sqlite3.Error) -> Unavailable:
     if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
         return _unavailable(f"the local outbox {path} is in use by another process", exc)
     return _unavailable(f"the local outbox {path} cannot be opened", exc)
+
+
+def _sidecar(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -105,3 +105,16 @@ async def test_unexpected_failure_is_internal_without_its_text(address: str) -> 
     text = error.details() or ""
     assert text.startswith("internal error (reference ")
     assert "hunter2" not in text and "RuntimeError" not in text and "Traceback" not in text
+
+
+async def test_an_error_quoting_a_huge_request_still_arrives_whole(address: str) -> None:
+    """Found by the fuzz test: a 70 kB id quoted in the message overflowed gRPC's 16 KiB of
+    trailing metadata, and the caller got RESOURCE_EXHAUSTED "Stream removed" instead."""
+    for huge in ("x" * 70_000, "\U0001f600" * 20_000):
+        error = await _fail(address, "GetBridge", media_pb.GetBridgeRequest(bridge_id=huge))
+        assert error.code() == grpc.StatusCode.NOT_FOUND
+        text = error.details() or ""
+        assert text.startswith("bridge '") and text.endswith("\u2026")
+        assert len(text.encode()) <= 512
+        (info,) = _details(error)
+        assert isinstance(info, error_details_pb2.ErrorInfo) and info.reason == "NOT_FOUND"

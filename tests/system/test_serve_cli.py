@@ -107,3 +107,24 @@ def test_redis_that_does_not_answer(tmp_path: Path) -> None:
 
 def test_unknown_command_is_one_line() -> None:
     _fails_in_one_line(_procall("frobnicate"), "invalid choice")
+
+
+def test_refuses_a_settings_file_with_secrets_that_others_can_read(tmp_path: Path) -> None:
+    config = tmp_path / "procall.toml"
+    config.write_text('[auth]\ntoken_secret = "do-not-share"\nservice_credential = "nor-this"\n')
+    config.chmod(0o644)
+    process = _procall("serve", "media", "--port", "0", "--config", str(config))
+    _fails_in_one_line(process, f"{config} is accessible by group or others (mode 0644)")
+
+    config.chmod(0o600)  # the fix the message names
+    ready = tmp_path / "ready.json"
+    process = _procall(
+        "serve", "media", "--port", "0", "--config", str(config), "--ready-file", str(ready),
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_file(ready, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 0, stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -62,8 +63,27 @@ def _list_services(address: str) -> set[str]:
         return {s.name for r in replies for s in r.list_services_response.service}
 
 
+def _assert_private(data_dir: Path) -> None:
+    """The data dir and every folder in it 0700, every file 0600: secrets, databases,
+    outboxes, logs, endpoints.json."""
+    wrong = {}
+    for path in [data_dir, *data_dir.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_dir() and mode != 0o700 or path.is_file() and mode != 0o600:
+            wrong[str(path.relative_to(data_dir))] = oct(mode)
+    assert not wrong, wrong
+    names = {p.name for p in data_dir.iterdir()}
+    assert {"procall.toml", "secrets.json", "procall.db", "ucserver-1.outbox.sqlite"} <= names
+
+
 def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     first_dir, second_dir = tmp_path / "one", tmp_path / "two"
+    # a data dir from before files were private: open folder, a secret others can read
+    second_dir.mkdir(mode=0o755)
+    second_dir.chmod(0o755)
+    keys = {"token_secret": "ab" * 16, "service": "cd" * 16}
+    (second_dir / "secrets.json").write_text(json.dumps(keys))
+    (second_dir / "secrets.json").chmod(0o644)
     first = _start_up(first_dir)
     second = _start_up(second_dir)  # a second run at the same time must not collide
     try:
@@ -75,6 +95,8 @@ def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         assert counts == ROLES
         addresses = {str(e["address"]) for e in endpoints}
         assert addresses.isdisjoint(str(e["address"]) for e in other)
+        _assert_private(first_dir)
+        _assert_private(second_dir)
 
         for endpoint in endpoints:
             if endpoint["role"] == "redis":

@@ -39,6 +39,15 @@ SURFACE = {
     },
     "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
+    "procall.security": {
+        "PRIVATE_DIR_MODE",
+        "PRIVATE_FILE_MODE",
+        "InsecureFileError",
+        "private_dir",
+        "private_file",
+        "require_private",
+        "write_private",
+    },
     "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
     "procall.chat": {
         "ChatMessage",

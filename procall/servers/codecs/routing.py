@@ -73,8 +73,12 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         load=message.load,
         draining=message.draining,
         degraded=message.degraded,
-        start_time=datetime_or_none(message.start_time, message.HasField("start_time")),
-        heartbeat_time=datetime_or_none(message.heartbeat_time, message.HasField("heartbeat_time")),
+        start_time=datetime_or_none(
+            message.start_time, message.HasField("start_time"), "start_time"
+        ),
+        heartbeat_time=datetime_or_none(
+            message.heartbeat_time, message.HasField("heartbeat_time"), "heartbeat_time"
+        ),
         version=message.version,
         outbox_depth=message.outbox_depth,
     )

@@ -9,6 +9,10 @@
   base raises ``NotImplementedError``) answer UNIMPLEMENTED naming the method.
 - Anything else answers INTERNAL with a reference id; the traceback goes to the
   log only, never onto the wire.
+- Messages and details are clipped (``MAX_MESSAGE_BYTES``, ``MAX_DETAIL_BYTES``): an
+  error that quotes a hostile request (a 70 kB user id) must still fit the 16 KiB
+  that gRPC allows for trailing metadata, or the caller gets a transport error
+  (RESOURCE_EXHAUSTED "Stream removed") instead of the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from procall.errors import InvalidArgument, ProcallError, Unavailable, Unimpleme
 __all__ = ["ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"]
 
 ERROR_DOMAIN = "procall.dev"
+#: Longest status message in UTF-8 bytes (it travels twice: grpc-message percent-encoded,
+#: and inside the status details).
+MAX_MESSAGE_BYTES = 512
+#: Longest ErrorInfo metadata value or BadRequest field / description, in UTF-8 bytes.
+MAX_DETAIL_BYTES = 128
+#: ErrorInfo metadata entries and BadRequest violations kept, at most.
+MAX_DETAIL_ITEMS = 16
+_ELLIPSIS = "\u2026"
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _log = logging.getLogger(__name__)
 
@@ -39,13 +51,26 @@ class _Malformed:
 _MALFORMED = _Malformed()
 
 
+def _clip(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    # cut on a character boundary, leaving room for the ellipsis (3 bytes)
+    return encoded[: limit - 3].decode("utf-8", "ignore") + _ELLIPSIS
+
+
 def status_for(error: ProcallError) -> tuple[grpc.StatusCode, status_pb2.Status]:
-    """The gRPC status code and the rich ``google.rpc.Status`` for a domain error."""
+    """The gRPC status code and the rich ``google.rpc.Status`` for a domain error.
+
+    The message and the details are clipped to a bounded size (see the module doc).
+    """
     code = grpc.StatusCode[error.kind.value]
+    metadata = {
+        _clip(key, MAX_DETAIL_BYTES): _clip(value, MAX_DETAIL_BYTES)
+        for key, value in list(error.metadata.items())[:MAX_DETAIL_ITEMS]
+    }
     details = [
-        error_details_pb2.ErrorInfo(
-            reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
-        )
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     ]
     extra: list[Any] = []
     if error.violations:
@@ -53,9 +78,10 @@ def status_for(error: ProcallError) -> tuple[grpc.StatusCode, status_pb2.Status]
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
+                        field=_clip(v.field, MAX_DETAIL_BYTES),
+                        description=_clip(v.description, MAX_DETAIL_BYTES),
                     )
-                    for v in error.violations
+                    for v in error.violations[:MAX_DETAIL_ITEMS]
                 ]
             )
         )
@@ -68,7 +94,8 @@ def status_for(error: ProcallError) -> tuple[grpc.StatusCode, status_pb2.Status]
         wrapper = any_pb2.Any()
         wrapper.Pack(detail)
         packed.append(wrapper)
-    return code, status_pb2.Status(code=code.value[0], message=error.message, details=packed)
+    message = _clip(error.message, MAX_MESSAGE_BYTES)
+    return code, status_pb2.Status(code=code.value[0], message=message, details=packed)
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ProcallError) -> None:

@@ -1,4 +1,12 @@
-"""Running one server role until SIGTERM / SIGINT (``procall serve <role>``)."""
+"""Running one server role until SIGTERM / SIGINT (``procall serve <role>``).
+
+Before anything is built, a settings file that holds a secret (the token secret, the
+service credential, the LDAP service account's password, a database or Redis URL
+with a password) must be private to the server's user: one that its group or others
+can access stops the start with a one-line error (see ``procall.security.files`` for
+why refusing beats warning). The server then runs with umask ``077``, so that the
+files it creates (SQLite databases, the outbox, WAL files) are private from the start.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,42 @@ import json
 import logging
 import os
 import signal
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from procall.servers.runtime.app import ServerApp
+from procall.security.files import InsecureFileError, require_private
+from procall.servers.runtime.app import ServerApp, StartupError
 from procall.servers.runtime.roles import ROLES
 from procall.settings import Settings
 
-__all__ = ["run_role", "write_ready_file"]
+__all__ = [
+    "SECRET_SETTINGS",
+    "SERVER_UMASK",
+    "URL_SETTINGS",
+    "require_private_settings",
+    "run_role",
+    "write_ready_file",
+]
+
+#: ``(section, key)`` of the settings whose value is a secret.
+SECRET_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("auth", "token_secret"),
+    ("auth", "service_credential"),
+    ("ldap", "bind_password"),
+)
+#: ``(section, key)`` of the settings holding URLs, secret when they carry a password.
+URL_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("database", "url"),
+    ("database", "users_url"),
+    ("database", "chat_url"),
+    ("database", "config_url"),
+    ("redis", "url"),
+)
+#: The umask a server runs with: what it creates is its owner's only.
+SERVER_UMASK = 0o077
 
 _log = logging.getLogger(__name__)
 
@@ -34,8 +71,58 @@ def write_ready_file(path: str, app: ServerApp) -> None:
     tmp.replace(target)
 
 
-async def run_role(role: str, settings: Settings) -> None:
-    """Build and start ``role``, serve until SIGTERM or SIGINT, then drain and stop."""
+def _has_password(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # not a URL at all; load_settings or the server reports that
+        return False
+
+
+def _secrets_in(data: Mapping[str, Any]) -> list[str]:
+    found = []
+    for section, key in SECRET_SETTINGS:
+        values = data.get(section)
+        if isinstance(values, dict) and values.get(key):
+            found.append(f"[{section}] {key}")
+    for section, key in URL_SETTINGS:
+        values = data.get(section)
+        if isinstance(values, dict) and _has_password(values.get(key)):
+            found.append(f"[{section}] {key}")
+    return found
+
+
+def require_private_settings(path: str | os.PathLike[str]) -> None:
+    """Refuse the settings file ``path`` when it holds a secret and others can access it.
+
+    Raises ``StartupError`` with a one-line message naming the file, its mode, the
+    secret settings in it and the fix. A file without secrets may be shared.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # load_settings has read it already; it reports these problems itself
+    found = _secrets_in(data)
+    if not found:
+        return
+    try:
+        require_private(path, what=f"it holds secrets ({', '.join(found)})")
+    except InsecureFileError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def run_role(
+    role: str, settings: Settings, config_path: str | os.PathLike[str] | None = None
+) -> None:
+    """Build and start ``role``, serve until SIGTERM or SIGINT, then drain and stop.
+
+    ``config_path`` is the settings file ``settings`` were read from, checked with
+    ``require_private_settings`` before anything starts.
+    """
+    if config_path is not None:
+        require_private_settings(config_path)
+    os.umask(SERVER_UMASK)
     app = await ROLES[role](settings)
     await app.start()
     # what start-up allocated lives as long as the process: keep it out of every collection,

@@ -39,8 +39,8 @@ class JournalServicer(journal_grpc.JournalServiceServicer):
         entries, token = await self._journal.page(
             caller,
             kinds,
-            seconds_or_none(request.start_time, request.HasField("start_time")),
-            seconds_or_none(request.end_time, request.HasField("end_time")),
+            seconds_or_none(request.start_time, request.HasField("start_time"), "start_time"),
+            seconds_or_none(request.end_time, request.HasField("end_time"), "end_time"),
             request.page_size,
             request.page_token,
         )
@@ -59,7 +59,7 @@ class JournalServicer(journal_grpc.JournalServiceServicer):
             caller,
             journal_kind_from_proto(entry.kind),
             entry.text,
-            seconds_or_none(entry.event_time, entry.HasField("event_time")),
+            seconds_or_none(entry.event_time, entry.HasField("event_time"), "entry.event_time"),
             entry.request_id,
         )
         return journal_pb.AddJournalEntryResponse(entry=entry_to_proto(added))

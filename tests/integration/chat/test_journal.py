@@ -90,6 +90,34 @@ async def test_clients_may_only_add_notes(users: dict[str, User]) -> None:
     assert unknown_kind.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_times_outside_the_timestamp_range_are_invalid_arguments(
+    users: dict[str, User],
+) -> None:
+    """Found by the fuzz test: such a time used to answer INTERNAL (protobuf's ValueError)."""
+    alice = users["alice"]
+    far = timestamp_pb2.Timestamp(seconds=2**62)
+    before_year_one = timestamp_pb2.Timestamp(seconds=-(2**63))
+    bad_nanos = timestamp_pb2.Timestamp(seconds=1_700_000_000, nanos=-1)
+    attempts = [
+        ("start_time", _list(alice, start_time=far)),
+        ("end_time", _list(alice, end_time=before_year_one)),
+        (
+            "entry.event_time",
+            alice.journal.AddJournalEntry(
+                journal_pb.AddJournalEntryRequest(
+                    entry=journal_pb2.JournalEntry(text="when?", event_time=bad_nanos)
+                ),
+                metadata=alice.metadata,
+            ),
+        ),
+    ]
+    for field, attempt in attempts:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await attempt
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (refused.value.details() or "").startswith(f"{field}: must be a time from 0001")
+
+
 async def test_call_entries_reach_the_users_home_server(
     users: dict[str, User], system: System
 ) -> None:

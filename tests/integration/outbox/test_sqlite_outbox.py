@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -330,3 +332,29 @@ async def test_use_outside_open_is_an_error(tmp_path: Path) -> None:
         SqliteOutbox(tmp_path / "x.sqlite", 0, BIG)
     with pytest.raises(ValueError):
         SqliteOutbox("", 10, BIG)
+
+
+async def test_outbox_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Chat messages in the outbox are readable by the server's user only (0600, 0700)."""
+    path = tmp_path / "new-dir" / "outbox.sqlite"
+    previous = os.umask(0o000)
+    try:
+        async with SqliteOutbox(path, 10, BIG) as outbox:
+            await outbox.append([msg(1)])
+            files = sorted(p.name for p in path.parent.iterdir())
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+    finally:
+        os.umask(previous)
+    assert "outbox.sqlite-wal" in files  # the WAL holds the message until a checkpoint
+    assert modes == dict.fromkeys(files, 0o600)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_an_outbox_from_before_private_files_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite"
+    async with SqliteOutbox(path, 10, BIG) as outbox:
+        await outbox.append([msg(1)])
+    path.chmod(0o644)
+    async with SqliteOutbox(path, 10, BIG) as outbox:
+        assert outbox.depth == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
