@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from procall.clock import Clock
 from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
@@ -84,7 +85,7 @@ class SessionManager(Generic[P]):
         authenticator: Authenticator,
         locator: ServerLocator,
         licenses: Licenses,
-        clock: Callable[[], float],
+        clock: Clock,
         observers: Sequence[SessionObserver] = (),
         revocations: RevocationStore | None = None,
     ) -> None:
