@@ -353,7 +353,11 @@ class _Request:
 
 
 class MemoryChatState(Switchable):
-    """``ChatState`` over dicts, with the semantics of the Redis scripts (TTLs ignored)."""
+    """``ChatState`` over dicts, with the semantics of the Redis scripts (TTLs ignored).
+
+    tests/integration/ports/test_chat_state.py runs one suite against this and
+    ``RedisChatState``: a behaviour the fake gets wrong fails there.
+    """
 
     backend = "Redis"
 
@@ -444,8 +448,7 @@ class MemoryChatState(Switchable):
             self.counters[(cid, user_id)] = count
 
     async def forget_unread(self, user_id: str, conversation_ids: Sequence[str]) -> None:
-        """Drop counters (so they are counted in SQL again) — not (yet) part of the port: the
-        fix proposed for ``mark_read`` during a database outage needs it."""
+        """Drop counters (so they are counted in SQL again)."""
         self._check("forget_unread")
         for cid in conversation_ids:
             self.counters.pop((cid, user_id), None)
