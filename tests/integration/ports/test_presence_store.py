@@ -95,19 +95,34 @@ async def test_a_change_is_stored_versioned_and_read_back(subject: Subject) -> N
     assert await store.missing(["bob", "zoe"]) == ["zoe"]
 
 
-async def test_a_change_that_changes_nothing_a_watcher_sees_keeps_the_version(
-    subject: Subject,
-) -> None:
+async def test_only_visible_changes_get_a_new_version(subject: Subject) -> None:
+    """A second client of a user, or a presence set to what it is, is never announced twice."""
     store = subject.store
-    first = await store.update("bob", PresenceChange(session_capabilities=("s1", CHAT)), "", "uc-1")
-    again = await store.update("bob", PresenceChange(session_capabilities=("s2", CHAT)), "", "uc-1")
-    assert (again.version, again.update_time) == (first.version, first.update_time)
-    same = await store.update("bob", PresenceChange(Availability.AVAILABLE), "")
-    assert same.version == first.version, "set to what it already is"
-    gone = await store.update("bob", PresenceChange(ended_session="s2"), "")
-    assert gone.version == first.version, "a second client went: the union is the same"
-    busy = await store.update("bob", PresenceChange(Availability.BUSY), "")
-    assert busy.version > first.version
+    chat = Capabilities(chat=True)
+    first = await store.update("u1", PresenceChange(session_capabilities=("s1", chat)), "", "uc-1")
+    assert first.availability is Availability.AVAILABLE and first.version > 0
+
+    # a second client with the same capabilities comes and goes: nothing to tell
+    second = await store.update("u1", PresenceChange(session_capabilities=("s2", chat)), "", "uc-1")
+    assert (second.version, second.update_time) == (first.version, first.update_time)
+    gone = await store.update("u1", PresenceChange(ended_session="s2"), "", "uc-1")
+    assert gone.version == first.version and gone.availability is Availability.AVAILABLE
+    same = await store.update("u1", PresenceChange(availability=Availability.AVAILABLE), "")
+    assert same.version == first.version
+
+    # what a watcher sees changes: a new version each time
+    audio = Capabilities(chat=True, audio=True)
+    richer = await store.update("u1", PresenceChange(session_capabilities=("s3", audio)), "")
+    assert richer.version > first.version and richer.capabilities == audio
+    noted = await store.update("u1", PresenceChange(note="lunch"), "")
+    assert noted.version > richer.version
+    by_delegate = await store.update("u1", PresenceChange(note="lunch"), "u2")
+    assert by_delegate.version > noted.version and by_delegate.set_by == "u2"
+    await store.update("u1", PresenceChange(ended_session="s3"), "")
+    last = await store.update("u1", PresenceChange(ended_session="s1"), "")
+    assert last.availability is Availability.OFFLINE
+    (stored,) = await store.get_many(["u1"])
+    assert stored.version == last.version
 
 
 async def test_the_update_time_is_the_time_of_the_change(subject: Subject) -> None:
