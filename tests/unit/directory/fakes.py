@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -17,6 +18,7 @@ from procall.directory import (
     User,
     UserQuery,
 )
+from procall.directory.validation import normalize_key
 from procall.errors import AlreadyExists, NotFound
 from procall.paging import Cursor
 
@@ -73,11 +75,17 @@ class MemoryUsers:
 
 
 class MemoryDelegations:
-    """``DelegationStore`` over lists."""
+    """``DelegationStore`` over lists, as ``SqlDelegationStore`` keeps them:
+    tests/integration/ports/test_delegation_store.py runs one suite against both."""
 
     def __init__(self) -> None:
         self.delegations: list[Delegation] = []
-        self.pickups: list[PickupGroup] = []
+        self.pickups: dict[str, PickupGroup] = {}
+        self._ids = 0
+
+    def _next_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids}"
 
     async def list_delegations(self, user_id: str) -> list[Delegation]:
         return [
@@ -92,12 +100,13 @@ class MemoryDelegations:
                 delegation.principal_user_id,
                 delegation.delegate_user_id,
             ):
-                raise AlreadyExists("exists")
+                raise AlreadyExists("this delegate already has a delegation from this principal")
         created = Delegation(
-            f"d{len(self.delegations)}",
+            self._next_id("d"),
             delegation.principal_user_id,
             delegation.delegate_user_id,
-            delegation.scopes,
+            tuple(sorted(set(delegation.scopes), key=list(DelegationScope).index)),
+            time.time(),
         )
         self.delegations.append(created)
         return created
@@ -117,22 +126,43 @@ class MemoryDelegations:
         )
 
     async def list_pickup_groups(self, user_id: str) -> list[PickupGroup]:
-        return [g for g in self.pickups if not user_id or user_id in g.member_user_ids]
+        return sorted(
+            (g for g in self.pickups.values() if not user_id or user_id in g.member_user_ids),
+            key=lambda g: normalize_key(g.name),
+        )
+
+    def _check_name(self, name: str, exclude_id: str | None) -> None:
+        key = normalize_key(name)
+        for group in self.pickups.values():
+            if group.pickup_group_id != exclude_id and normalize_key(group.name) == key:
+                raise AlreadyExists("a pick-up group with this name already exists")
 
     async def create_pickup_group(self, group: NewPickupGroup) -> PickupGroup:
-        created = PickupGroup(f"p{len(self.pickups)}", group.name, group.member_user_ids)
-        self.pickups.append(created)
+        self._check_name(group.name, None)
+        created = PickupGroup(
+            self._next_id("p"), group.name, tuple(sorted(dict.fromkeys(group.member_user_ids)))
+        )
+        self.pickups[created.pickup_group_id] = created
         return created
 
     async def replace_pickup_group(
         self, pickup_group_id: str, group: NewPickupGroup
     ) -> PickupGroup:
-        raise NotFound("pick-up group not found")
+        if pickup_group_id not in self.pickups:
+            raise NotFound("pick-up group not found")
+        self._check_name(group.name, pickup_group_id)
+        replaced = PickupGroup(
+            pickup_group_id, group.name, tuple(sorted(dict.fromkeys(group.member_user_ids)))
+        )
+        self.pickups[pickup_group_id] = replaced
+        return replaced
 
     async def delete_pickup_group(self, pickup_group_id: str) -> None:
-        raise NotFound("pick-up group not found")
+        if self.pickups.pop(pickup_group_id, None) is None:
+            raise NotFound("pick-up group not found")
 
     async def share_pickup_group(self, user_a: str, user_b: str) -> bool:
         return any(
-            user_a in g.member_user_ids and user_b in g.member_user_ids for g in self.pickups
+            user_a in g.member_user_ids and user_b in g.member_user_ids
+            for g in self.pickups.values()
         )

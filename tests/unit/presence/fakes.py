@@ -22,7 +22,7 @@ from procall.presence.model import (
 
 __all__ = [
     "MemoryContactStore",
-    "MemoryDelegations",
+    "MemoryDelegationChecker",
     "MemoryPresenceStore",
     "RecordingNotifier",
 ]
@@ -213,7 +213,7 @@ class MemoryContactStore:
         return len(self.lists.get(user_id, []))
 
 
-class MemoryDelegations:
+class MemoryDelegationChecker:
     """``DelegationChecker`` over a set of (actor, principal) pairs."""
 
     def __init__(self, allowed: set[tuple[str, str]]) -> None:

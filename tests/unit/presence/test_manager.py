@@ -11,7 +11,7 @@ from procall.presence.manager import PresenceManager
 from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
 from tests.unit.presence.fakes import (
     MemoryContactStore,
-    MemoryDelegations,
+    MemoryDelegationChecker,
     MemoryPresenceStore,
     RecordingNotifier,
 )
@@ -25,7 +25,7 @@ def parts() -> tuple[PresenceManager, MemoryPresenceStore, RecordingNotifier]:
         server_id="uc-1",
         store=store,
         contacts=MemoryContactStore({"alice": ["bob", "carol"]}),
-        delegations=MemoryDelegations({("grace", "frank")}),
+        delegations=MemoryDelegationChecker({("grace", "frank")}),
         notifier=notifier,
         clock=lambda: 1000.0,
         interest_ttl=5,
