@@ -103,6 +103,9 @@ class MemoryConversationStore(Switchable):
         existing = self.tables.conversations.get(conversation.conversation_id)
         if existing is not None:
             return existing
+        conversation = replace(
+            conversation, member_ids=tuple(dict.fromkeys(conversation.member_ids))
+        )
         self.tables.conversations[conversation.conversation_id] = conversation
         for user_id in conversation.member_ids:
             self.tables.markers[(conversation.conversation_id, user_id)] = (
@@ -156,6 +159,8 @@ class MemoryConversationStore(Switchable):
         self._check("add_members")
         found = self._existing(conversation_id)
         new = [u for u in dict.fromkeys(user_ids) if u not in found.member_ids]
+        if not new:
+            return found  # nothing changes, nor does updated_at
         for user_id in new:
             self.tables.markers[(conversation_id, user_id)] = found.last_message_id
         return self._save(
@@ -171,6 +176,8 @@ class MemoryConversationStore(Switchable):
     ) -> Conversation:
         self._check("remove_members")
         found = self._existing(conversation_id)
+        if not any(u in found.member_ids for u in user_ids):
+            return found  # nothing changes, nor does updated_at
         for user_id in user_ids:
             self.tables.markers.pop((conversation_id, user_id), None)
         return self._save(
