@@ -24,7 +24,9 @@ from procall.paging import Cursor
 
 
 class MemoryUsers:
-    """``UserReader`` + ``Authenticator`` + ``HomeServerStore`` over a dict."""
+    """``UserReader`` + ``Authenticator`` + ``HomeServerStore`` over a dict (passwords in
+    clear); tests/integration/ports/test_user_directory.py runs one suite against this and
+    the SQL backend. Listings and groups are only as much as the unit tests need."""
 
     def __init__(self, users: Sequence[User], passwords: dict[str, str]) -> None:
         self.users = {u.user_id: u for u in users}
@@ -35,7 +37,8 @@ class MemoryUsers:
         return self.users.get(user_id)
 
     async def get_user_by_username(self, username: str) -> User | None:
-        return next((u for u in self.users.values() if u.username == username.lower()), None)
+        key = normalize_key(username)
+        return next((u for u in self.users.values() if normalize_key(u.username) == key), None)
 
     async def get_users(self, user_ids: Sequence[str]) -> dict[str, User]:
         return {i: self.users[i] for i in user_ids if i in self.users}
@@ -60,7 +63,15 @@ class MemoryUsers:
         return [Group("g1", "g1")], None
 
     async def find_account(self, login: str) -> Account | None:
-        user = await self.get_user_by_username(login)
+        key = normalize_key(login)
+        user = await self.get_user_by_username(login) or next(
+            (
+                u
+                for u in self.users.values()
+                if u.principal_name and normalize_key(u.principal_name) == key
+            ),
+            None,
+        )
         return Account(user, user.user_id) if user else None
 
     async def check_password(self, account: Account | None, password: str) -> bool:
@@ -69,8 +80,9 @@ class MemoryUsers:
 
     async def set_home_servers(self, assignments: Sequence[HomeServerAssignment]) -> int:
         for item in assignments:
-            user = self.users[item.user_id]
-            self.users[item.user_id] = replace(user, home_server_id=item.home_server_id)
+            user = self.users.get(item.user_id)
+            if user is not None:  # unknown users are left out, as in SQL
+                self.users[item.user_id] = replace(user, home_server_id=item.home_server_id)
         return len(assignments)
 
 
