@@ -11,7 +11,7 @@ from procall.errors import NotFound, Unavailable
 from procall.presence.manager import PresenceManager
 from tests.unit.presence.fakes import (
     MemoryContactStore,
-    MemoryDelegations,
+    MemoryDelegationChecker,
     MemoryPresenceStore,
     RecordingNotifier,
 )
@@ -44,7 +44,7 @@ def world() -> tuple[PresenceManager, FakeUsers, MemoryContactStore]:
         server_id="uc-1",
         store=MemoryPresenceStore(),
         contacts=contacts,
-        delegations=MemoryDelegations(set()),
+        delegations=MemoryDelegationChecker(set()),
         notifier=RecordingNotifier(peers=[]),
         clock=lambda: 1000.0,
         interest_ttl=5,
