@@ -1,4 +1,5 @@
-"""``RedisSessionRegistry`` in a real Redis: who is logged on where, as admins see it."""
+"""``RedisSessionRegistry`` in a real Redis: who is logged on where, as admins see it (the
+admin views' ``LoggedOnSessions`` port)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from procall.admin_views import LoggedOnSession as LoggedOn
 from procall.errors import Unavailable
 from procall.launch.redis import RedisProcess, free_port
-from procall.storage.redis.sessions import LoggedOn, RedisSessionRegistry
+from procall.storage.redis.sessions import RedisSessionRegistry
 
 
 @pytest.fixture
