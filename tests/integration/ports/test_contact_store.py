@@ -1,6 +1,6 @@
 """One behaviour suite for the ``ContactStore`` port, run against the in-memory fake of the
-presence unit tests and against ``SqlContactStore`` on a migrated SQLite database: the direct
-tests of the SQL store, and the check that the fake does not drift."""
+presence unit tests and against ``SqlContactStore`` on migrated SQLite and PostgreSQL
+databases: the direct tests of the SQL store, and the check that the fake does not drift."""
 
 from __future__ import annotations
 
@@ -10,18 +10,17 @@ from pathlib import Path
 import pytest
 
 from procall.presence.ports import ContactStore
-from procall.storage.sql import SqlDatabase, upgrade_to_head
 from procall.storage.sql.contacts import SqlContactStore
+from tests.integration.ports.conftest import SQL_BACKENDS, sql_database
 from tests.unit.presence.fakes import MemoryContactStore
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ContactStore]:
     if request.param == "memory":
         yield MemoryContactStore()
         return
-    database = SqlDatabase(f"sqlite+aiosqlite:///{tmp_path / 'contacts.db'}", name="database")
-    await upgrade_to_head(database)
+    database = await sql_database(request.param, request, tmp_path)
     try:
         yield SqlContactStore(database)
     finally:

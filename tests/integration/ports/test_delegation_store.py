@@ -12,8 +12,8 @@ import pytest
 from procall.directory.models import DelegationScope, NewDelegation, NewPickupGroup
 from procall.directory.ports import DelegationStore
 from procall.errors import AlreadyExists, NotFound
-from procall.storage.sql import SqlDatabase, upgrade_to_head
 from procall.storage.sql.directory_delegations import SqlDelegationStore
+from tests.integration.ports.conftest import SQL_BACKENDS, sql_database
 from tests.unit.directory.fakes import MemoryDelegations
 
 SET = DelegationScope.PRESENCE_SET
@@ -21,13 +21,12 @@ FORWARD = DelegationScope.CALLS_FORWARD
 PICKUP = DelegationScope.CALLS_PICKUP
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DelegationStore]:
     if request.param == "memory":
         yield MemoryDelegations()
         return
-    database = SqlDatabase(f"sqlite+aiosqlite:///{tmp_path / 'directory.db'}", name="database")
-    await upgrade_to_head(database)
+    database = await sql_database(request.param, request, tmp_path)
     try:
         yield SqlDelegationStore(database)
     finally:

@@ -1,7 +1,8 @@
 """One behaviour suite for what the Directory's use-cases read from a backend (``UserReader``
 lookups, ``Authenticator``, ``HomeServerStore``), run against ``MemoryUsers`` of the
 Directory unit tests and against the SQL backend (``SqlUserStore`` with
-``PasswordAuthenticator``) on a migrated SQLite database, so that the fake cannot drift."""
+``PasswordAuthenticator``) on migrated SQLite and PostgreSQL databases, so that the fake
+cannot drift."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from procall.directory import (
     User,
 )
 from procall.directory.ports import Authenticator, HomeServerStore, UserReader
-from procall.storage.sql import SqlDatabase, upgrade_to_head
 from procall.storage.sql.directory_users import SqlUserStore
+from tests.integration.ports.conftest import SQL_BACKENDS, sql_database
 from tests.unit.directory.fakes import MemoryUsers
 
 PEOPLE = {
@@ -41,7 +42,7 @@ class Backend:
     users: dict[str, User]
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "memory":
         users = {
@@ -51,8 +52,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         memory = MemoryUsers(list(users.values()), {users[n].user_id: PASSWORDS[n] for n in users})
         yield Backend(memory, memory, memory, users)
         return
-    database = SqlDatabase(f"sqlite+aiosqlite:///{tmp_path / 'users.db'}", name="database")
-    await upgrade_to_head(database)
+    database = await sql_database(request.param, request, tmp_path)
     hasher = PasswordHasher(HashParameters(1, 64, 1))
     store = SqlUserStore(database)
     try:
