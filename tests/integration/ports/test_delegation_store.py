@@ -1,6 +1,6 @@
 """One behaviour suite for the Directory's ``DelegationStore`` port, run against the
-in-memory fake of the Directory unit tests and against ``SqlDelegationStore`` on a migrated
-SQLite database, so that the fake cannot drift from the store."""
+in-memory fake of the Directory unit tests and against ``SqlDelegationStore`` on migrated
+SQLite and PostgreSQL databases, so that the fake cannot drift from the store."""
 
 from __future__ import annotations
 
