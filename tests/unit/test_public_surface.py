@@ -1,5 +1,6 @@
-"""The public surface of procall, in one table: every pinned module's public names, the face
-rule of the domain packages, and the domain's independence from transports and stores.
+"""The public surface of procall, in one table: every pinned module's public names and the
+face rule of the domain packages (their independence from transports and stores is pinned
+in ``test_layers.py``).
 
 A change to a public name must change this table in the same commit: that makes it
 deliberate and visible in review.
@@ -7,7 +8,6 @@ deliberate and visible in review.
 
 from __future__ import annotations
 
-import ast
 import importlib
 import inspect
 import pkgutil
@@ -218,19 +218,6 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }  # fmt: skip
 
-#: What no domain package may import.
-_FORBIDDEN_IMPORTS = (
-    "grpc",
-    "redis",
-    "sqlalchemy",
-    "ldap3",
-    "aiortc",
-    "procall.api",
-    "procall.mesh",
-    "procall.servers",
-    "procall.storage",
-)
-
 
 def _documented(module: ModuleType, name: str) -> None:
     item = getattr(module, name)
@@ -281,24 +268,6 @@ def test_the_face_rule(package: str) -> None:
             assert not missing, f"{package} does not re-export {sorted(missing)} of {name}"
             for public in wanted:
                 assert getattr(loaded, public) is getattr(module, public), f"{package}.{public}"
-
-
-@pytest.mark.parametrize("package", sorted(FACES))
-def test_the_domain_imports_no_transport_or_store(package: str) -> None:
-    directory = Path(procall.__file__).parent / package.removeprefix("procall.")
-    for path in sorted(directory.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported = [node.module]
-            elif isinstance(node, ast.Import):
-                imported = [alias.name for alias in node.names]
-            else:
-                continue
-            for name in imported:
-                for forbidden in _FORBIDDEN_IMPORTS:
-                    assert name != forbidden and not name.startswith(f"{forbidden}."), (
-                        f"{package}.{path.stem} imports {name}"
-                    )
 
 
 def test_public_methods_of_the_client_are_documented() -> None:
