@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from procall.clock import UnixTime
 from procall.routing.models import ServerInfo
 
 __all__ = ["LicenseUsage", "LoggedOnSession", "ServerState", "state_of"]
@@ -24,7 +25,7 @@ class LoggedOnSession:
     server_id: str
     client_name: str
     #: When the session logged on (seconds since the epoch).
-    login_time: float
+    login_time: UnixTime
     admin: bool
 
 

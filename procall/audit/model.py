@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from procall.clock import UnixTime
+
 __all__ = ["AuditEvent", "AuditOutcome"]
 
 
@@ -26,8 +28,8 @@ class AuditEvent:
     ``directory.CreateUser`` or ``auth.login_failed``.
     """
 
-    #: Unix time in seconds.
-    time: float
+    #: When it happened.
+    time: UnixTime
     actor: str
     action: str
     outcome: AuditOutcome

@@ -6,6 +6,7 @@ import enum
 import hashlib
 from dataclasses import dataclass
 
+from procall.clock import UnixTime
 from procall.validation import MAX_REQUEST_ID_CHARS  # one limit for every area
 
 __all__ = [
@@ -52,9 +53,9 @@ class Conversation:
     title: str
     #: Current members, in the order they joined.
     member_ids: tuple[str, ...]
-    created_at: float
+    created_at: UnixTime
     #: Last change: message, member or title.
-    updated_at: float
+    updated_at: UnixTime
     #: Newest stored message id; 0 when there is none.
     last_message_id: int = 0
 
@@ -79,7 +80,7 @@ class ChatMessage:
     sender_id: str
     text: str
     #: When the server accepted it (seconds since the epoch).
-    created_at: float
+    created_at: UnixTime
     #: The sender's idempotency key.
     request_id: str
 
@@ -91,4 +92,4 @@ class ReadMarker:
     conversation_id: str
     user_id: str
     read_message_id: int
-    read_at: float
+    read_at: UnixTime

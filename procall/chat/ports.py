@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from procall.chat.model import ChatMessage, Conversation, MemberConversation, ReadMarker
+from procall.clock import UnixTime
 
 __all__ = [
     "Allocation",
@@ -105,7 +106,7 @@ class Allocation:
     """A message id handed out for one send."""
 
     message_id: int
-    created_at: float
+    created_at: UnixTime
     #: The same sender already sent this request id in this conversation.
     duplicate: bool
     #: For a duplicate: whether the first send was confirmed stored (or queued durably).
@@ -185,7 +186,7 @@ class TypingNotice:
     conversation_id: str
     user_id: str
     typing: bool
-    expires_at: float
+    expires_at: UnixTime
 
 
 class ChatEventSink(Protocol):

@@ -2,7 +2,9 @@
 
 Plain frozen dataclasses, free of any transport or storage type. Optional text
 fields use ``""`` for "not set" (as the protobuf contract does); stores map that
-to ``NULL`` where it matters (unique-when-set columns).
+to ``NULL`` where it matters (unique-when-set columns). Times are
+:data:`procall.clock.UnixTime` (float Unix seconds), ``None`` when the backend
+keeps none (LDAP).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Generic, TypeVar
+
+from procall.clock import UnixTime
 
 __all__ = [
     "USER_MUTABLE_FIELDS",
@@ -67,8 +70,8 @@ class User:
     admin: bool = False
     disabled: bool = False
     principal_name: str = ""
-    create_time: datetime | None = None
-    update_time: datetime | None = None
+    create_time: UnixTime | None = None
+    update_time: UnixTime | None = None
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,7 @@ class Delegation:
     principal_user_id: str
     delegate_user_id: str
     scopes: tuple[DelegationScope, ...]
-    create_time: datetime | None = None
+    create_time: UnixTime | None = None
 
 
 @dataclass(frozen=True)

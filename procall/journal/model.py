@@ -6,6 +6,8 @@ import enum
 import uuid
 from dataclasses import dataclass
 
+from procall.clock import UnixTime
+
 __all__ = ["MAX_NOTE_BYTES", "JournalEntry", "JournalKind", "entry_id_for"]
 
 #: Largest note text, in bytes of UTF-8.
@@ -39,7 +41,7 @@ class JournalEntry:
     user_id: str
     kind: JournalKind
     #: When it happened (seconds since the epoch).
-    event_time: float
+    event_time: UnixTime
     #: The other party, when there is one.
     peer_user_id: str = ""
     #: The call, for call entries.

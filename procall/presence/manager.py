@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from procall.clock import Clock
 from procall.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
 from procall.presence.policy import contacts_page
@@ -84,7 +85,7 @@ class PresenceManager:
         contacts: ContactStore,
         delegations: DelegationChecker,
         notifier: PresenceNotifier,
-        clock: Callable[[], float],
+        clock: Clock,
         interest_ttl: float,
         users: UserDirectory | None = None,
     ) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from procall.clock import UnixTime
+
 __all__ = ["Availability", "Capabilities", "Presence", "PresenceChange", "TelephonyState"]
 
 
@@ -63,7 +65,7 @@ class Presence:
     capabilities: Capabilities = field(default_factory=Capabilities)
     #: Grows with every change; watchers drop anything older than what they have.
     version: int = 0
-    update_time: float = 0.0
+    update_time: UnixTime = 0.0
     #: The delegate who made the last change; empty when the user did.
     set_by: str = ""
     #: The UCServer holding the user's sessions (not sent to clients).

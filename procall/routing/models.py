@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from datetime import datetime
+
+from procall.clock import UnixTime
 
 __all__ = [
     "MAX_EPOCH",
@@ -40,7 +41,8 @@ class ServerInfo:
 
     ``epoch`` is the fencing number of the server's current run (0 before the
     first heartbeat of a run was answered); ``load`` and ``capacity`` share a
-    unit (sessions for UCServers, concurrent calls for MediaServers).
+    unit (sessions for UCServers, concurrent calls for MediaServers). Times are
+    :data:`procall.clock.UnixTime`, ``None`` when not known.
     """
 
     server_id: str
@@ -51,8 +53,8 @@ class ServerInfo:
     load: int = 0
     draining: bool = False
     degraded: bool = False
-    start_time: datetime | None = None
-    heartbeat_time: datetime | None = None
+    start_time: UnixTime | None = None
+    heartbeat_time: UnixTime | None = None
     version: str = ""
     #: Writes waiting in the server's local outbox for the central database.
     outbox_depth: int = 0

@@ -22,8 +22,8 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
+from procall import clock
 from procall.errors import Aborted, InvalidArgument
 from procall.routing.models import ServerInfo, ServerRole
 from procall.routing.ports import LookupPort
@@ -111,7 +111,7 @@ class Registrar:
         self._outbox_depth = outbox_depth or (lambda: 0)
         self._interval = interval
         self._rng = rng or random.Random()
-        self._start_time = datetime.now(UTC)
+        self._start_time = clock.now()
         self._epoch = 0
         self._fenced = False
         self._deregistered = False

@@ -1,15 +1,50 @@
-"""Client sessions: signed tokens, per-session event sequencing, replay and resume."""
+"""Client sessions: login, signed tokens, per-session event sequencing, replay and resume.
+
+Transport-free. ``SessionManager`` (the use-case) logs users in through ``Authenticator``,
+takes licenses from ``Licenses``, asks ``ServerLocator`` for a user's home, keeps the live
+sessions in a ``SessionHub`` (each with its ``EventLog``) and tells ``SessionObserver`` who
+came and went; revoked sessions are shared through ``RevocationStore``.
+"""
 
 from procall.session.events import EventLog, ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
+from procall.session.manager import Attachment, LoginResult, SessionManager
+from procall.session.ports import (
+    AuthenticatedUser,
+    Authenticator,
+    Licenses,
+    ServerLocator,
+    SessionObserver,
+)
+from procall.session.resume import (
+    ResumePoint,
+    decode_resume_token,
+    encode_resume_token,
+    resume_expired,
+)
+from procall.session.revocations import RevocationList, RevocationStore
 from procall.session.tokens import SessionClaims, TokenSigner
 
 __all__ = [
+    "Attachment",
+    "AuthenticatedUser",
+    "Authenticator",
     "EventLog",
+    "Licenses",
     "LiveSession",
+    "LoginResult",
     "ReplayGap",
+    "ResumePoint",
+    "RevocationList",
+    "RevocationStore",
     "SequencedEvent",
+    "ServerLocator",
     "SessionClaims",
     "SessionHub",
+    "SessionManager",
+    "SessionObserver",
     "TokenSigner",
+    "decode_resume_token",
+    "encode_resume_token",
+    "resume_expired",
 ]

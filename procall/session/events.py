@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from procall.clock import UnixTime
+
 __all__ = ["EventLog", "ReplayGap", "SequencedEvent"]
 
 P = TypeVar("P")
@@ -37,7 +39,7 @@ class SequencedEvent(Generic[P]):
     """An event payload with its per-session sequence number and server time."""
 
     sequence: int
-    time: float
+    time: UnixTime
     payload: P
 
 
@@ -73,11 +75,11 @@ class EventLog(Generic[P]):
     def __len__(self) -> int:
         return len(self._buffer)
 
-    async def append(self, payload: P, at: float) -> SequencedEvent[P]:
+    async def append(self, payload: P, at: UnixTime) -> SequencedEvent[P]:
         """Add an event; wakes every follower."""
         return self.append_nowait(payload, at)
 
-    def append_nowait(self, payload: P, at: float) -> SequencedEvent[P]:
+    def append_nowait(self, payload: P, at: UnixTime) -> SequencedEvent[P]:
         """``append`` without awaiting (for delivering to many sessions in one go)."""
         self._last += 1
         event = SequencedEvent(self._last, at, payload)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from procall.clock import Clock, UnixTime
 from procall.session.events import EventLog
 from procall.session.tokens import SessionClaims
 
@@ -28,11 +29,11 @@ class LiveSession(Generic[P]):
     claims: SessionClaims
     client_name: str
     log: EventLog[P]
-    created_at: float
+    created_at: UnixTime
     #: Open Connect streams following this session (normally 0 or 1).
     streams: int = 0
     #: When the last stream closed; None while a stream is open or before the first.
-    detached_at: float | None = None
+    detached_at: UnixTime | None = None
     #: Stream generation; a newer stream for the same session supersedes older ones.
     generation: int = field(default=0)
     #: Keys of the recent deliveries that must reach this session once (see ``SessionHub``).
@@ -44,7 +45,7 @@ class SessionHub(Generic[P]):
 
     def __init__(
         self,
-        clock: Callable[[], float],
+        clock: Clock,
         replay_capacity: int = 10_000,
         once_key: Callable[[P], Hashable | None] | None = None,
         once_window: int = 4096,

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from procall.clock import Clock, UnixTime
 from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
@@ -84,7 +85,7 @@ class SessionManager(Generic[P]):
         authenticator: Authenticator,
         locator: ServerLocator,
         licenses: Licenses,
-        clock: Callable[[], float],
+        clock: Clock,
         observers: Sequence[SessionObserver] = (),
         revocations: RevocationStore | None = None,
     ) -> None:
@@ -196,7 +197,7 @@ class SessionManager(Generic[P]):
             session.detached_at = self._clock()
         return session
 
-    async def revoked_elsewhere(self, session_id: str, until: float) -> None:
+    async def revoked_elsewhere(self, session_id: str, until: UnixTime) -> None:
         """Another server logged the session out: refuse its tokens here, and end it when
         it lives here (its presence ends, its streams get SessionClosed)."""
         self.revoked.add(session_id, until)

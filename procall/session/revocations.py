@@ -16,13 +16,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
+from procall.clock import UnixTime
+
 __all__ = ["RevocationList", "RevocationStore"]
 
 
 class RevocationStore(Protocol):
     """The revocations shared by every UCServer (Redis)."""
 
-    async def revoke(self, session_id: str, until: float) -> None:
+    async def revoke(self, session_id: str, until: UnixTime) -> None:
         """Record that ``session_id`` is revoked until Unix time ``until``; tell the others."""
         ...
 
@@ -43,7 +45,7 @@ class RevocationList:
     def __len__(self) -> int:
         return len(self._until)
 
-    def add(self, session_id: str, until: float) -> None:
+    def add(self, session_id: str, until: UnixTime) -> None:
         """Refuse ``session_id`` until ``until``."""
         if until > self._until.get(session_id, 0.0):
             self._until[session_id] = until
@@ -53,12 +55,12 @@ class RevocationList:
         for session_id, until in revocations.items():
             self.add(session_id, until)
 
-    def is_revoked(self, session_id: str, now: float) -> bool:
+    def is_revoked(self, session_id: str, now: UnixTime) -> bool:
         """Whether tokens of ``session_id`` are refused at ``now``."""
         until = self._until.get(session_id)
         return until is not None and until > now
 
-    def prune(self, now: float) -> None:
+    def prune(self, now: UnixTime) -> None:
         """Forget revocations whose tokens have all expired."""
         self._until = {s: u for s, u in self._until.items() if u > now}
         self.unsaved = {s: u for s, u in self.unsaved.items() if u > now}

@@ -14,9 +14,9 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from procall.clock import Clock, UnixTime
 from procall.errors import Unauthenticated
 
 __all__ = ["SessionClaims", "TokenSigner"]
@@ -32,8 +32,8 @@ class SessionClaims:
     home_server_id: str
     admin: bool
     #: Unix time the token was issued and when it expires.
-    issued_at: float
-    expires_at: float
+    issued_at: UnixTime
+    expires_at: UnixTime
 
 
 def _b64(data: bytes) -> str:
@@ -47,9 +47,7 @@ def _unb64(text: str) -> bytes:
 class TokenSigner:
     """Issues and verifies session tokens with a shared HMAC key."""
 
-    def __init__(
-        self, secret: str, ttl_seconds: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, secret: str, ttl_seconds: float, clock: Clock = time.time) -> None:
         if len(secret) < 16:
             raise ValueError("the token secret must have at least 16 characters")
         self._key = secret.encode("utf-8")

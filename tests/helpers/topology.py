@@ -4,7 +4,6 @@ Redis, with users homed on either server, plus small gRPC client helpers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -14,7 +13,6 @@ from google.rpc import error_details_pb2, status_pb2
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.mesh.lookup.v1 import lookup_pb2
@@ -125,60 +123,3 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
                 if detail.Unpack(info):
                     return info
     raise AssertionError("no ErrorInfo")
-
-
-class EventStream:
-    """A client's Connect stream, reading events in the background."""
-
-    def __init__(self, address: str, token: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.call = session_grpc.SessionServiceStub(self.channel).Connect(metadata=auth(token))
-        self.events: asyncio.Queue[session_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self) -> session_pb2.Event:
-        """Open the stream; returns the welcome event."""
-        await self.call.write(session_pb.ConnectRequest(open=session_pb.OpenStream()))
-        self._task = asyncio.create_task(self._read())
-        return await self.next()
-
-    async def _read(self) -> None:
-        try:
-            async for reply in self.call:
-                await self.events.put(reply.event)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED:
-                await self.events.put(error)
-
-    async def next(self, timeout: float = 5) -> session_pb2.Event:
-        """The next event."""
-        item = await asyncio.wait_for(self.events.get(), timeout)
-        if isinstance(item, grpc.aio.AioRpcError):
-            raise item
-        return item
-
-    async def next_of(self, kind: str, timeout: float = 5) -> session_pb2.Event:
-        """The next event whose payload is ``kind`` (others are skipped)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            left = deadline - asyncio.get_running_loop().time()
-            event = await self.next(max(0.01, left))
-            if event.WhichOneof("payload") == kind:
-                return event
-
-    def drain(self, kind: str) -> list[session_pb2.Event]:
-        """The events of ``kind`` already received (others are dropped)."""
-        found = []
-        while not self.events.empty():
-            item = self.events.get_nowait()
-            if isinstance(item, session_pb2.Event) and item.WhichOneof("payload") == kind:
-                found.append(item)
-        return found
-
-    async def close(self) -> None:
-        """Cancel the stream."""
-        self.call.cancel()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.channel.close()

@@ -34,7 +34,8 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter
 from tests.helpers.postgres import PostgresCluster
-from tests.helpers.topology import PASSWORD, EventStream, auth, login
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import PASSWORD, auth, login
 
 pytestmark = pytest.mark.system
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import procall
+from tests.unit.test_public_surface import FACES
 
 ROOT = Path(procall.__file__).parent
 
@@ -48,6 +49,26 @@ def _offending(package: str, banned: tuple[str, ...]) -> list[str]:
 )
 def test_package_keeps_to_its_layer(package: str, banned: tuple[str, ...]) -> None:
     assert _offending(package, banned) == []
+
+
+#: What no domain package imports: transports, stores, contracts, servers (merged here from
+#: the near-copies that the Directory's and the routing surface tests each had).
+_TRANSPORTS_AND_STORES = (
+    "grpc",
+    "redis",
+    "sqlalchemy",
+    "ldap3",
+    "aiortc",
+    "procall.api",
+    "procall.mesh",
+    "procall.servers",
+    "procall.storage",
+)
+
+
+@pytest.mark.parametrize("package", sorted(p.removeprefix("procall.") for p in FACES))
+def test_domain_package_imports_no_transport_or_store(package: str) -> None:
+    assert _offending(package, _TRANSPORTS_AND_STORES) == []
 
 
 def test_the_check_sees_imports() -> None:

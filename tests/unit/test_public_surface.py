@@ -1,41 +1,43 @@
-"""Pins the public names of the foundation packages, so changes to them are deliberate."""
+"""The public surface of procall, in one table: every pinned module's public names and the
+face rule of the domain packages (their independence from transports and stores is pinned
+in ``test_layers.py``).
+
+A change to a public name must change this table in the same commit: that makes it
+deliberate and visible in review.
+"""
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import pkgutil
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-SURFACE = {
+import procall
+
+# -- the pinned names: module -> its ``__all__`` ------------------------------------------------
+
+SURFACE: dict[str, set[str]] = {
+    # foundation
     "procall.errors": {
-        "Aborted",
-        "AlreadyExists",
-        "ErrorKind",
-        "FailedPrecondition",
-        "FieldViolation",
-        "InvalidArgument",
-        "NotFound",
-        "PermissionDenied",
-        "ProcallError",
-        "ResourceExhausted",
-        "Unauthenticated",
-        "Unavailable",
-        "Unimplemented",
+        "Aborted", "AlreadyExists", "ErrorKind", "FailedPrecondition", "FieldViolation",
+        "InvalidArgument", "NotFound", "PermissionDenied", "ProcallError", "ResourceExhausted",
+        "Unauthenticated", "Unavailable", "Unimplemented",
     },
+    "procall.clock": {"Clock", "UnixTime", "from_datetime", "now", "to_datetime"},
+    "procall.validation": {
+        "MAX_ID_CHARS", "MAX_REQUEST_ID_CHARS", "check_id", "check_ids", "check_request_id",
+        "check_text", "reject_nul",
+    },
+    "procall.servers.codecs.time": {"seconds_of", "seconds_or_none", "timestamp", "timestamp_of"},
     "procall.servers.runtime.grpc_server": {
-        "BindError",
-        "GrpcServer",
-        "ServiceBinding",
-        "server_options",
+        "BindError", "GrpcServer", "ServiceBinding", "server_options",
     },
     "procall.servers.runtime.app": {
-        "Hook",
-        "ServerApp",
-        "StartupError",
-        "binding",
-        "ensure_server_id",
-        "not_yet_served",
+        "Hook", "ServerApp", "StartupError", "binding", "ensure_server_id", "not_yet_served",
     },
     "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
@@ -49,56 +51,235 @@ SURFACE = {
         "write_private",
     },
     "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
-    "procall.chat": {
-        "ChatMessage",
-        "Conversation",
-        "ConversationKind",
-        "MemberConversation",
-        "ReadMarker",
-        "direct_conversation_id",
-    },
-    "procall.journal": {"JournalEntry", "JournalKind", "entry_id_for"},
-    "procall.admin_views": {
-        "DEFAULT_SESSIONS_PAGE",
-        "AdminViews",
-        "LicenseCounter",
-        "LicenseUsage",
-        "LiveServers",
-        "LoggedOnSession",
-        "LoggedOnSessions",
-        "ServerState",
-        "SessionFilter",
-        "state_of",
-    },
-    "procall.validation": {
-        "MAX_ID_CHARS",
-        "MAX_REQUEST_ID_CHARS",
-        "check_id",
-        "check_ids",
-        "check_request_id",
-        "check_text",
-        "reject_nul",
-    },
     "procall.launch.postgres": {
-        "PG_USER",
-        "PostgresError",
-        "PostgresServer",
-        "as_pg_user",
-        "find_postgres_bindir",
-        "postgres_unavailable_reason",
-        "run_pg_command",
+        "PG_USER", "PostgresError", "PostgresServer", "as_pg_user", "find_postgres_bindir",
+        "postgres_unavailable_reason", "run_pg_command",
     },
-}
+    "procall.launch.demo": {
+        "DEMO_CONTACTS", "DEMO_USERS", "DemoUser", "seed_demo_contacts", "seed_demo_directory",
+    },
+    "procall.admin": {"add_admin_parser"},
+    # the domain packages (their faces, see FACES below)
+    "procall.admin_views": {
+        "DEFAULT_SESSIONS_PAGE", "AdminViews", "LicenseCounter", "LicenseUsage", "LiveServers",
+        "LoggedOnSession", "LoggedOnSessions", "ServerState", "SessionFilter", "state_of",
+    },
+    "procall.audit": {"AuditEvent", "AuditLog", "AuditOutcome"},
+    "procall.chat": {
+        "MAX_GROUP_MEMBERS", "MAX_REQUEST_ID_CHARS", "MAX_TEXT_BYTES", "MAX_TITLE_CHARS",
+        "Allocation", "ChatEventSink", "ChatMessage", "ChatState", "Conversation",
+        "ConversationKind", "ConversationStore", "Conversations", "MemberConversation",
+        "Membership", "MessageStore", "MessageWrites", "Messaging", "MessagingLimits",
+        "ReadMarker", "TypingNotice", "UserCheck", "UserDirectory", "direct_conversation_id",
+    },
+    "procall.directory": {
+        "USER_MUTABLE_FIELDS", "Account", "Authenticator", "BackendInfo", "BackendKind",
+        "CredentialStore", "Delegation", "DelegationScope", "DelegationStore", "Delegations",
+        "Directory", "Group", "HashParameters", "HomeServerAssignment", "HomeServerStore",
+        "LoginThrottle", "NewDelegation", "NewGroup", "NewPickupGroup", "NewUser", "Page",
+        "PasswordAuthenticator", "PasswordHasher", "PasswordPolicy", "PickupGroup",
+        "SearchField", "User", "UserChanges", "UserQuery", "UserReader", "UserWriter",
+    },
+    "procall.journal": {
+        "MAX_NOTE_BYTES", "Journal", "JournalEntry", "JournalEventSink", "JournalKind",
+        "JournalStore", "JournalWrites", "entry_id_for",
+    },
+    "procall.outbox": {
+        "CentralWriter", "CodecError", "DurableWriter", "Outbox", "Persisted", "Record",
+        "decode_record", "encode_record",
+    },
+    "procall.presence": {
+        "DEFAULT_CONTACTS_PAGE", "FULL_CHECK_EVERY", "MASKABLE_FIELDS", "MAX_NOTE_CHARS",
+        "MAX_USERS_PER_REQUEST", "Availability", "CallerSession", "Capabilities", "ContactStore",
+        "DelegationChecker", "Presence", "PresenceChange", "PresenceManager", "PresenceNotifier",
+        "PresenceStore", "TelephonyState", "UserDirectory", "WatchIndex", "check_user_ids",
+        "check_usernames",
+        "contacts_page", "requested_change",
+    },
+    "procall.routing": {
+        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "HeartbeatAck",
+        "HomeAssignment", "HomeDirectory", "HomeStore", "Listing", "LoadGauge", "LookupPort",
+        "MediaAllocations", "Registrar", "ResolvedHome", "RoutingService", "ServerIdentity",
+        "ServerInfo", "ServerObserved", "ServerRegistry", "ServerRole", "TopologyChange",
+        "TopologyObservation", "TopologyView", "choose_two_random",
+    },
+    "procall.session": {
+        "Attachment", "AuthenticatedUser", "Authenticator", "EventLog", "Licenses", "LiveSession",
+        "LoginResult", "ReplayGap", "ResumePoint", "RevocationList", "RevocationStore",
+        "SequencedEvent", "ServerLocator", "SessionClaims", "SessionHub", "SessionManager",
+        "SessionObserver", "TokenSigner", "decode_resume_token", "encode_resume_token",
+        "resume_expired",
+    },
+    # the outbox's parts
+    "procall.outbox.writer": {"DurableWriter", "Persisted"},
+    "procall.outbox.codec": {
+        "KIND_JOURNAL_ENTRY", "KIND_MESSAGE", "KIND_READ_MARKER", "CodecError", "decode_record",
+        "encode_record", "encode_text", "record_kind",
+    },
+    # stores
+    "procall.storage.outbox": {"SqliteOutbox"},
+    "procall.storage.ldap": {
+        "BACKEND_NAME", "DEFAULT_ATTRIBUTES", "AttributeMap", "HomeServerOverrides", "LdapConfig",
+        "LdapConfigError", "LdapGateway", "LdapUserDirectory",
+    },
+    "procall.storage.sql.engine": {
+        "SqlConfigError", "SqlDatabase", "create_engine", "describe_url", "is_unavailable_error",
+    },
+    "procall.storage.sql.migrate": {
+        "MIGRATIONS_DIR", "alembic_config", "current_revision", "head_revision",
+        "load_all_tables", "migration_sql", "upgrade_to_head",
+    },
+    "procall.storage.sql.chat_conversations": {
+        "SqlConversationStore", "later_of", "lock_conversation", "member_conversations_page",
+        "members_of", "refuse_nul",
+    },
+    "procall.storage.sql.chat_messages": {
+        "UNREAD_CHUNK", "SqlMessageStore", "history_page", "message_from_row", "search_messages",
+        "unread_counts",
+    },
+    "procall.storage.sql.journal": {"SqlJournalStore", "entry_from_row", "journal_page"},
+    "procall.storage.sql.central_writer": {
+        "SqlCentralWriter", "advance_markers", "bump_conversations", "existing_entry_ids",
+        "existing_message_keys",
+    },
+    "procall.storage.redis.registry": {
+        "RedisHomeStore", "RedisMediaAllocations", "RedisServerRegistry",
+    },
+    # servers
+    "procall.servers.directory.root": {"build_directory", "hash_parameters"},
+    "procall.servers.directory.servicer": {"DirectoryServicer", "user_to_pb"},
+    "procall.servers.lookup.root": {"build_lookup", "sweep_interval"},
+    "procall.servers.lookup.servicer": {"LookupServicer"},
+    "procall.servers.upstream.registration": {
+        "GrpcLookupPort", "LookupRegistration", "lookup_channel",
+    },
+    "procall.servers.codecs.routing": {
+        "CHANGE_KINDS", "role_from_proto", "role_to_proto", "server_from_proto", "server_to_proto",
+    },
+    # the client SDK
+    "procall.client": {
+        "DEFAULT_CLIENT_NAME", "Availability", "Backoff", "CallChanged", "ChannelFactory",
+        "ClientEvent", "ClientOptions", "Connected", "ConversationChanged", "Disconnected",
+        "JournalEntryAdded", "MessageCreated", "Presence", "PresenceChanged", "ProcallClient",
+        "ProcallClientError", "ReadReceipt", "Redirected", "Resynced", "ServerEndpoint",
+        "SessionClosed", "SessionInfo", "TelephonyState", "TypingChanged", "UnknownEvent",
+        "event_from_proto", "insecure_channel",
+    },
+    "procall.client.cli": {
+        "CLIENT_NAME", "ClientCliError", "add_client_parser", "run_client", "run_client_command",
+    },
+}  # fmt: skip
+
+# -- the face rule ----------------------------------------------------------------------------
+# Every domain package's ``__init__`` re-exports its model and ports (every public name) and
+# its use-cases (every public class). Each module of the package is named here as one of
+# these, or as internal (helpers the package uses itself), so a new module is placed on purpose.
+
+FACES: dict[str, dict[str, tuple[str, ...]]] = {
+    "procall.admin_views": {
+        "model": ("model",), "ports": ("ports",), "use_cases": ("views",), "internal": (),
+    },
+    "procall.audit": {"model": ("model",), "ports": ("ports",), "use_cases": (), "internal": ()},
+    "procall.chat": {
+        "model": ("model",),
+        "ports": ("ports",),
+        "use_cases": ("conversations", "members", "messaging"),
+        "internal": ("validation",),
+    },
+    "procall.directory": {
+        "model": ("models",),
+        "ports": ("ports",),
+        "use_cases": ("authentication", "delegations", "passwords", "service", "throttle"),
+        "internal": ("validation",),
+    },
+    "procall.journal": {
+        "model": ("model",), "ports": ("ports",), "use_cases": ("service",), "internal": (),
+    },
+    "procall.outbox": {
+        "model": (), "ports": ("ports",), "use_cases": ("writer",), "internal": ("codec",),
+    },
+    "procall.presence": {
+        "model": ("model",),
+        "ports": ("ports",),
+        "use_cases": ("manager", "policy"),
+        "internal": (),
+    },
+    "procall.routing": {
+        "model": ("models",),
+        "ports": ("ports",),
+        "use_cases": ("registration", "selection", "service", "topology"),
+        "internal": (),
+    },
+    "procall.session": {
+        "model": ("events", "tokens"),
+        "ports": ("ports", "revocations"),
+        "use_cases": ("hub", "manager", "resume"),
+        "internal": (),
+    },
+}  # fmt: skip
+
+
+def _documented(module: ModuleType, name: str) -> None:
+    item = getattr(module, name)
+    if inspect.isclass(item) or inspect.isfunction(item):
+        assert item.__doc__, f"{module.__name__}.{name} has no docstring"
 
 
 @pytest.mark.parametrize("module", sorted(SURFACE))
-def test_public_names(module: str) -> None:
+def test_public_names_are_pinned_and_documented(module: str) -> None:
     loaded = importlib.import_module(module)
     assert set(loaded.__all__) == SURFACE[module]
     for name in loaded.__all__:
-        item = getattr(loaded, name)
-        if inspect.isclass(item) or inspect.isfunction(item):
-            assert item.__doc__, f"{module}.{name} has no docstring"
+        assert hasattr(loaded, name), f"{module}.{name} is in __all__ but missing"
+        _documented(loaded, name)
+
+
+def test_every_domain_package_has_a_face() -> None:
+    """Every package of procall with a model module has an ``__init__`` and a row in FACES."""
+    root = Path(procall.__file__).parent
+    domain = {
+        f"procall.{path.parent.name}"
+        for path in root.glob("*/model*.py")
+        if path.name in ("model.py", "models.py")
+    }
+    assert domain <= set(FACES), f"domain packages without a face row: {domain - set(FACES)}"
+    for package in FACES:
+        assert (root / package.removeprefix("procall.") / "__init__.py").is_file(), package
+
+
+@pytest.mark.parametrize("package", sorted(FACES))
+def test_the_face_rule(package: str) -> None:
+    """The package re-exports its model, ports and use-cases, the very same objects."""
+    face = FACES[package]
+    loaded = importlib.import_module(package)
+    modules = {info.name for info in pkgutil.iter_modules(loaded.__path__)}
+    placed = {name for names in face.values() for name in names}
+    assert modules == placed, f"{package}: place each module in FACES: {modules ^ placed}"
+    exported = set(loaded.__all__)
+    for kind in ("model", "ports", "use_cases"):
+        for name in face[kind]:
+            module = importlib.import_module(f"{package}.{name}")
+            wanted = {
+                public
+                for public in module.__all__
+                if kind != "use_cases" or inspect.isclass(getattr(module, public))
+            }
+            missing = wanted - exported
+            assert not missing, f"{package} does not re-export {sorted(missing)} of {name}"
+            for public in wanted:
+                assert getattr(loaded, public) is getattr(module, public), f"{package}.{public}"
+
+
+def test_public_methods_of_the_client_are_documented() -> None:
+    from procall.client import ProcallClient
+
+    for name, member in vars(ProcallClient).items():
+        if name.startswith("_"):
+            continue
+        target = (
+            member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+        )
+        assert getattr(target, "__doc__", None), f"ProcallClient.{name} has no docstring"
 
 
 def test_error_reasons_match_the_contract() -> None:

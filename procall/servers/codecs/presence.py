@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from procall.api.presence.v1 import presence_pb2
 from procall.presence.model import Availability, Capabilities, Presence, TelephonyState
+from procall.servers.codecs.time import seconds_of, timestamp
 
 __all__ = [
     "availability_from_proto",
@@ -28,7 +29,7 @@ _TELEPHONY_FROM_PROTO = {v: t for t, v in _TELEPHONY_TO_PROTO.items()}
 
 def presence_to_proto(presence: Presence) -> presence_pb2.Presence:
     """The wire form of a presence."""
-    message = presence_pb2.Presence(
+    return presence_pb2.Presence(
         user_id=presence.user_id,
         availability=_AVAILABILITY_TO_PROTO[presence.availability],
         note=presence.note,
@@ -42,9 +43,8 @@ def presence_to_proto(presence: Presence) -> presence_pb2.Presence:
         ),
         version=presence.version,
         set_by_user_id=presence.set_by,
+        update_time=timestamp(presence.update_time),
     )
-    message.update_time.FromNanoseconds(int(presence.update_time * 1e9))
-    return message
 
 
 def availability_from_proto(value: int) -> Availability | None:
@@ -75,6 +75,6 @@ def presence_from_proto(message: presence_pb2.Presence) -> Presence:
         telephony=_TELEPHONY_FROM_PROTO.get(message.telephony_state, TelephonyState.UNSPECIFIED),
         capabilities=capabilities_from_proto(message.capabilities),
         version=message.version,
-        update_time=message.update_time.ToNanoseconds() / 1e9,
+        update_time=seconds_of(message.update_time),
         set_by=message.set_by_user_id,
     )

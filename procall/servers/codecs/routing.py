@@ -5,7 +5,7 @@ from __future__ import annotations
 from procall.errors import InvalidArgument
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.routing.models import ChangeKind, ServerInfo, ServerRole
-from procall.servers.codecs.time import datetime_or_none, timestamp_of
+from procall.servers.codecs.time import seconds_or_none, timestamp_of
 
 __all__ = [
     "CHANGE_KINDS",
@@ -73,10 +73,10 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         load=message.load,
         draining=message.draining,
         degraded=message.degraded,
-        start_time=datetime_or_none(
+        start_time=seconds_or_none(
             message.start_time, message.HasField("start_time"), "start_time"
         ),
-        heartbeat_time=datetime_or_none(
+        heartbeat_time=seconds_or_none(
             message.heartbeat_time, message.HasField("heartbeat_time"), "heartbeat_time"
         ),
         version=message.version,

@@ -10,13 +10,13 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from procall.clock import UnixTime
 from procall.errors import Unavailable
 from procall.routing.models import ServerInfo, ServerRole
 
@@ -131,13 +131,14 @@ def encode_state(server: ServerInfo) -> str:
     )
 
 
-def _time(ms: Any) -> datetime | None:
+def _time(ms: Any) -> UnixTime | None:
+    """Stored whole milliseconds (0 or absent: not known) as Unix seconds."""
     if ms is None or ms is False:
         return None
     value = int(text(ms))
     if value <= 0:
         return None
-    return datetime.fromtimestamp(value / 1000, UTC)
+    return value / 1000
 
 
 def decode_server(

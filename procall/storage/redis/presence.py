@@ -4,7 +4,8 @@ Key layout:
 
 - ``procall:presence:<user_id>`` — a hash: ``av`` availability, ``note``,
   ``tel`` telephony state, ``by`` the delegate of the last change, ``ts`` its
-  Unix time, ``ver`` the version, and ``cap:<session_id>`` the capabilities of
+  Unix time (Redis ``TIME``: seconds, a dot, six digits of microseconds), ``ver`` the
+  version, and ``cap:<session_id>`` the capabilities of
   each live client session (comma-separated channel names). Presence is the
   aggregate: capabilities are the union over sessions; the user is OFFLINE
   when no session is left.
@@ -95,8 +96,9 @@ end
 if not known or visible() ~= before then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local ts = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
   local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
-  redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', t[1] .. '.' .. t[2])
+  redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', ts)
 end
 local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by', 'ts', 'ver', 'srv')
 for n = 1, 7 do if not h[n] then h[n] = '' end end
@@ -119,9 +121,10 @@ for _, f in ipairs(redis.call('HKEYS', key)) do
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ts = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
 local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
 redis.call('HSET', key, 'av', 'OFFLINE', 'tel', 'IDLE', 'by', '',
-           'ver', string.format('%d', ver), 'ts', t[1] .. '.' .. t[2])
+           'ver', string.format('%d', ver), 'ts', ts)
 return redis.call('HGETALL', key)
 """
 

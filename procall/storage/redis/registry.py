@@ -115,7 +115,7 @@ class RedisServerRegistry:
     async def heartbeat(self, server: ServerInfo, ttl: float) -> int:
         """Register or renew ``server`` for ``ttl`` seconds; its epoch (see the module doc)."""
         k = self._keys
-        start_ms = int(server.start_time.timestamp() * 1000) if server.start_time else 0
+        start_ms = int(server.start_time * 1000) if server.start_time else 0
         reply = await self._calls.run(
             self._heartbeat,
             [k.server(server.server_id), k.index, k.epochs, k.closed, k.known,

@@ -27,7 +27,7 @@ from procall.directory.models import (
 from procall.directory.validation import normalize_key
 from procall.errors import AlreadyExists, NotFound
 from procall.storage.sql import directory_queries as q
-from procall.storage.sql.directory_users import chunks, utcnow
+from procall.storage.sql.directory_users import chunks, unix_time, utcnow
 from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.tables import (
     delegation_scopes,
@@ -74,7 +74,7 @@ class SqlDelegationStore:
                 principal_user_id=row.principal_user_id,
                 delegate_user_id=row.delegate_user_id,
                 scopes=_scopes(scopes.get(row.id, [])),
-                create_time=row.create_time,
+                create_time=unix_time(row.create_time),
             )
             for row in rows
         ]
@@ -127,7 +127,7 @@ class SqlDelegationStore:
             delegation.principal_user_id,
             delegation.delegate_user_id,
             _scopes([s.value for s in delegation.scopes]),
-            now,
+            unix_time(now),
         )
 
     async def delete_delegation(self, delegation_id: str) -> None:

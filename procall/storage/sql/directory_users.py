@@ -17,6 +17,7 @@ from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from procall.clock import UnixTime, from_datetime
 from procall.directory.models import (
     Account,
     Group,
@@ -41,7 +42,7 @@ from procall.storage.sql.tables import (
     users,
 )
 
-__all__ = ["SqlUserStore", "chunks", "utcnow"]
+__all__ = ["SqlUserStore", "chunks", "unix_time", "utcnow"]
 
 _CHUNK = 500
 
@@ -49,6 +50,11 @@ _CHUNK = 500
 def utcnow() -> dt.datetime:
     """Now, in UTC, to the microsecond."""
     return dt.datetime.now(dt.UTC)
+
+
+def unix_time(moment: dt.datetime | None) -> UnixTime | None:
+    """A ``UTCDateTime`` column's value as the domain's time type (``procall/clock.py``)."""
+    return None if moment is None else from_datetime(moment)
 
 
 def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
@@ -110,8 +116,8 @@ def _user(row: Row[Any], group_ids: Sequence[str] = ()) -> User:
         admin=bool(row.admin),
         disabled=bool(row.disabled),
         principal_name=row.principal_name or "",
-        create_time=row.create_time,
-        update_time=row.update_time,
+        create_time=unix_time(row.create_time),
+        update_time=unix_time(row.update_time),
     )
 
 

@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 
 from procall.api.chat.v1 import chat_pb2
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
-from tests.helpers.topology import EventStream, error_info
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import error_info
 from tests.integration.chat.conftest import User
 
 

@@ -10,7 +10,8 @@ from procall.api.journal.v1 import journal_pb2
 from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.journal.model import JournalEntry, JournalKind
 from procall.servers.ucserver.chat import ChatComponent
-from tests.helpers.topology import EventStream, System
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import System
 from tests.integration.chat.conftest import User
 
 

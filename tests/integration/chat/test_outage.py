@@ -19,7 +19,8 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.settings import Settings
 from tests.helpers.postgres import PostgresCluster
-from tests.helpers.topology import EventStream, StartApp, System, error_info, login, wait_for
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import StartApp, System, error_info, login, wait_for
 from tests.integration.chat.conftest import User
 
 

@@ -1,4 +1,7 @@
-"""The chat state in a real Redis: ids, idempotency, members, unread, typing, faults."""
+"""What only the Redis chat state has: TTLs, key layout, cluster slots, concurrent clients,
+a killed server. The behaviour every ``ChatState`` shares (ids, idempotency, members, unread,
+typing) is one suite run against Redis and the fake: tests/integration/ports/test_chat_state.py.
+"""
 
 from __future__ import annotations
 
@@ -42,14 +45,6 @@ async def allocate_id(
     return allocation.message_id
 
 
-async def test_ids_start_after_the_seed_and_follow_each_other(state: RedisChatState) -> None:
-    assert await state.allocate("c1", "alice", "r0", 1.0, None, TTL) is None
-    assert await allocate_id(state, "r1", seed=41) == 42
-    assert [await allocate_id(state, f"r{i}") for i in range(2, 5)] == [43, 44, 45]
-    assert await allocate_id(state, "r5", seed=0) == 46, "a lower seed never goes back"
-    assert await allocate_id(state, "x1", seed=0, cid="c2") == 1, "sequences are per conversation"
-
-
 async def test_the_sequence_has_no_ttl(state: RedisChatState, redis: aioredis.Redis) -> None:
     await allocate_id(state, "r1", seed=0)
     seq = [k for k in await chat_keys(redis) if k.endswith(":seq")]
@@ -79,27 +74,6 @@ async def test_concurrent_first_senders_after_a_restart_share_one_sequence(
     assert sorted(ids) == list(range(8, 58))
 
 
-async def test_a_repeated_request_returns_the_first_allocation(state: RedisChatState) -> None:
-    now = 1_712_345_678.123_456_7
-    first = await state.allocate("c1", "alice", "req", now, 9, TTL)
-    assert first is not None and (first.message_id, first.duplicate) == (10, False)
-    assert first.created_at == now and not first.persisted
-    again = await state.allocate("c1", "alice", "req", now + 5, None, TTL)
-    assert again is not None
-    assert (again.message_id, again.created_at, again.duplicate) == (10, now, True)
-    assert not again.persisted
-    assert await allocate_id(state, "next") == 11, "a duplicate does not advance the sequence"
-
-
-async def test_request_ids_are_per_sender_and_conversation(state: RedisChatState) -> None:
-    a = await state.allocate("c1", "a:b", "c", 1.0, 0, TTL)
-    b = await state.allocate("c1", "a", "b:c", 1.0, None, TTL)
-    c = await state.allocate("c2", "a:b", "c", 1.0, 0, TTL)
-    assert a is not None and b is not None and c is not None
-    assert (a.duplicate, b.duplicate, c.duplicate) == (False, False, False)
-    assert (a.message_id, b.message_id, c.message_id) == (1, 2, 1)
-
-
 async def test_confirm_marks_the_request_persisted_and_keeps_its_ttl(
     state: RedisChatState, redis: aioredis.Redis
 ) -> None:
@@ -125,18 +99,6 @@ async def test_requests_are_forgotten_after_their_ttl(
     assert (later.message_id, later.duplicate) == (first.message_id + 1, False)
 
 
-async def test_after_redis_lost_everything_ids_continue_after_the_seed(
-    state: RedisChatState, redis: aioredis.Redis
-) -> None:
-    for i in range(3):
-        await allocate_id(state, f"r{i}", seed=0)
-    await redis.flushall()  # a restart without persistence
-    assert await state.allocate("c1", "alice", "r9", 5.0, None, TTL) is None
-    assert await state.allocate("c1", "alice", "r9", 5.0, None, TTL) is None
-    assert await allocate_id(state, "r9", seed=3) == 4
-    assert await allocate_id(state, "r10") == 5
-
-
 async def test_the_keys_of_a_conversation_share_one_cluster_slot(
     state: RedisChatState, redis: aioredis.Redis
 ) -> None:
@@ -147,16 +109,6 @@ async def test_the_keys_of_a_conversation_share_one_cluster_slot(
     keys = await chat_keys(redis)
     assert len(keys) == 5
     assert len({key_slot(k.encode()) for k in keys}) == 1
-
-
-async def test_members_are_cached_in_order_and_replaced(state: RedisChatState) -> None:
-    assert await state.members("c1") is None
-    await state.set_members("c1", ["zoe", "adam", "mia"])
-    assert await state.members("c1") == ("zoe", "adam", "mia")
-    await state.set_members("c1", ["adam"])
-    assert await state.members("c1") == ("adam",)
-    await state.set_members("c1", [])
-    assert await state.members("c1") == ()
 
 
 async def test_members_expire(redis: aioredis.Redis) -> None:
@@ -228,21 +180,3 @@ async def test_a_killed_redis_is_unavailable_naming_redis(redis_available: None)
                 assert caught.value.metadata["backend"] == "Redis", method
         finally:
             await client.aclose()
-
-
-async def test_confirm_counts_a_message_unread_once(state: RedisChatState) -> None:
-    await state.allocate("c1", "alice", "r1", time.time(), 0, TTL)
-    await state.set_unread("bob", {"c1": 0})
-    await state.confirm("c1", "alice", "r1", TTL, ["bob", "carol"])
-    await state.confirm("c1", "alice", "r1", TTL, ["bob", "carol"])  # a retried send
-    assert await state.unread("bob", ["c1"]) == {"c1": 1}
-    assert await state.unread("carol", ["c1"]) == {}, "an unknown counter stays unknown"
-
-
-async def test_ensure_sequence_never_moves_back(state: RedisChatState) -> None:
-    await state.ensure_sequence("c1", 0)
-    assert await allocate_id(state, "r1") == 1
-    await state.ensure_sequence("c1", 0)  # a stale view of the newest id
-    assert await allocate_id(state, "r2") == 2
-    await state.ensure_sequence("c1", 10)  # a sequence lost behind the stored ids
-    assert await allocate_id(state, "r3") == 11

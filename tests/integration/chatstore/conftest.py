@@ -1,24 +1,42 @@
 """A migrated chat & journal database on SQLite and on PostgreSQL for every test.
 
-The ``database`` fixture runs each test on both. SQLite gets a fresh file (a copy of one
-migrated template file); PostgreSQL shares one migrated database per session whose chat
-and journal tables are emptied before each test (cheaper than ``CREATE DATABASE``).
+The ``database`` fixture runs each test on both; the ``stores`` fixture runs each test of a
+port's behaviour suite on both and on the in-memory fakes of the chat unit tests
+(``tests/unit/chat/fakes.py``), so that the fakes cannot drift from the SQL stores.
+SQLite gets a fresh file (a copy of one migrated template file); PostgreSQL shares one
+migrated database per session whose chat and journal tables are emptied before each test
+(cheaper than ``CREATE DATABASE``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from procall.chat.model import ChatMessage, Conversation, ConversationKind
+from procall.chat.ports import ConversationStore, MessageStore
+from procall.journal.ports import JournalStore
+from procall.outbox.ports import Record
 from procall.storage.sql import SqlDatabase, upgrade_to_head
+from procall.storage.sql.central_writer import SqlCentralWriter
+from procall.storage.sql.chat_conversations import SqlConversationStore
+from procall.storage.sql.chat_messages import SqlMessageStore
+from procall.storage.sql.journal import SqlJournalStore
 from procall.storage.sql.tables import chat_members, chat_messages, conversations, journal_entries
 from tests.helpers.postgres import PostgresCluster
+from tests.unit.chat.fakes import (
+    MemoryConversationStore,
+    MemoryDurableWrites,
+    MemoryJournalStore,
+    MemoryMessageStore,
+    Tables,
+)
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _TABLES = (journal_entries, chat_messages, chat_members, conversations)
@@ -57,22 +75,58 @@ def chatstore_pg_url(postgres_cluster: PostgresCluster, chatstore_pg_database: s
     return chatstore_pg_database
 
 
-@pytest.fixture(params=SQL_BACKENDS)
-async def database(
-    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
-) -> AsyncIterator[SqlDatabase]:
-    """The migrated chat & journal database, on SQLite and PostgreSQL in turn."""
-    if request.param == "sqlite":
+def _connect(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> SqlDatabase:
+    if kind == "sqlite":
         path = tmp_path / "chat.db"
-        shutil.copyfile(sqlite_template, path)
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         url = f"sqlite+aiosqlite:///{path}"
     else:
         url = request.getfixturevalue("chatstore_pg_url")
-    db = SqlDatabase(url, name="chat and journal database", connect_timeout=2.0)
+    return SqlDatabase(url, name="chat and journal database", connect_timeout=2.0)
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlDatabase]:
+    """The migrated chat & journal database, on SQLite and PostgreSQL in turn."""
+    db = _connect(request.param, request, tmp_path)
     try:
         yield db
     finally:
         await db.dispose()
+
+
+@dataclass
+class ChatStores:
+    """The chat & journal stores over one database, and the central write path into it."""
+
+    conversations: ConversationStore
+    messages: MessageStore
+    journal: JournalStore
+    write: Callable[[Sequence[Record]], Awaitable[object]]
+
+
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ChatStores]:
+    """The stores on the in-memory fakes, on SQLite and on PostgreSQL in turn."""
+    if request.param == "memory":
+        tables = Tables()
+        yield ChatStores(
+            MemoryConversationStore(tables),
+            MemoryMessageStore(tables),
+            MemoryJournalStore(tables),
+            MemoryDurableWrites(tables).write,
+        )
+        return
+    database = _connect(request.param, request, tmp_path)
+    try:
+        yield ChatStores(
+            SqlConversationStore(database),
+            SqlMessageStore(database),
+            SqlJournalStore(database),
+            SqlCentralWriter(database).apply,
+        )
+    finally:
+        await database.dispose()
 
 
 def group(

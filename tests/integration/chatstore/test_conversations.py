@@ -1,4 +1,6 @@
-"""SqlConversationStore: create, members, titles, markers, the member's conversation list."""
+"""The ``ConversationStore`` suite: create, members, titles, markers, the member's
+conversation list; run on the in-memory fake, SQLite and PostgreSQL (the ``stores``
+fixture)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,11 @@ import pytest
 
 from procall.chat.model import Conversation, ConversationKind, ReadMarker, direct_conversation_id
 from procall.errors import NotFound
-from procall.storage.sql import SqlDatabase
-from procall.storage.sql.central_writer import SqlCentralWriter
-from procall.storage.sql.chat_conversations import SqlConversationStore
-from tests.integration.chatstore.conftest import group, message
+from tests.integration.chatstore.conftest import ChatStores, group, message
 
 
-async def test_create_and_get_round_trip(database: SqlDatabase) -> None:
-    store = SqlConversationStore(database)
+async def test_create_and_get_round_trip(stores: ChatStores) -> None:
+    store = stores.conversations
     new = Conversation(
         "g-1",
         ConversationKind.GROUP,
@@ -31,8 +30,8 @@ async def test_create_and_get_round_trip(database: SqlDatabase) -> None:
     assert await store.get("missing") is None
 
 
-async def test_create_of_an_existing_id_returns_it_unchanged(database: SqlDatabase) -> None:
-    store = SqlConversationStore(database)
+async def test_create_of_an_existing_id_returns_it_unchanged(stores: ChatStores) -> None:
+    store = stores.conversations
     pair = direct_conversation_id("alice", "bob")
     first = await store.create(
         Conversation(pair, ConversationKind.DIRECT, "", ("alice", "bob"), 10.0, 10.0)
@@ -45,12 +44,11 @@ async def test_create_of_an_existing_id_returns_it_unchanged(database: SqlDataba
 
 
 async def test_members_keep_joining_order_and_new_ones_start_at_the_newest_message(
-    database: SqlDatabase,
+    stores: ChatStores,
 ) -> None:
-    store = SqlConversationStore(database)
-    writer = SqlCentralWriter(database)
+    store = stores.conversations
     await store.create(group("g", ("alice", "bob")))
-    await writer.apply([message("g", i) for i in (1, 2, 3)])
+    await stores.write([message("g", i) for i in (1, 2, 3)])
 
     added = await store.add_members("g", ["dave", "bob", "carol", "dave"], now=3000.0)
     assert added.member_ids == ("alice", "bob", "dave", "carol")
@@ -70,8 +68,8 @@ async def test_members_keep_joining_order_and_new_ones_start_at_the_newest_messa
     assert await store.read_marker("g", "bob") == 3
 
 
-async def test_changes_that_change_nothing_keep_updated_at(database: SqlDatabase) -> None:
-    store = SqlConversationStore(database)
+async def test_changes_that_change_nothing_keep_updated_at(stores: ChatStores) -> None:
+    store = stores.conversations
     await store.create(group("g", ("alice", "bob"), at=500.0))
     assert (await store.add_members("g", ["alice"], now=900.0)).updated_at == 500.0
     assert (await store.remove_members("g", ["zed"], now=900.0)).updated_at == 500.0
@@ -79,8 +77,8 @@ async def test_changes_that_change_nothing_keep_updated_at(database: SqlDatabase
     assert (await store.set_title("g", "renamed", now=100.0)).updated_at == 500.0
 
 
-async def test_set_title(database: SqlDatabase) -> None:
-    store = SqlConversationStore(database)
+async def test_set_title(stores: ChatStores) -> None:
+    store = stores.conversations
     await store.create(group("g", ("alice",), at=1.0))
     renamed = await store.set_title("g", "Ω new name", now=2.0)
     assert (renamed.title, renamed.updated_at, renamed.member_ids) == (
@@ -93,9 +91,9 @@ async def test_set_title(database: SqlDatabase) -> None:
 
 @pytest.mark.parametrize("change", ["set_title", "add_members", "remove_members"])
 async def test_changes_of_an_unknown_conversation_raise_not_found(
-    database: SqlDatabase, change: str
+    stores: ChatStores, change: str
 ) -> None:
-    store = SqlConversationStore(database)
+    store = stores.conversations
     with pytest.raises(NotFound):
         if change == "set_title":
             await store.set_title("nope", "x", now=1.0)
@@ -106,30 +104,28 @@ async def test_changes_of_an_unknown_conversation_raise_not_found(
     assert await store.get("nope") is None
 
 
-async def test_read_marker_follows_the_writer(database: SqlDatabase) -> None:
-    store = SqlConversationStore(database)
-    writer = SqlCentralWriter(database)
+async def test_read_marker_follows_the_writer(stores: ChatStores) -> None:
+    store = stores.conversations
     await store.create(group("g", ("alice", "bob")))
     assert await store.read_marker("g", "bob") == 0
-    await writer.apply([ReadMarker("g", "bob", 7, 50.0)])
+    await stores.write([ReadMarker("g", "bob", 7, 50.0)])
     assert await store.read_marker("g", "bob") == 7
     assert await store.read_marker("g", "stranger") == 0
     assert await store.read_marker("unknown", "bob") == 0
 
 
 async def test_list_for_member_orders_by_last_change_and_pages_without_gaps(
-    database: SqlDatabase,
+    stores: ChatStores,
 ) -> None:
-    store = SqlConversationStore(database)
-    writer = SqlCentralWriter(database)
+    store = stores.conversations
     # ties on updated_at are broken by conversation id (descending)
     times = {"c0": 10.0, "c1": 30.0, "c2": 20.0, "c3": 30.0, "c4": 5.0, "c5": 30.0, "c6": 20.0}
     for conversation_id, at in times.items():
         await store.create(group(conversation_id, ("alice", "bob"), at=at))
     await store.create(group("not-mine", ("bob",), at=99.0))
     # a new message moves a conversation to the top
-    await writer.apply([message("c4", 1, "bob", at=40.0)])
-    await writer.apply([ReadMarker("c4", "alice", 1, 41.0)])
+    await stores.write([message("c4", 1, "bob", at=40.0)])
+    await stores.write([ReadMarker("c4", "alice", 1, 41.0)])
 
     expected = ["c4", "c5", "c3", "c1", "c6", "c2", "c0"]
     everything = await store.list_for_member("alice", 100, None)

@@ -1,11 +1,11 @@
-"""SqlJournalStore: pages filtered by kind and time, cursors, get and delete."""
+"""The ``JournalStore`` suite: pages filtered by kind and time, cursors, get and delete; run
+on the in-memory fake, SQLite and PostgreSQL (the ``stores`` fixture)."""
 
 from __future__ import annotations
 
 from procall.journal.model import JournalEntry, JournalKind
-from procall.storage.sql import SqlDatabase
-from procall.storage.sql.central_writer import SqlCentralWriter
-from procall.storage.sql.journal import SqlJournalStore
+from procall.journal.ports import JournalStore
+from tests.integration.chatstore.conftest import ChatStores
 
 KINDS = list(JournalKind)
 
@@ -35,7 +35,7 @@ def _newest_first(entries: list[JournalEntry]) -> list[JournalEntry]:
 
 
 async def _all_pages(
-    journal: SqlJournalStore,
+    journal: JournalStore,
     kinds: list[JournalKind],
     start: float | None,
     end: float | None,
@@ -49,10 +49,10 @@ async def _all_pages(
     return seen
 
 
-async def test_pages_filter_by_kind_and_time_with_exact_cursors(database: SqlDatabase) -> None:
-    journal = SqlJournalStore(database)
+async def test_pages_filter_by_kind_and_time_with_exact_cursors(stores: ChatStores) -> None:
+    journal = stores.journal
     entries = _entries()
-    await SqlCentralWriter(database).apply(entries)
+    await stores.write(entries)
     alices = [e for e in entries if e.user_id == "alice"]
 
     everything = await journal.page("alice", [], None, None, None, 100)
@@ -84,10 +84,10 @@ async def test_pages_filter_by_kind_and_time_with_exact_cursors(database: SqlDat
     assert await journal.page("carol", [], None, None, None, 10) == []
 
 
-async def test_get_and_delete_only_the_users_own_entries(database: SqlDatabase) -> None:
-    journal = SqlJournalStore(database)
+async def test_get_and_delete_only_the_users_own_entries(stores: ChatStores) -> None:
+    journal = stores.journal
     entries = _entries()
-    await SqlCentralWriter(database).apply(entries)
+    await stores.write(entries)
     assert await journal.get("alice", "e07") == entries[7]
     assert await journal.get("bob", "e07") is None  # someone else's
     assert await journal.get("alice", "missing") is None

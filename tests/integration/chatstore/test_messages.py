@@ -1,4 +1,6 @@
-"""SqlMessageStore: history pages, idempotency keys, unread counts and search."""
+"""The ``MessageStore`` suite: history pages, idempotency keys, unread counts and search; run
+on the in-memory fake, SQLite and PostgreSQL (the ``stores`` fixture). What only SQL has (NUL
+characters on PostgreSQL) runs on the databases alone."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from procall.storage.sql.central_writer import SqlCentralWriter
 from procall.storage.sql.chat_conversations import SqlConversationStore
 from procall.storage.sql.chat_messages import SqlMessageStore
 from procall.storage.sql.journal import SqlJournalStore
-from tests.integration.chatstore.conftest import group, message
+from tests.integration.chatstore.conftest import ChatStores, group, message
 
 # every kind of text a client may send (NUL aside: see test_nul_characters)
 TEXTS = [
@@ -35,14 +37,13 @@ def _ids(messages: list[ChatMessage]) -> list[int]:
     return [m.message_id for m in messages]
 
 
-async def test_any_unicode_text_round_trips_exactly(database: SqlDatabase) -> None:
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
+async def test_any_unicode_text_round_trips_exactly(stores: ChatStores) -> None:
+    store = stores.messages
     sent = [
         message("c", index, text=text, at=1700000000.0 + index / 7)
         for index, text in enumerate(TEXTS, start=1)
     ]
-    await writer.apply(sent)
+    await stores.write(sent)
     stored = await store.page("c", backward=False, from_id=None, limit=100)
     assert stored == sent  # text, floats and request ids exactly as written
     assert len(stored[-1].text.encode()) == MAX_TEXT_BYTES
@@ -85,12 +86,11 @@ async def test_nul_characters(database: SqlDatabase) -> None:
 
 
 async def test_pages_in_both_directions_without_gaps_or_duplicates(
-    database: SqlDatabase,
+    stores: ChatStores,
 ) -> None:
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
+    store = stores.messages
     ids = [1, 2, 3, 5, 8, 9, 10, 11, 15, 16, 17]  # ids may have gaps
-    await writer.apply([message("c", i) for i in ids] + [message("other", 4)])
+    await stores.write([message("c", i) for i in ids] + [message("other", 4)])
 
     newest = await store.page("c", backward=True, from_id=None, limit=3)
     assert _ids(newest) == [17, 16, 15]
@@ -118,11 +118,10 @@ async def test_pages_in_both_directions_without_gaps_or_duplicates(
     assert await store.page("empty", backward=True, from_id=None, limit=10) == []
 
 
-async def test_find_by_request_and_max_message_id(database: SqlDatabase) -> None:
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
+async def test_find_by_request_and_max_message_id(stores: ChatStores) -> None:
+    store = stores.messages
     first = message("c", 1, "alice", request_id="r-1")
-    await writer.apply([first, message("c", 2, "bob", request_id="r-1"), message("c", 6)])
+    await stores.write([first, message("c", 2, "bob", request_id="r-1"), message("c", 6)])
     assert await store.find_by_request("c", "alice", "r-1") == first
     assert (await store.find_by_request("c", "bob", "r-1") or first).message_id == 2
     assert await store.find_by_request("c", "carol", "r-1") is None
@@ -132,10 +131,9 @@ async def test_find_by_request_and_max_message_id(database: SqlDatabase) -> None
     assert await store.max_message_id("none") == 0
 
 
-async def test_unread_counts_exclude_own_messages_in_one_call(database: SqlDatabase) -> None:
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
-    await writer.apply(
+async def test_unread_counts_exclude_own_messages_in_one_call(stores: ChatStores) -> None:
+    store = stores.messages
+    await stores.write(
         [message("a", i, "bob" if i % 3 else "alice") for i in range(1, 11)]  # 3,6,9 own
         + [message("b", i, "carol") for i in range(1, 4)]
         + [message("c", 1, "alice")]
@@ -151,10 +149,9 @@ async def test_unread_counts_exclude_own_messages_in_one_call(database: SqlDatab
     assert counts["a"] == 4 and sum(counts.values()) == 4 and len(counts) == 1201
 
 
-async def test_search_is_literal_case_insensitive_and_member_only(database: SqlDatabase) -> None:
-    conversations = SqlConversationStore(database)
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
+async def test_search_is_literal_case_insensitive_and_member_only(stores: ChatStores) -> None:
+    conversations = stores.conversations
+    store = stores.messages
     await conversations.create(group("mine", ("alice", "bob")))
     await conversations.create(group("also-mine", ("alice", "carol")))
     await conversations.create(group("theirs", ("bob", "carol")))
@@ -168,7 +165,7 @@ async def test_search_is_literal_case_insensitive_and_member_only(database: SqlD
         7: "[brackets] and ^caret",
         8: "bracket",
     }
-    await writer.apply(
+    await stores.write(
         [message("mine", i, text=t, at=100.0 + i) for i, t in texts.items()]
         + [message("also-mine", 1, text="hello again", at=500.0)]
         + [message("theirs", 1, text="hello world, 50% off", at=600.0)]
@@ -193,10 +190,9 @@ async def test_search_is_literal_case_insensitive_and_member_only(database: SqlD
     assert await store.search("alice", "hello", None, None, 0) == []
 
 
-async def test_search_pages_by_time_conversation_and_id(database: SqlDatabase) -> None:
-    conversations = SqlConversationStore(database)
-    writer = SqlCentralWriter(database)
-    store = SqlMessageStore(database)
+async def test_search_pages_by_time_conversation_and_id(stores: ChatStores) -> None:
+    conversations = stores.conversations
+    store = stores.messages
     for name in ("a", "b", "c"):
         await conversations.create(group(name, ("alice",)))
     # equal timestamps across and within conversations test every tie-breaker
@@ -205,7 +201,7 @@ async def test_search_pages_by_time_conversation_and_id(database: SqlDatabase) -
         for name in ("a", "b", "c")
         for i in range(1, 7)
     ]
-    await writer.apply(records)
+    await stores.write(records)
     expected = sorted(
         records, key=lambda m: (m.created_at, m.conversation_id, m.message_id), reverse=True
     )

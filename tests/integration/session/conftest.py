@@ -1,4 +1,4 @@
-"""The Center of the session integration tests (see ``_support.py``)."""
+"""The Center of the session integration tests (``tests/helpers/center.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from procall.settings import Settings
-from tests.integration.session._support import Center, StartApp, start_center
+from tests.helpers.center import Center, start_center
+from tests.helpers.topology import StartApp
 
 
 @pytest.fixture

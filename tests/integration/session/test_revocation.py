@@ -14,16 +14,10 @@ from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.launch.redis import RedisProcess
 from procall.settings import Settings
-from tests.integration.session._support import (
-    Center,
-    StartApp,
-    Stream,
-    auth,
-    center_settings,
-    log_in,
-    start_center,
-    wait_for,
-)
+from tests.helpers.center import Center, center_settings, start_center
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import StartApp, auth, wait_for
+from tests.helpers.topology import login as log_in
 
 
 async def _refused(address: str, token: str, user_id: str) -> bool:
@@ -56,7 +50,7 @@ async def _refresh(address: str, token: str) -> str:
 
 
 async def _connect_refused(address: str, token: str) -> grpc.StatusCode:
-    stream = Stream(address, token)
+    stream = EventStream(address, token)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await stream.open()

@@ -16,14 +16,11 @@ from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from tests.integration.session._support import (
-    Center,
-    Stream,
-    auth,
-    log_in,
-    reason_of,
-    set_presence,
-)
+from tests.helpers.center import Center, set_presence
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import auth
+from tests.helpers.topology import error_info as reason_of
+from tests.helpers.topology import login as log_in
 
 AVAILABLE = presence_pb2.AVAILABILITY_AVAILABLE
 BUSY = presence_pb2.AVAILABILITY_BUSY
@@ -37,10 +34,10 @@ async def _logout(address: str, token: str) -> None:
         )
 
 
-async def _watching(center: Center, watcher: str, watched: str) -> tuple[Stream, str]:
+async def _watching(center: Center, watcher: str, watched: str) -> tuple[EventStream, str]:
     """A stream of ``watcher`` (homed on uc-1) that has ``watched`` as a contact."""
     login = await log_in(center.uc1.address, watcher)
-    stream = Stream(center.uc1.address, login.session_token)
+    stream = EventStream(center.uc1.address, login.session_token)
     await stream.open()
     async with grpc.aio.insecure_channel(center.uc1.address) as channel:
         await presence_grpc.PresenceServiceStub(channel).AddContacts(
@@ -50,7 +47,7 @@ async def _watching(center: Center, watcher: str, watched: str) -> tuple[Stream,
     return stream, login.session_token
 
 
-async def _until(stream: Stream, user_id: str, availability: int) -> presence_pb2.Presence:
+async def _until(stream: EventStream, user_id: str, availability: int) -> presence_pb2.Presence:
     """The first change of ``user_id`` to ``availability`` on the stream."""
     while True:
         seen = await stream.presence_of(user_id)
@@ -90,7 +87,7 @@ async def test_presence_set_after_a_login_elsewhere_ends_with_the_logout(
 async def test_a_logout_elsewhere_closes_the_stream_on_the_home_server(center: Center) -> None:
     alice, _ = await _watching(center, "alice", "bob")
     bob = await log_in(center.uc2.address, "bob")
-    stream = Stream(center.uc2.address, bob.session_token)
+    stream = EventStream(center.uc2.address, bob.session_token)
     await stream.open()
     await alice.presence_of(center.users["bob"])  # online
 
@@ -117,7 +114,7 @@ async def test_the_home_server_lists_a_session_that_logged_in_elsewhere(center: 
 
 async def test_welcome_is_outside_the_sequence_and_events_count_from_1(center: Center) -> None:
     alice = await log_in(center.uc1.address, "alice")
-    stream = Stream(center.uc1.address, alice.session_token)
+    stream = EventStream(center.uc1.address, alice.session_token)
     welcome = await stream.open()
     assert welcome.HasField("welcome") and welcome.sequence == 0
     first = await stream.next()  # her own presence: online
@@ -128,7 +125,7 @@ async def test_welcome_is_outside_the_sequence_and_events_count_from_1(center: C
     await stream.close()
 
     # the Welcome's resume token is the point the stream started from: before event 1
-    again = Stream(center.uc1.address, alice.session_token, welcome.resume_token)
+    again = EventStream(center.uc1.address, alice.session_token, welcome.resume_token)
     resumed = await again.open()
     assert resumed.welcome.resumed and resumed.sequence == 0
     assert [(await again.next()).sequence for _ in range(2)] == [1, 2]
@@ -138,7 +135,7 @@ async def test_welcome_is_outside_the_sequence_and_events_count_from_1(center: C
 async def test_a_second_client_of_a_user_tells_watchers_nothing_new(center: Center) -> None:
     alice, _ = await _watching(center, "alice", "bob")
     bob = await log_in(center.uc2.address, "bob")
-    bob_stream = Stream(center.uc2.address, bob.session_token)
+    bob_stream = EventStream(center.uc2.address, bob.session_token)
     await bob_stream.open()
     first = await alice.presence_of(center.users["bob"])
     assert first.availability == AVAILABLE

@@ -1,5 +1,5 @@
-"""Two UCServers, a Lookup, a Directory and a real Redis: login, home routing, resume,
-presence across servers, delegation and the license pool, all over gRPC."""
+"""Two UCServers, a Lookup, a Directory and a real Redis: login, home routing, resume and
+the license pool, all over gRPC (presence across the servers: tests/integration/presence)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,11 @@ from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from tests.integration.session._support import (
-    Center,
-    Stream,
-    auth,
-    log_in,
-    reason_of,
-    set_presence,
-)
+from tests.helpers.center import Center, set_presence
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import auth
+from tests.helpers.topology import error_info as reason_of
+from tests.helpers.topology import login as log_in
 
 
 async def test_login_anywhere_then_connect_at_home(center: Center) -> None:
@@ -32,7 +29,7 @@ async def test_login_anywhere_then_connect_at_home(center: Center) -> None:
     assert login.session.home_server.server_id == "uc-1"
     assert login.session.home_server.address == center.uc1.address
 
-    wrong = Stream(center.uc2.address, login.session_token)
+    wrong = EventStream(center.uc2.address, login.session_token)
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await wrong.open()
     assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -41,7 +38,7 @@ async def test_login_anywhere_then_connect_at_home(center: Center) -> None:
     assert info.metadata["home_server_address"] == center.uc1.address
     await wrong.channel.close()
 
-    home = Stream(center.uc1.address, login.session_token)
+    home = EventStream(center.uc1.address, login.session_token)
     welcome = await home.open()
     assert welcome.welcome.session.user_id == center.users["alice"]
     assert not welcome.welcome.resumed
@@ -59,76 +56,10 @@ async def test_bad_credentials_and_tokens_are_refused(center: Center) -> None:
         assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_presence_change_reaches_a_watcher_on_the_other_server(center: Center) -> None:
-    alice = await log_in(center.uc1.address, "alice")
-    bob = await log_in(center.uc2.address, "bob")
-    alice_stream = Stream(center.uc1.address, alice.session_token)
-    await alice_stream.open()
-    async with grpc.aio.insecure_channel(center.uc1.address) as channel:
-        added = await presence_grpc.PresenceServiceStub(channel).AddContacts(
-            presence_pb.AddContactsRequest(user_ids=[center.users["bob"]]),
-            metadata=auth(alice.session_token),
-        )
-    assert added.contacts[0].availability == presence_pb2.AVAILABILITY_AVAILABLE
-    await asyncio.sleep(0.1)
-
-    await set_presence(
-        center.uc2.address, bob.session_token, presence_pb2.AVAILABILITY_BUSY, "in a meeting"
-    )
-    seen = await alice_stream.presence_of(center.users["bob"])
-    assert (seen.availability, seen.note) == (presence_pb2.AVAILABILITY_BUSY, "in a meeting")
-    await alice_stream.close()
-
-
-async def test_contact_list_pages_in_the_order_added(center: Center) -> None:
-    alice = await log_in(center.uc1.address, "alice")
-    wanted = [center.users[name] for name in ("dave", "bob", "carol")]
-    async with grpc.aio.insecure_channel(center.uc1.address) as channel:
-        stub = presence_grpc.PresenceServiceStub(channel)
-        await stub.AddContacts(
-            presence_pb.AddContactsRequest(user_ids=wanted), metadata=auth(alice.session_token)
-        )
-        listed: list[str] = []
-        token = ""
-        while True:
-            page = await stub.ListContacts(
-                presence_pb.ListContactsRequest(page_size=2, page_token=token),
-                metadata=auth(alice.session_token),
-            )
-            listed += [p.user_id for p in page.contacts]
-            token = page.next_page_token
-            if not token:
-                break
-        assert listed == wanted
-        with pytest.raises(grpc.aio.AioRpcError) as offset:
-            await stub.ListContacts(
-                presence_pb.ListContactsRequest(page_token="2"), metadata=auth(alice.session_token)
-            )
-        assert offset.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-async def test_presence_delegation_allowed_and_denied(center: Center) -> None:
-    carol = await log_in(center.uc1.address, "carol")
-    bob = await log_in(center.uc2.address, "bob")
-    await log_in(center.uc1.address, "alice")
-    changed = await set_presence(
-        center.uc1.address, carol.session_token, presence_pb2.AVAILABILITY_DO_NOT_DISTURB,
-        "set by my assistant", user_id=center.users["alice"],
-    )  # fmt: skip
-    assert changed.availability == presence_pb2.AVAILABILITY_DO_NOT_DISTURB
-    assert changed.set_by_user_id == center.users["carol"]
-    with pytest.raises(grpc.aio.AioRpcError) as failure:
-        await set_presence(
-            center.uc2.address, bob.session_token, presence_pb2.AVAILABILITY_AWAY,
-            user_id=center.users["alice"],
-        )  # fmt: skip
-    assert failure.value.code() == grpc.StatusCode.PERMISSION_DENIED
-
-
 async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
     alice = await log_in(center.uc1.address, "alice")
     bob = await log_in(center.uc2.address, "bob")
-    first = Stream(center.uc1.address, alice.session_token)
+    first = EventStream(center.uc1.address, alice.session_token)
     await first.open()
     async with grpc.aio.insecure_channel(center.uc1.address) as channel:
         await presence_grpc.PresenceServiceStub(channel).AddContacts(
@@ -150,7 +81,7 @@ async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
         )
     await asyncio.sleep(0.5)
 
-    resumed = Stream(center.uc1.address, alice.session_token, last_seen.resume_token)
+    resumed = EventStream(center.uc1.address, alice.session_token, last_seen.resume_token)
     welcome = await resumed.open()
     assert welcome.welcome.resumed
     replay = [await resumed.next() for _ in range(3)]
@@ -160,7 +91,7 @@ async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
         await resumed.next(timeout=0.5)  # nothing duplicated
     await resumed.close()
 
-    stale = Stream(center.uc1.address, alice.session_token, "bm90LWEtdG9rZW4")
+    stale = EventStream(center.uc1.address, alice.session_token, "bm90LWEtdG9rZW4")
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stale.open()
     assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -103,6 +103,9 @@ class MemoryConversationStore(Switchable):
         existing = self.tables.conversations.get(conversation.conversation_id)
         if existing is not None:
             return existing
+        conversation = replace(
+            conversation, member_ids=tuple(dict.fromkeys(conversation.member_ids))
+        )
         self.tables.conversations[conversation.conversation_id] = conversation
         for user_id in conversation.member_ids:
             self.tables.markers[(conversation.conversation_id, user_id)] = (
@@ -156,6 +159,8 @@ class MemoryConversationStore(Switchable):
         self._check("add_members")
         found = self._existing(conversation_id)
         new = [u for u in dict.fromkeys(user_ids) if u not in found.member_ids]
+        if not new:
+            return found  # nothing changes, nor does updated_at
         for user_id in new:
             self.tables.markers[(conversation_id, user_id)] = found.last_message_id
         return self._save(
@@ -171,6 +176,8 @@ class MemoryConversationStore(Switchable):
     ) -> Conversation:
         self._check("remove_members")
         found = self._existing(conversation_id)
+        if not any(u in found.member_ids for u in user_ids):
+            return found  # nothing changes, nor does updated_at
         for user_id in user_ids:
             self.tables.markers.pop((conversation_id, user_id), None)
         return self._save(
@@ -353,7 +360,11 @@ class _Request:
 
 
 class MemoryChatState(Switchable):
-    """``ChatState`` over dicts, with the semantics of the Redis scripts (TTLs ignored)."""
+    """``ChatState`` over dicts, with the semantics of the Redis scripts (TTLs ignored).
+
+    tests/integration/ports/test_chat_state.py runs one suite against this and
+    ``RedisChatState``: a behaviour the fake gets wrong fails there.
+    """
 
     backend = "Redis"
 
@@ -444,8 +455,7 @@ class MemoryChatState(Switchable):
             self.counters[(cid, user_id)] = count
 
     async def forget_unread(self, user_id: str, conversation_ids: Sequence[str]) -> None:
-        """Drop counters (so they are counted in SQL again) — not (yet) part of the port: the
-        fix proposed for ``mark_read`` during a database outage needs it."""
+        """Drop counters (so they are counted in SQL again)."""
         self._check("forget_unread")
         for cid in conversation_ids:
             self.counters.pop((cid, user_id), None)

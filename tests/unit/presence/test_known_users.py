@@ -9,11 +9,11 @@ import pytest
 
 from procall.errors import NotFound, Unavailable
 from procall.presence.manager import PresenceManager
-from tests.unit.presence.test_manager import (
-    FakeContacts,
-    FakeDelegations,
-    FakeNotifier,
-    FakeStore,
+from tests.unit.presence.fakes import (
+    MemoryContactStore,
+    MemoryDelegationChecker,
+    MemoryPresenceStore,
+    RecordingNotifier,
 )
 
 
@@ -37,15 +37,15 @@ class FakeUsers:
 
 
 @pytest.fixture
-def world() -> tuple[PresenceManager, FakeUsers, FakeContacts]:
+def world() -> tuple[PresenceManager, FakeUsers, MemoryContactStore]:
     users = FakeUsers({"alice": "u-alice", "bob": "u-bob", "carol": "u-carol"})
-    contacts = FakeContacts({})
+    contacts = MemoryContactStore({})
     manager = PresenceManager(
         server_id="uc-1",
-        store=FakeStore(),
+        store=MemoryPresenceStore(),
         contacts=contacts,
-        delegations=FakeDelegations(set()),
-        notifier=FakeNotifier(peers=[]),
+        delegations=MemoryDelegationChecker(set()),
+        notifier=RecordingNotifier(peers=[]),
         clock=lambda: 1000.0,
         interest_ttl=5,
         users=users,
@@ -54,7 +54,7 @@ def world() -> tuple[PresenceManager, FakeUsers, FakeContacts]:
 
 
 async def test_reads_of_unknown_users_are_not_found(
-    world: tuple[PresenceManager, FakeUsers, FakeContacts],
+    world: tuple[PresenceManager, FakeUsers, MemoryContactStore],
 ) -> None:
     manager, users, _ = world
     with pytest.raises(NotFound) as refused:
@@ -68,7 +68,7 @@ async def test_reads_of_unknown_users_are_not_found(
 
 
 async def test_reads_go_on_while_the_directory_is_down_but_contact_writes_wait(
-    world: tuple[PresenceManager, FakeUsers, FakeContacts],
+    world: tuple[PresenceManager, FakeUsers, MemoryContactStore],
 ) -> None:
     manager, users, contacts = world
     users.down = True
@@ -79,7 +79,7 @@ async def test_reads_go_on_while_the_directory_is_down_but_contact_writes_wait(
 
 
 async def test_contacts_refuse_unknown_users_and_resolve_usernames(
-    world: tuple[PresenceManager, FakeUsers, FakeContacts],
+    world: tuple[PresenceManager, FakeUsers, MemoryContactStore],
 ) -> None:
     manager, _, contacts = world
     with pytest.raises(NotFound):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 from procall.routing import (
     ChangeKind,
@@ -14,7 +13,7 @@ from procall.routing import (
     TopologyView,
 )
 
-NOW = datetime(2025, 1, 1, tzinfo=UTC)
+NOW = 1_735_689_600.0  # 2025-01-01 UTC
 UC = ServerInfo("uc-1", ServerRole.UCSERVER, "h:1", epoch=5, capacity=10, heartbeat_time=NOW)
 MEDIA = ServerInfo("m-1", ServerRole.MEDIA, "h:2", epoch=6, capacity=10, heartbeat_time=NOW)
 
@@ -34,7 +33,7 @@ def test_first_listing_joins_everything_in_id_order() -> None:
 def test_updates_need_a_real_change() -> None:
     view = TopologyView()
     view.observe(Listing((UC,)))
-    renewed = replace(UC, heartbeat_time=NOW + timedelta(seconds=1))
+    renewed = replace(UC, heartbeat_time=NOW + 1)
     assert view.apply("uc-1", renewed) is None
     change = view.apply("uc-1", replace(UC, load=3))
     assert change is not None and change.kind is ChangeKind.UPDATED and change.server.load == 3

@@ -6,12 +6,13 @@ from collections.abc import Iterable
 
 import pytest
 
-from procall.errors import Unauthenticated, Unavailable
+from procall.errors import Unauthenticated
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.ports import AuthenticatedUser
 from procall.session.revocations import RevocationList
 from procall.session.tokens import TokenSigner
+from tests.unit.session.fakes import MemoryRevocationStore
 
 
 class _Clock:
@@ -43,21 +44,7 @@ class _Licenses:
         pass
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.down = False
-        self.saved: dict[str, float] = {}
-
-    async def revoke(self, session_id: str, until: float) -> None:
-        if self.down:
-            raise Unavailable.backend("Redis")
-        self.saved[session_id] = until
-
-    def follow(self):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-
-
-def _manager(clock: _Clock, store: _Store) -> SessionManager[str]:
+def _manager(clock: _Clock, store: MemoryRevocationStore) -> SessionManager[str]:
     return SessionManager(
         server_id="uc-1",
         run_id="r",
@@ -73,7 +60,8 @@ def _manager(clock: _Clock, store: _Store) -> SessionManager[str]:
 
 
 async def test_logout_refuses_every_token_of_the_session_and_saves_the_revocation() -> None:
-    clock, store = _Clock(), _Store()
+    clock = _Clock()
+    store = MemoryRevocationStore(clock)
     manager = _manager(clock, store)
     login = await manager.login("alice", "pw", "test")
     refreshed, _ = manager.signer.refresh(login.claims)
@@ -87,7 +75,8 @@ async def test_logout_refuses_every_token_of_the_session_and_saves_the_revocatio
 
 
 async def test_a_revocation_the_store_could_not_take_is_saved_later() -> None:
-    clock, store = _Clock(), _Store()
+    clock = _Clock()
+    store = MemoryRevocationStore(clock)
     manager = _manager(clock, store)
     login = await manager.login("alice", "pw", "test")
     store.down = True
@@ -100,7 +89,8 @@ async def test_a_revocation_the_store_could_not_take_is_saved_later() -> None:
 
 
 async def test_a_cached_token_still_expires() -> None:
-    clock, store = _Clock(), _Store()
+    clock = _Clock()
+    store = MemoryRevocationStore(clock)
     manager = _manager(clock, store)
     login = await manager.login("alice", "pw", "test")
     manager.verify(login.token)

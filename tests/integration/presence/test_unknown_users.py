@@ -10,7 +10,10 @@ import pytest
 
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
-from tests.integration.session._support import Center, auth, log_in, reason_of
+from tests.helpers.center import Center
+from tests.helpers.topology import auth
+from tests.helpers.topology import error_info as reason_of
+from tests.helpers.topology import login as log_in
 
 
 async def _refused(call: object) -> grpc.aio.AioRpcError:

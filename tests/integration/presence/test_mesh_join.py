@@ -14,16 +14,10 @@ from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.settings import Settings
-from tests.integration.session._support import (
-    PASSWORD,
-    StartApp,
-    Stream,
-    auth,
-    center_settings,
-    log_in,
-    set_presence,
-    start_center,
-)
+from tests.helpers.center import center_settings, set_presence, start_center
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import PASSWORD, StartApp, auth
+from tests.helpers.topology import login as log_in
 
 
 def _slow_topology(settings: Settings) -> None:
@@ -56,7 +50,7 @@ async def test_a_change_right_after_a_server_joined_reaches_its_watchers(
 
     login = await log_in(uc3.address, "frank")
     assert login.session.user_id == frank.user.user_id
-    stream = Stream(uc3.address, login.session_token)
+    stream = EventStream(uc3.address, login.session_token)
     await stream.open()
     async with grpc.aio.insecure_channel(uc3.address) as channel:
         await presence_grpc.PresenceServiceStub(channel).AddContacts(

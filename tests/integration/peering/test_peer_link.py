@@ -15,7 +15,7 @@ from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.links import PeerLink
 from procall.servers.peering.servicer import PeerServicer
-from tests.integration.session._support import wait_for
+from tests.helpers.topology import wait_for
 
 CREDENTIAL = "service-secret"
 

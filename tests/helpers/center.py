@@ -1,10 +1,9 @@
-"""Shared parts of the session integration tests: the Center (Directory, Lookup, two
-UCServers on a real Redis) and small gRPC client helpers."""
+"""The Center of the session and presence integration tests: a Directory, a Lookup and
+UCServers uc-1 and uc-2 on a real Redis, with six users and one delegation."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,9 +15,6 @@ from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grp
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
-from procall.api.session.v1 import session_pb2
-from procall.api.session.v1 import session_service_pb2 as session_pb
-from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
@@ -28,15 +24,11 @@ from tests.helpers.topology import (
     PASSWORD,
     StartApp,
     auth,
-    error_info,
     fast_settings,
-    login,
     wait_for,
 )
 
-#: The session tests' names for the shared helpers.
-log_in = login
-reason_of = error_info
+__all__ = ["Center", "center_settings", "set_presence", "start_center"]
 
 
 @dataclass
@@ -119,59 +111,10 @@ async def start_center(
     return Center(directory, lookup, apps[0], apps[1], users)
 
 
-class Stream:
-    """A client's Connect stream, reading events in the background."""
-
-    def __init__(self, address: str, token: str, resume_token: str = "") -> None:
-        self.channel = grpc.aio.insecure_channel(address)
-        self.call = session_grpc.SessionServiceStub(self.channel).Connect(metadata=auth(token))
-        self.events: asyncio.Queue[session_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()
-        self._resume = resume_token
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self) -> session_pb2.Event:
-        await self.call.write(
-            session_pb.ConnectRequest(open=session_pb.OpenStream(resume_token=self._resume))
-        )
-        self._task = asyncio.create_task(self._read())
-        return await self.next()
-
-    async def _read(self) -> None:
-        try:
-            async for reply in self.call:
-                await self.events.put(reply.event)
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.CANCELLED:
-                await self.events.put(error)
-
-    async def next(self, timeout: float = 5) -> session_pb2.Event:
-        item = await asyncio.wait_for(self.events.get(), timeout)
-        if isinstance(item, grpc.aio.AioRpcError):
-            raise item
-        return item
-
-    async def presence_of(self, user_id: str, timeout: float = 5) -> presence_pb2.Presence:
-        while True:
-            event = await self.next(timeout)
-            if event.HasField("presence_changed") and event.presence_changed.presence.user_id == (
-                user_id
-            ):
-                return event.presence_changed.presence
-
-    async def ack(self, sequence: int) -> None:
-        await self.call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
-
-    async def close(self) -> None:
-        self.call.cancel()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.channel.close()
-
-
 async def set_presence(
     address: str, token: str, availability: int, note: str = "", user_id: str = ""
 ) -> presence_pb2.Presence:
+    """Set a user's presence (``user_id``: someone else's, as a delegate)."""
     async with grpc.aio.insecure_channel(address) as channel:
         reply = await presence_grpc.PresenceServiceStub(channel).SetPresence(
             presence_pb.SetPresenceRequest(user_id=user_id, availability=availability, note=note),
