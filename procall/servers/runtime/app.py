@@ -10,7 +10,10 @@ from typing import Any
 
 import grpc
 
+from procall.audit import AuditLog
+from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer, TokenVerifier
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
+from procall.servers.runtime.identity import ServiceIdentifier
 from procall.settings import Settings
 
 __all__ = [
@@ -78,12 +81,19 @@ class ServerApp:
         on_stop: Sequence[Hook] = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         components: Mapping[str, object] | None = None,
+        verifier: TokenVerifier | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.role = role
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
         self.settings = settings
-        self.grpc = GrpcServer(settings.server, services, interceptors)
+        self.enforcer = PolicyEnforcer(
+            verifier or NoTokens(),
+            identify=ServiceIdentifier(settings.auth.service_credential),
+            audit=audit,
+        )
+        self.grpc = GrpcServer(settings.server, services, interceptors, self.enforcer)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopped = False

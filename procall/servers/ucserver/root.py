@@ -214,5 +214,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         on_start=on_start,
         on_stop=on_stop,
         components={"sessions": sessions, "presence": presence, "chat": chat},
+        # tokens are verified by the sessions: cached until expiry, logouts refused at once
+        verifier=manager,
     )
     return app

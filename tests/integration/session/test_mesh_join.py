@@ -14,6 +14,7 @@ from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.settings import Settings
+from tests.helpers.topology import operator_channel
 from tests.integration.session._support import (
     PASSWORD,
     StartApp,
@@ -36,7 +37,7 @@ async def test_a_change_right_after_a_server_joined_reaches_its_watchers(
     redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
     center = await start_center(redis_url, make_settings, start_app, _slow_topology)
-    async with grpc.aio.insecure_channel(center.directory.address) as channel:
+    async with operator_channel(center.directory.address) as channel:
         frank = await directory_grpc.DirectoryServiceStub(channel).CreateUser(
             directory_pb.CreateUserRequest(
                 user=directory_pb2.User(
