@@ -39,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
 from procall.security.files import InsecureFileError, private_dir, private_file, write_private
+from procall.security.keys import generate_token_keys
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
 
@@ -209,17 +210,23 @@ class DataCenter:
 
     def _write_config(self, redis_url: str) -> Path:
         config = self.data_dir / "procall.toml"
+        # UCServers sign session tokens with the private key; the others verify only
+        signing_key, verify_key = generate_token_keys(self.data_dir / "keys")
         secrets_file = self.data_dir / "secrets.json"
         if secrets_file.exists():
             private_file(secrets_file)  # a copy from before files were made private
             keys = json.loads(secrets_file.read_text(encoding="utf-8"))
         else:
-            keys = {"token_secret": secrets.token_hex(32), "service": secrets.token_hex(32)}
+            keys = {"service": secrets.token_hex(32)}
             write_private(secrets_file, json.dumps(keys))
         sections: dict[str, dict[str, str | int | float | bool]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},
-            "auth": {"token_secret": keys["token_secret"], "service_credential": keys["service"]},
+            "auth": {
+                "signing_key_file": str(signing_key),
+                "verify_key_file": str(verify_key),
+                "service_credential": keys["service"],
+            },
         }
         for section, values in self._extra_config.items():
             sections.setdefault(section, {}).update(values)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.security.keys import generate_token_keys
 from procall.servers.runtime.app import ServerApp
 from procall.servers.runtime.identity import service_channel, service_metadata
 from procall.settings import Settings
@@ -72,6 +74,18 @@ def mint_token(
     return str(token)
 
 
+def token_key_files() -> tuple[str, str]:
+    """``(signing key file, verify key file)`` of the test systems (made once per run)."""
+    global _KEYS
+    if _KEYS is None:
+        private, public = generate_token_keys(tempfile.mkdtemp(prefix="procall-test-keys-"))
+        _KEYS = (str(private), str(public))
+    return _KEYS
+
+
+_KEYS: tuple[str, str] | None = None
+
+
 def operator_channel(address: str, role: str = "operator") -> grpc.aio.Channel:
     """A channel whose calls prove the local operator (or another service ``role``)."""
     return service_channel(address, role=role, server_id="tests", credential=SERVICE_CREDENTIAL)
@@ -80,7 +94,6 @@ def operator_channel(address: str, role: str = "operator") -> grpc.aio.Channel:
 def fast_settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
     """Settings for quick tests: short heartbeats, cheap password hashing."""
     settings = make_settings(redis_url)
-    settings.auth.token_secret = "integration-test-secret-0123456789"
     settings.auth.service_credential = SERVICE_CREDENTIAL
     settings.lookup.heartbeat_interval = 0.2
     settings.lookup.heartbeat_ttl = 1.0

@@ -5,7 +5,7 @@ method that is not public it wraps the handler (a ``grpc.aio.ServerInterceptor``
 alone cannot see the TLS peer) so that, before the handler runs:
 
 1. the bearer token (``authorization: Bearer <token>``), when sent, is verified
-   by the server's ``TokenVerifier`` (which keeps verified claims until they
+   by the server's ``TokenChecker`` (which keeps verified claims until they
    expire and checks revocation where the server knows it);
 2. the calling procall server, when the policy admits services, is identified
    (mutual-TLS certificate or plain-mode proof, ``identity.py``);
@@ -40,7 +40,7 @@ from procall.servers.runtime.identity import IdentifyService, service_identity
 from procall.servers.runtime.policy import POLICIES, Policy, SessionRule
 from procall.session.tokens import SessionClaims
 
-__all__ = ["NoTokens", "PolicyEnforcer", "TokenVerifier"]
+__all__ = ["NoTokens", "PolicyEnforcer", "TokenChecker"]
 
 _log = logging.getLogger(__name__)
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -48,7 +48,7 @@ _BEARER = "Bearer "
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-class TokenVerifier(Protocol):
+class TokenChecker(Protocol):
     """Checks session tokens (a UCServer's ``SessionManager``, or a public-key verifier)."""
 
     def verify(self, token: str) -> SessionClaims:
@@ -80,7 +80,7 @@ class PolicyEnforcer(grpc.aio.ServerInterceptor):
 
     def __init__(
         self,
-        verifier: TokenVerifier,
+        verifier: TokenChecker,
         *,
         identify: IdentifyService = service_identity,
         policies: Mapping[str, Policy] = POLICIES,

@@ -32,7 +32,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
 from procall.servers.runtime.roles import ROLES
 from procall.settings import Settings
-from tests.helpers.topology import operator_channel
+from tests.helpers.topology import SERVICE_CREDENTIAL, operator_channel, token_key_files
 
 PASSWORD = "correct horse battery"
 #: Fast reconnects and acks, so that fault tests take a fraction of a second.
@@ -83,8 +83,8 @@ def _settings(tmp: Path, redis_url: str, auth: dict[str, Any]) -> Settings:
     settings.server.grace_seconds = 0.2
     settings.database.url = f"sqlite+aiosqlite:///{tmp / 'procall.db'}"
     settings.redis.url = redis_url
-    settings.auth.token_secret = "client-test-secret-0123456789abcdef"
-    settings.auth.service_credential = "service-secret"
+    settings.auth.signing_key_file, settings.auth.verify_key_file = token_key_files()
+    settings.auth.service_credential = SERVICE_CREDENTIAL
     settings.lookup.heartbeat_interval = 0.2
     settings.lookup.heartbeat_ttl = 1.0
     settings.directory.argon2_time_cost = 1

@@ -27,7 +27,12 @@ from procall.settings import Settings
 from procall.storage.sql import metadata, upgrade_to_head
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.slapd import DEFAULT_GROUPS, DEFAULT_USERS, AdDirectory
-from tests.helpers.topology import SERVICE_CREDENTIAL, harness_channel, operator_channel
+from tests.helpers.topology import (
+    SERVICE_CREDENTIAL,
+    harness_channel,
+    operator_channel,
+    token_key_files,
+)
 
 DOMAIN = "example.com"
 PASSWORDS = {user.sam: user.password for user in DEFAULT_USERS}
@@ -41,6 +46,7 @@ def directory_settings(
     settings.server.port = 0
     settings.server.grace_seconds = 0.2
     settings.auth.service_credential = SERVICE_CREDENTIAL
+    settings.auth.verify_key_file = token_key_files()[1]
     settings.database.url = database_url
     settings.database.connect_timeout = 2.0
     settings.directory.argon2_time_cost = 1
