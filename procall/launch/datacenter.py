@@ -137,6 +137,7 @@ class DataCenter:
         self._extra_config = extra_config or {}
         self._seed = seed_demo
         self._config: Path | None = None
+        self._service_credential = ""
         self._env: dict[str, dict[str, str]] = {}
         self._redis: RedisProcess | None = None
         self._children: list[_Child] = []
@@ -240,6 +241,7 @@ class DataCenter:
             ),
         )
         self._config = config
+        self._service_credential = str(keys["service"])
         return config
 
     def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
@@ -303,7 +305,9 @@ class DataCenter:
             from procall.launch.demo import seed_demo_contacts, seed_demo_directory
         except ImportError:  # the Directory of this release has no demo seed
             return
-        self.demo_logins = list(seed_demo_directory(directory_address))
+        self.demo_logins = list(
+            seed_demo_directory(directory_address, credential=self._service_credential)
+        )
         homes = {home for _, _, home in self.demo_logins}
         ucservers = {c.name: c.address for c in self._children if c.role == "ucserver"}
         if not self.demo_logins or not homes <= set(ucservers):
