@@ -29,6 +29,7 @@ __all__ = [
     "SERVICE_HEADER",
     "IdentifyService",
     "ServiceIdentifier",
+    "metadata_channel",
     "service_channel",
     "service_identity",
     "service_metadata",
@@ -142,7 +143,15 @@ def service_channel(
     options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """A channel to another procall server whose calls prove ``role/server_id``."""
-    extra = service_metadata(role, server_id, credential)
+    return metadata_channel(address, service_metadata(role, server_id, credential), options)
+
+
+def metadata_channel(
+    address: str,
+    metadata: Sequence[tuple[str, str]],
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """A channel whose every call carries ``metadata`` (a proof, or a session token)."""
     kinds = (_UnaryUnaryProof, _UnaryStreamProof, _StreamUnaryProof, _StreamStreamProof)
-    interceptors: list[Any] | None = [kind(extra) for kind in kinds] if extra else None
+    interceptors: list[Any] | None = [kind(metadata) for kind in kinds] if metadata else None
     return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
