@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -84,6 +86,12 @@ def token_key_files() -> tuple[str, str]:
 
 
 _KEYS: tuple[str, str] | None = None
+
+
+def datacenter_operator_channel(data_dir: Path, address: str) -> grpc.aio.Channel:
+    """A channel proving the operator of the ``procall up`` DataCenter in ``data_dir``."""
+    credential = json.loads((data_dir / "secrets.json").read_text(encoding="utf-8"))["service"]
+    return service_channel(address, role="operator", server_id="tests", credential=credential)
 
 
 def operator_channel(address: str, role: str = "operator") -> grpc.aio.Channel:
