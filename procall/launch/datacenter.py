@@ -40,6 +40,7 @@ from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
 from procall.security.files import InsecureFileError, private_dir, private_file, write_private
 from procall.security.keys import generate_token_keys
+from procall.servers.runtime.identity import service_metadata
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
 
@@ -325,6 +326,10 @@ class DataCenter:
             self.data_dir / "endpoints.json",
             json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n",
         )
+
+    def operator_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata proving this machine's operator (demo seeding, tools, benchmarks)."""
+        return service_metadata("operator", "procall-up", self._service_credential)
 
     # -- faults (for tests and drills) -------------------------------------------------------
 
