@@ -39,7 +39,9 @@ class _ByMethod(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """Proves the UCServer role for ``Authenticate`` and the operator for everything else."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        role = "ucserver" if str(details.method).endswith("/Authenticate") else "operator"
+        method = details.method
+        method = method.decode() if isinstance(method, bytes) else str(method)
+        role = "ucserver" if method.endswith("/Authenticate") else "operator"
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         for key, value in service_metadata(role, "tests", SERVICE_CREDENTIAL):
             metadata[key] = value

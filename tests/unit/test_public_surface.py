@@ -40,6 +40,16 @@ SURFACE = {
         "token_verifier",
     },
     "procall.servers.runtime.enforcer": {"NoTokens", "PolicyEnforcer", "TokenChecker"},
+    "procall.servers.runtime.identity": {
+        "CREDENTIAL_HEADER",
+        "SERVICE_HEADER",
+        "IdentifyService",
+        "ServiceIdentifier",
+        "metadata_channel",
+        "service_channel",
+        "service_identity",
+        "service_metadata",
+    },
     "procall.servers.runtime.policy": {
         "ADMIN",
         "POLICIES",

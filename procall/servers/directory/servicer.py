@@ -5,7 +5,8 @@ need a session or a UCServer/Lookup, ``Authenticate`` a UCServer, writes an
 administrator's session or the local operator. What depends on the request is
 decided here: users see the phone book (names, numbers, home server, department,
 groups), not account state (administrator, disabled, times) or the backend's
-connection text; a user may set only their own password, with the current one.
+connection text; a user may set only their own password, with the current one, and
+change only their own display name and phone number.
 Errors are domain errors, mapped to gRPC statuses by the shared interceptor.
 Passwords are passed through, never logged.
 """
@@ -39,7 +40,10 @@ from procall.servers.codecs.time import timestamp_of
 from procall.servers.runtime.auth import current_claims, current_claims_or_none, current_service
 from procall.servers.runtime.policy import Roles
 
-__all__ = ["DirectoryServicer", "phone_book_entry", "user_to_pb"]
+__all__ = ["SELF_SERVICE_FIELDS", "DirectoryServicer", "phone_book_entry", "user_to_pb"]
+
+#: The fields of their own entry users may change themselves (UpdateUser's mask paths).
+SELF_SERVICE_FIELDS = frozenset({"display_name", "phone_number"})
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -221,7 +225,17 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     async def UpdateUser(
         self, request: svc.UpdateUserRequest, context: Context
     ) -> svc.UpdateUserResponse:
-        """Change the masked fields of a user."""
+        """Change the masked fields of a user: any for administrators; users change only
+        their own display name and phone number."""
+        if not _administers():
+            paths = set(request.update_mask.paths)
+            own = request.user.user_id and request.user.user_id == current_claims().user_id
+            if not own or not paths or not paths <= SELF_SERVICE_FIELDS:
+                raise PermissionDenied(
+                    "users may change only their own "
+                    + " and ".join(sorted(SELF_SERVICE_FIELDS))
+                    + " (name them in update_mask)"
+                )
         user = await self._directory.update_user(
             request.user.user_id, _user_fields(request.user), list(request.update_mask.paths)
         )

@@ -134,6 +134,12 @@ class ServerApp:
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
         self.settings = settings
+        if not settings.auth.service_credential and role != "directory":
+            _log.warning(
+                "[auth] service_credential is not set: without mutual TLS this %s cannot "
+                "prove itself to the other servers (they refuse its mesh calls)",
+                role,
+            )
         self.enforcer = PolicyEnforcer(
             verifier or token_verifier(settings.auth) or NoTokens(),
             identify=ServiceIdentifier(settings.auth.service_credential),

@@ -214,12 +214,13 @@ POLICIES: dict[str, Policy] = _table(
                     "CheckDelegation",
                     "ListPickupGroups",
                 ),
-                # users may change their own password (with the old one): checked inside
+                # users may change their own password (with the old one) and their own name
+                # and number: checked inside
                 "SetPassword": USER | services(_R.OPERATOR),
+                "UpdateUser": USER | services(_R.OPERATOR),
                 **_all(
                     _DIRECTORY_WRITE,
                     "CreateUser",
-                    "UpdateUser",
                     "DeleteUser",
                     "SetHomeServer",
                     "BatchSetHomeServers",

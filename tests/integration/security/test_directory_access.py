@@ -176,6 +176,37 @@ async def test_a_user_changes_only_their_own_password_and_needs_the_old_one(
     assert reply.user.user_id == alice_id
 
 
+async def test_a_user_changes_only_their_own_name_and_number(secured: Secured) -> None:
+    stub = secured.directory
+    users = secured.system.users
+    alice = secured.auth("alice")
+    mine = await stub.UpdateUser(
+        svc.UpdateUserRequest(
+            user=pb.User(
+                user_id=users["alice"], display_name="Alice A.", phone_number="+1 555 0100"
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name", "phone_number"]),
+        ),
+        metadata=alice,
+    )
+    assert (mine.user.display_name, mine.user.phone_number) == ("Alice A.", "+1 555 0100")
+    for user_id, paths in (
+        (users["bob"], ["display_name"]),  # not hers
+        (users["alice"], ["display_name", "home_server_id"]),  # not hers to change
+        (users["alice"], []),  # an empty mask means every field
+    ):
+        error = await _refused(
+            stub.UpdateUser(
+                svc.UpdateUserRequest(
+                    user=pb.User(user_id=user_id, display_name="X", home_server_id="uc-2"),
+                    update_mask=field_mask_pb2.FieldMask(paths=paths),
+                ),
+                metadata=alice,
+            )
+        )
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, paths
+
+
 async def test_an_administrators_token_administers_the_directory(secured: Secured) -> None:
     root = secured.auth("root")
     created = await secured.directory.CreateUser(

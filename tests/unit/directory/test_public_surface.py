@@ -67,7 +67,12 @@ SURFACE = {
         "upgrade_to_head",
     },
     "procall.servers.directory.root": {"build_directory", "hash_parameters"},
-    "procall.servers.directory.servicer": {"DirectoryServicer", "user_to_pb"},
+    "procall.servers.directory.servicer": {
+        "SELF_SERVICE_FIELDS",
+        "DirectoryServicer",
+        "phone_book_entry",
+        "user_to_pb",
+    },
     "procall.admin": {"add_admin_parser"},
     "procall.launch.demo": {
         "DEMO_CONTACTS",

@@ -56,8 +56,10 @@ def test_the_rules_the_issue_asks_for() -> None:
     directory = "/procall.api.directory.v1.DirectoryService/"
     assert POLICIES[directory + "Authenticate"].roles == {Roles.UCSERVER}
     assert POLICIES[directory + "Authenticate"].session is SessionRule.NONE
-    for write in ("CreateUser", "UpdateUser", "DeleteUser", "SetHomeServer", "CreateDelegation"):
+    for write in ("CreateUser", "DeleteUser", "SetHomeServer", "CreateDelegation"):
         assert POLICIES[directory + write] == ADMIN | services(Roles.OPERATOR)
+    for own in ("SetPassword", "UpdateUser"):  # checked further inside: one's own only
+        assert POLICIES[directory + own] == USER | services(Roles.OPERATOR)
     assert POLICIES[directory + "GetUser"].session is SessionRule.USER
     assert {Roles.UCSERVER, Roles.LOOKUP} <= POLICIES[directory + "GetUser"].roles
     assert POLICIES["/procall.mesh.peer.v1.PeerService/Exchange"].roles == {Roles.UCSERVER}
