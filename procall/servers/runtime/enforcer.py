@@ -33,7 +33,7 @@ import grpc
 from grpc.experimental import wrap_server_method_handler
 
 from procall.audit import AuditEvent, AuditLog, AuditOutcome
-from procall.errors import PermissionDenied, ProcallError, Unauthenticated
+from procall.errors import PermissionDenied, ProcallError, Unauthenticated, Unavailable
 from procall.servers.runtime.auth import CallerIdentity, bind_caller, reset_caller
 from procall.servers.runtime.errors import status_for
 from procall.servers.runtime.identity import IdentifyService, service_identity
@@ -146,8 +146,21 @@ class PolicyEnforcer(grpc.aio.ServerInterceptor):
             raise Unauthenticated(f"{name} needs {needs}: {how}")
         raise PermissionDenied(f"{name} needs {needs}")
 
+    async def _admit_or_refuse(
+        self, context: Context, method: str, policy: Policy | None
+    ) -> CallerIdentity:
+        try:
+            return self.admit(context, method, policy)
+        except ProcallError as error:
+            await self._refuse(context, method, error)
+        except Exception:  # a fault of the check itself: refuse, and never leak its text
+            _log.exception("checking the caller of %s failed", method)
+            await self._refuse(
+                context, method, Unavailable("the caller could not be checked; try again")
+            )
+
     async def _refuse(self, context: Context, method: str, error: ProcallError) -> NoReturn:
-        if self._audit is not None:
+        if self._audit is not None and isinstance(error, Unauthenticated | PermissionDenied):
             await self._record(context, method, error)
         code, status = status_for(error)
         await context.abort(
@@ -193,10 +206,7 @@ class PolicyEnforcer(grpc.aio.ServerInterceptor):
         if inspect.isasyncgenfunction(behaviour):
 
             async def streaming(request: Any, context: Context) -> AsyncIterator[Any]:
-                try:
-                    caller = self.admit(context, method, policy)
-                except ProcallError as error:
-                    await self._refuse(context, method, error)
+                caller = await self._admit_or_refuse(context, method, policy)
                 bound = bind_caller(caller)
                 try:
                     async for item in behaviour(request, context):
@@ -207,10 +217,7 @@ class PolicyEnforcer(grpc.aio.ServerInterceptor):
             return streaming
 
         async def unary(request: Any, context: Context) -> Any:
-            try:
-                caller = self.admit(context, method, policy)
-            except ProcallError as error:
-                await self._refuse(context, method, error)
+            caller = await self._admit_or_refuse(context, method, policy)
             bound = bind_caller(caller)
             try:
                 result = behaviour(request, context)
