@@ -67,8 +67,8 @@ def mint_token(
     ucserver: ServerApp, *, user_id: str = "u-test", username: str = "test", admin: bool = False
 ) -> str:
     """A session token signed by ``ucserver`` for a user the Directory need not know."""
-    sessions: Any = ucserver.components["sessions"]
-    token, _ = sessions.manager.signer.issue(
+    manager: Any = ucserver.enforcer.verifier  # the UCServer's SessionManager
+    token, _ = manager.signer.issue(
         session_id=f"s-{user_id}",
         user_id=user_id,
         username=username,
