@@ -193,8 +193,15 @@ class LookupSettings:
 class AuthSettings:
     """Session tokens and the credential servers use among themselves."""
 
-    #: HMAC key signing session tokens; must be the same on every UCServer.
-    token_secret: str = ""
+    #: PEM file of the Ed25519 private key that signs session tokens (UCServers only; every
+    #: UCServer of a system has the same key). Unset: a key for this process only.
+    signing_key_file: str = ""
+    #: PEM file of the public key(s) that verify session tokens (every server that accepts
+    #: tokens; several keys while a new one is rolled out). Unset on a UCServer: its own.
+    verify_key_file: str = ""
+    #: ``iss`` and ``aud`` of the tokens; alike on every server of a system.
+    token_issuer: str = "procall"
+    token_audience: str = "procall"
     token_ttl_seconds: int = 8 * 3600
     #: Shared secret servers present to each other when mTLS is not configured.
     service_credential: str = ""

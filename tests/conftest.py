@@ -32,6 +32,7 @@ from tests.helpers.slapd import (  # noqa: E402
     seed_ad_like,
     slapd_unavailable_reason,
 )
+from tests.helpers.topology import SERVICE_CREDENTIAL, token_key_files  # noqa: E402
 
 # Fixtures whose use puts a marker on the test (the fixture closure is transitive).
 _MARKER_FIXTURES = {"postgres": "postgres_available", "ldap": "slapd_available"}
@@ -147,6 +148,8 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         settings = Settings()
         settings.server.port = 0
         settings.server.grace_seconds = 0.5
+        settings.auth.service_credential = SERVICE_CREDENTIAL
+        settings.auth.signing_key_file, settings.auth.verify_key_file = token_key_files()
         settings.database.url = f"sqlite+aiosqlite:///{tmp_path / 'procall.db'}"
         settings.chat.outbox_path = str(tmp_path / "{server_id}.outbox.sqlite")
         if redis_url:

@@ -3,9 +3,11 @@
 ``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` to
 the ``procall`` command line. Each command finds the Directory through
 ``--directory HOST:PORT``, ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json``
-of a running ``procall up`` (``--data-dir``); both options may come after
-``admin``, after ``users`` or after the command. Failures print one line and exit
-1 (an import with failed rows too); 2 is for usage errors only.
+of a running ``procall up`` (``--data-dir``), and proves who calls: an administrator
+(``--user NAME``, logged in at a UCServer, password from ``$PROCALL_PASSWORD`` or a
+prompt) or the machine's operator (the service credential in ``--data-dir``). The
+options may come after ``admin``, after ``users`` or after the command. Failures
+print one line and exit 1 (an import with failed rows too); 2 is for usage errors only.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
-    """``--directory`` and ``--data-dir`` with the given default."""
+    """``--directory``, ``--data-dir``, ``--user`` and ``--ucserver`` with the given default."""
     parser.add_argument(
         "--directory",
         metavar="HOST:PORT",
@@ -72,5 +74,20 @@ def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
         "--data-dir",
         type=Path,
         default=default,
-        help="data dir of a running `procall up` (default .procall/datacenter)",
+        help="data dir of a running `procall up` (default .procall/datacenter); without "
+        "--user, the commands act as this machine's operator with its credential",
+    )
+    parser.add_argument(
+        "--user",
+        dest="admin_user",
+        metavar="NAME",
+        default=default,
+        help="log in as this administrator (password from $PROCALL_PASSWORD or a prompt)",
+    )
+    parser.add_argument(
+        "--ucserver",
+        metavar="HOST:PORT",
+        default=default,
+        help="UCServer to log in at with --user (default: $PROCALL_UCSERVER_ADDRESS or "
+        "from --data-dir)",
     )

@@ -1,7 +1,15 @@
-"""Finding the Directory and talking to it from the admin commands."""
+"""Finding the Directory and talking to it from the admin commands.
+
+Every command proves who calls: with ``--user NAME`` it logs in as that
+administrator at a UCServer (password from ``$PROCALL_PASSWORD`` or a prompt) and
+sends the session token; otherwise it acts as the machine's operator with the
+service credential in the data dir of a running ``procall up`` (readable only by
+whoever may read the data dir's secrets).
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import time
@@ -11,7 +19,23 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-__all__ = ["DEFAULT_DATA_DIR", "AdminError", "AdminUsageError", "directory_address", "error_text"]
+from procall.api.session.v1 import session_service_pb2 as session_pb
+from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
+from procall.servers.runtime.identity import service_metadata
+from procall.servers.runtime.policy import Roles
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "AdminError",
+    "AdminUsageError",
+    "Metadata",
+    "caller_metadata",
+    "directory_address",
+    "error_text",
+    "operator_metadata",
+]
+
+Metadata = tuple[tuple[str, str], ...]
 
 #: Where ``procall up`` keeps its data by default (``.procall/datacenter``).
 DEFAULT_DATA_DIR = Path(".procall") / "datacenter"
@@ -37,26 +61,73 @@ def directory_address(explicit: str | None, data_dir: Path | None) -> str:
         return explicit
     if env := os.environ.get("PROCALL_DIRECTORY_ADDRESS"):
         return env
+    return _endpoint("directory", data_dir, "--directory HOST:PORT")
+
+
+_LABELS = {"directory": "Directory", "ucserver": "UCServer"}
+
+
+def _endpoint(role: str, data_dir: Path | None, option: str) -> str:
+    label = _LABELS.get(role, role)
     folder = data_dir or DEFAULT_DATA_DIR
     path = folder / "endpoints.json"
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AdminUsageError(
-            f"no Directory address: pass --directory HOST:PORT, or --data-dir of a running "
+            f"no {label} address: pass {option}, or --data-dir of a running "
             f"`procall up` ({path} does not exist)"
         ) from None
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read {path}: {exc.__class__.__name__}") from None
     if isinstance(entries, list):
         for entry in entries:
-            if (
-                isinstance(entry, dict)
-                and entry.get("role") == "directory"
-                and entry.get("address")
-            ):
+            if isinstance(entry, dict) and entry.get("role") == role and entry.get("address"):
                 return str(entry["address"])
-    raise AdminError(f"{path} lists no Directory")
+    raise AdminError(f"{path} lists no {label}")
+
+
+def operator_metadata(data_dir: Path | None) -> Metadata:
+    """The operator's proof: the service credential of ``procall up``'s data dir."""
+    folder = data_dir or DEFAULT_DATA_DIR
+    path = folder / "secrets.json"
+    try:
+        credential = json.loads(path.read_text(encoding="utf-8"))["service"]
+    except FileNotFoundError:
+        raise AdminUsageError(
+            f"no credentials: pass --user NAME (an administrator), or --data-dir of a "
+            f"running `procall up` ({path} does not exist)"
+        ) from None
+    except PermissionError:
+        raise AdminError(f"{path} is not readable by you: only its operator may use it") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AdminError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    return service_metadata(Roles.OPERATOR, "procall-admin", str(credential))
+
+
+async def caller_metadata(
+    user: str | None, ucserver: str | None, data_dir: Path | None, timeout: float = 15.0
+) -> Metadata:
+    """What the admin commands send to prove who calls (see the module doc)."""
+    if not user:
+        return operator_metadata(data_dir)
+    address = ucserver or os.environ.get("PROCALL_UCSERVER_ADDRESS") or ""
+    if not address:
+        address = _endpoint("ucserver", data_dir, "--ucserver HOST:PORT")
+    password = os.environ.get("PROCALL_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password of {user}: ")
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            reply = await session_grpc.SessionServiceStub(channel).Login(
+                session_pb.LoginRequest(
+                    username=user, password=password, client_name="procall admin"
+                ),
+                timeout=timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise AdminError(f"login as {user} at {address} failed: {error_text(exc)}") from None
+    return (("authorization", f"Bearer {reply.session_token}"),)
 
 
 def error_text(error: grpc.RpcError) -> str:

@@ -14,7 +14,7 @@ import csv
 import io
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -25,6 +25,7 @@ from procall.admin._connect import AdminError, error_text
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["COLUMNS", "ImportRow", "ImportSummary", "import_users", "read_rows"]
 
@@ -192,8 +193,10 @@ async def import_users(
     timeout: float = 30.0,
     stream: TextIO | None = None,
     on_row: Callable[[ImportRow, str], None] | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> ImportSummary:
-    """Create the users of ``rows`` through the Directory at ``address``."""
+    """Create the users of ``rows`` through the Directory at ``address`` (each call sends
+    ``metadata``: an administrator's token or the operator's proof)."""
     summary = ImportSummary()
     progress = _Progress(len(rows), stream or sys.stderr)
     # rows naming a user (or mail) an earlier row of the file names go after all others,
@@ -210,7 +213,7 @@ async def import_users(
     queue: asyncio.Queue[ImportRow] = asyncio.Queue()
     for row in first:
         queue.put_nowait(row)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with metadata_channel(address, metadata) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def worker() -> None:

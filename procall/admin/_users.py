@@ -14,11 +14,19 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from procall.admin._connect import AdminError, AdminUsageError, directory_address, error_text
+from procall.admin._connect import (
+    AdminError,
+    AdminUsageError,
+    Metadata,
+    caller_metadata,
+    directory_address,
+    error_text,
+)
 from procall.admin._import import import_users, read_rows
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["run_users_command"]
 
@@ -74,10 +82,10 @@ def _table(users: list[pb.User]) -> str:
     )
 
 
-async def _list(args: argparse.Namespace, address: str) -> int:
+async def _list(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
     users: list[pb.User] = []
     token = ""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with metadata_channel(address, metadata) as channel:
         stub = _stub(channel)
         while True:
             if args.search:
@@ -109,8 +117,8 @@ async def _list(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _show(args: argparse.Namespace, address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _show(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
+    async with metadata_channel(address, metadata) as channel:
         user = await _find_user(_stub(channel), args.user)
     data = _as_dict(user)
     if args.json:
@@ -123,8 +131,8 @@ async def _show(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _set_home(args: argparse.Namespace, address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _set_home(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
+    async with metadata_channel(address, metadata) as channel:
         stub = _stub(channel)
         user = await _find_user(stub, args.user)
         reply = await stub.SetHomeServer(
@@ -136,9 +144,9 @@ async def _set_home(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _import(args: argparse.Namespace, address: str) -> int:
+async def _import(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
     rows, problems = read_rows(Path(args.file))
-    summary = await import_users(address, rows, concurrency=args.concurrency)
+    summary = await import_users(address, rows, concurrency=args.concurrency, metadata=metadata)
     failures = sorted(problems + summary.failures)
     print(
         f"created {summary.created}, skipped {summary.skipped} (already exist), "
@@ -149,7 +157,7 @@ async def _import(args: argparse.Namespace, address: str) -> int:
     return EXIT_ROWS_FAILED if failures else EXIT_OK
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, str], Coroutine[Any, Any, int]]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, str, Metadata], Coroutine[Any, Any, int]]] = {
     "list": _list,
     "show": _show,
     "set-home": _set_home,
@@ -157,11 +165,18 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, str], Coroutine[Any, Any, int
 }
 
 
+async def _run(args: argparse.Namespace, address: str) -> int:
+    metadata = await caller_metadata(
+        getattr(args, "admin_user", None), getattr(args, "ucserver", None), args.data_dir
+    )
+    return await _COMMANDS[args.users_command](args, address, metadata)
+
+
 def run_users_command(args: argparse.Namespace) -> int:
     """Run ``procall admin users <command>``; returns the exit code."""
     try:
         address = directory_address(args.directory, args.data_dir)
-        return asyncio.run(_COMMANDS[args.users_command](args, address))
+        return asyncio.run(_run(args, address))
     except AdminError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, AdminUsageError) else EXIT_ERROR

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
+from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
 
@@ -41,11 +42,13 @@ Database = Literal["sqlite", "postgres"]
 _HOMES = ("ucserver-1", "ucserver-2")
 
 
-async def _create_users(directory: str, pairs: int) -> list[tuple[dict[str, str], ...]]:
+async def _create_users(
+    directory: str, pairs: int, metadata: Sequence[tuple[str, str]]
+) -> list[tuple[dict[str, str], ...]]:
     """Both members of each pair: the first homed on ucserver-1, the second on ucserver-2."""
     made: dict[tuple[int, int], dict[str, str]] = {}
     gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with grpc.aio.insecure_channel(directory) as channel:
+    async with metadata_channel(directory, metadata) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def create(pair: int, side: int) -> None:
@@ -174,7 +177,9 @@ def _run(
         address = {e.name: e.address for e in center.endpoints}
         say(f"creating {2 * conversations} users")
         try:
-            pairs = asyncio.run(_create_users(address["directory"], conversations))
+            pairs = asyncio.run(
+                _create_users(address["directory"], conversations, center.operator_metadata())
+            )
         except grpc.aio.AioRpcError as error:
             raise DataCenterError(f"creating the users failed: {error.details()}") from None
         pids = {e.name: e.pid for e in center.endpoints if e.pid}

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,19 @@ from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter, DataCenterError
+from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["run_presence_bench"]
 
 PASSWORD = "bench-password"
 
 
-async def _create_users(directory: str, count: int) -> list[tuple[str, str, str]]:
+async def _create_users(
+    directory: str, count: int, metadata: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
     users: list[tuple[str, str, str]] = []
     gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with grpc.aio.insecure_channel(directory) as channel:
+    async with metadata_channel(directory, metadata) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def create(i: int) -> None:
@@ -78,7 +82,9 @@ def run_presence_bench(
         try:
             address = {e.name: e.address for e in center.endpoints}
             try:
-                users = asyncio.run(_create_users(address["directory"], clients))
+                users = asyncio.run(
+                    _create_users(address["directory"], clients, center.operator_metadata())
+                )
             except grpc.aio.AioRpcError as error:
                 raise DataCenterError(f"creating the users failed: {error.details()}") from None
             # the offered load: each change reaches about `watch` watchers

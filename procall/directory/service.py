@@ -48,7 +48,13 @@ from procall.directory.validation import (
     is_searchable,
     normalize_key,
 )
-from procall.errors import FailedPrecondition, InvalidArgument, NotFound, Unauthenticated
+from procall.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from procall.paging import decode_page_token, encode_page_token, page_size
 
 __all__ = ["MAX_BATCH_ASSIGNMENTS", "Directory", "plausible_id"]
@@ -261,6 +267,21 @@ class Directory:
         if not plausible_id(user_id):
             raise _user_not_found(user_id)
         await writer.set_password_hash(user_id, await self._hasher.hash(password))
+
+    async def change_own_password(self, user_id: str, old_password: str, password: str) -> None:
+        """A user replaces their own password, proving the current one first (throttled
+        like a login: a stolen session cannot try passwords unboundedly)."""
+        if not old_password:
+            raise InvalidArgument.field("old_password", "is required to change your own password")
+        self._policy.check("password", password)
+        user = await self.get_user(user_id=user_id)
+        try:
+            await self.authenticate(user.username, old_password)
+        except Unauthenticated:
+            raise PermissionDenied(
+                "the current password is wrong", reason="BAD_CREDENTIALS"
+            ) from None
+        await self.set_password(user_id, password)
 
     # -- home servers ---------------------------------------------------------------------
 

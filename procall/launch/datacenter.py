@@ -39,6 +39,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
 from procall.security.files import InsecureFileError, private_dir, private_file, write_private
+from procall.security.keys import generate_token_keys
+from procall.servers.runtime.identity import service_metadata
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
 
@@ -136,6 +138,7 @@ class DataCenter:
         self._extra_config = extra_config or {}
         self._seed = seed_demo
         self._config: Path | None = None
+        self._service_credential = ""
         self._env: dict[str, dict[str, str]] = {}
         self._redis: RedisProcess | None = None
         self._children: list[_Child] = []
@@ -209,17 +212,23 @@ class DataCenter:
 
     def _write_config(self, redis_url: str) -> Path:
         config = self.data_dir / "procall.toml"
+        # UCServers sign session tokens with the private key; the others verify only
+        signing_key, verify_key = generate_token_keys(self.data_dir / "keys")
         secrets_file = self.data_dir / "secrets.json"
         if secrets_file.exists():
             private_file(secrets_file)  # a copy from before files were made private
             keys = json.loads(secrets_file.read_text(encoding="utf-8"))
         else:
-            keys = {"token_secret": secrets.token_hex(32), "service": secrets.token_hex(32)}
+            keys = {"service": secrets.token_hex(32)}
             write_private(secrets_file, json.dumps(keys))
         sections: dict[str, dict[str, str | int | float | bool]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},
-            "auth": {"token_secret": keys["token_secret"], "service_credential": keys["service"]},
+            "auth": {
+                "signing_key_file": str(signing_key),
+                "verify_key_file": str(verify_key),
+                "service_credential": keys["service"],
+            },
         }
         for section, values in self._extra_config.items():
             sections.setdefault(section, {}).update(values)
@@ -233,6 +242,7 @@ class DataCenter:
             ),
         )
         self._config = config
+        self._service_credential = str(keys["service"])
         return config
 
     def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
@@ -296,7 +306,9 @@ class DataCenter:
             from procall.launch.demo import seed_demo_contacts, seed_demo_directory
         except ImportError:  # the Directory of this release has no demo seed
             return
-        self.demo_logins = list(seed_demo_directory(directory_address))
+        self.demo_logins = list(
+            seed_demo_directory(directory_address, credential=self._service_credential)
+        )
         homes = {home for _, _, home in self.demo_logins}
         ucservers = {c.name: c.address for c in self._children if c.role == "ucserver"}
         if not self.demo_logins or not homes <= set(ucservers):
@@ -314,6 +326,10 @@ class DataCenter:
             self.data_dir / "endpoints.json",
             json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n",
         )
+
+    def operator_metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata proving this machine's operator (demo seeding, tools, benchmarks)."""
+        return service_metadata("operator", "procall-up", self._service_credential)
 
     # -- faults (for tests and drills) -------------------------------------------------------
 

@@ -23,6 +23,11 @@ import grpc
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.servers.runtime.identity import service_metadata
+from procall.servers.runtime.policy import Roles
+
+OPERATOR = Roles.OPERATOR
+_Metadata = tuple[tuple[str, str], ...]
 
 __all__ = ["DEMO_CONTACTS", "DEMO_USERS", "DemoUser", "seed_demo_contacts", "seed_demo_directory"]
 
@@ -69,7 +74,9 @@ _DELEGATION = ("frank", "grace")  # principal, delegate
 _PICKUP_GROUP = ("Sales pick-up", ("alice", "bob", "carol"))
 
 
-def _ensure_user(stub: directory_grpc.DirectoryServiceStub, user: DemoUser, timeout: float) -> str:
+def _ensure_user(
+    stub: directory_grpc.DirectoryServiceStub, user: DemoUser, timeout: float, metadata: _Metadata
+) -> str:
     message = pb.User(
         username=user.username,
         display_name=user.display_name,
@@ -82,13 +89,17 @@ def _ensure_user(stub: directory_grpc.DirectoryServiceStub, user: DemoUser, time
     )
     try:
         reply = stub.CreateUser(
-            svc.CreateUserRequest(user=message, password=user.password), timeout=timeout
+            svc.CreateUserRequest(user=message, password=user.password),
+            timeout=timeout,
+            metadata=metadata,
         )
         return str(reply.user.user_id)
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise
-    found = stub.GetUser(svc.GetUserRequest(username=user.username), timeout=timeout)
+    found = stub.GetUser(
+        svc.GetUserRequest(username=user.username), timeout=timeout, metadata=metadata
+    )
     return str(found.user.user_id)
 
 
@@ -97,14 +108,20 @@ def _ignore_existing(call: grpc.RpcError) -> None:
         raise call
 
 
-def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[str, str, str]]:
+def seed_demo_directory(
+    address: str, *, timeout: float = 30.0, credential: str = ""
+) -> list[tuple[str, str, str]]:
     """Seed the demo directory at ``address``; returns ``(username, password, home server)``.
 
-    Raises ``grpc.RpcError`` when the Directory does not answer.
+    The calls prove the local operator with the system's service ``credential`` (plain
+    mode). Raises ``grpc.RpcError`` when the Directory does not answer or refuses.
     """
+    metadata = service_metadata(OPERATOR, "procall-up", credential)
     with grpc.insecure_channel(address) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
-        info = stub.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), timeout=timeout)
+        info = stub.GetDirectoryInfo(
+            svc.GetDirectoryInfoRequest(), timeout=timeout, metadata=metadata
+        )
         if not info.writable:
             return []
         # two at a time: argon2 hashing is deliberately heavy on the Directory
@@ -112,7 +129,7 @@ def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[st
             ids = dict(
                 zip(
                     (u.username for u in DEMO_USERS),
-                    pool.map(lambda u: _ensure_user(stub, u, timeout), DEMO_USERS),
+                    pool.map(lambda u: _ensure_user(stub, u, timeout, metadata), DEMO_USERS),
                     strict=True,
                 )
             )
@@ -131,6 +148,7 @@ def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[st
                     )
                 ),
                 timeout=timeout,
+                metadata=metadata,
             )
         except grpc.RpcError as exc:
             _ignore_existing(exc)
@@ -143,6 +161,7 @@ def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[st
                     )
                 ),
                 timeout=timeout,
+                metadata=metadata,
             )
         except grpc.RpcError as exc:
             _ignore_existing(exc)

@@ -23,9 +23,18 @@ from procall.session.resume import (
     resume_expired,
 )
 from procall.session.revocations import RevocationList, RevocationStore
-from procall.session.tokens import SessionClaims, TokenSigner
+from procall.session.tokens import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    SessionClaims,
+    TokenSigner,
+    TokenVerifier,
+    key_id,
+)
 
 __all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_ISSUER",
     "Attachment",
     "AuthenticatedUser",
     "Authenticator",
@@ -44,6 +53,8 @@ __all__ = [
     "SessionManager",
     "SessionObserver",
     "TokenSigner",
+    "TokenVerifier",
+    "key_id",
     "decode_resume_token",
     "encode_resume_token",
     "resume_expired",

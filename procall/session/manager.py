@@ -6,11 +6,11 @@ makes there (``Connect`` or any other: ``touch``), so the home server knows
 every session of its users, wherever they logged in. A session without a
 stream lives for the resume window after its last call.
 
-Every call's token goes through ``verify``: the signature check is cached per
-token (a busy client sends the same token thousands of times), expiry and
-revocation are checked on every call. A logout revokes the session: its tokens
-are refused from then on, here at once and on the other servers as soon as the
-revocation store tells them (``revocations.py``).
+Every call's token goes through ``verify`` (called by the policy enforcer): the
+signature check is cached per token (a busy client sends the same token
+thousands of times), expiry and revocation are checked on every call. A logout
+revokes the session: its tokens are refused from then on, here at once and on
+the other servers as soon as the revocation store tells them (``revocations.py``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ from procall.session.tokens import SessionClaims, TokenSigner
 __all__ = ["Attachment", "LoginResult", "SessionManager"]
 
 P = TypeVar("P")
-
-#: Verified tokens remembered (each entry is one token string and its claims).
-_VERIFIED_CACHE = 50_000
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,6 @@ class SessionManager(Generic[P]):
         self._revocation_store = revocations
         #: Sessions whose tokens are refused (logged out here or elsewhere).
         self.revoked = RevocationList()
-        self._verified: dict[str, SessionClaims] = {}
 
     def is_live(self, session_id: str) -> bool:
         """Whether the session is live on this server (it may have no stream right now)."""
@@ -125,17 +121,8 @@ class SessionManager(Generic[P]):
     def verify(self, token: str) -> SessionClaims:
         """The claims of a valid token; ``Unauthenticated`` for a forged or expired one,
         or one of a session that has logged out."""
-        claims = self._verified.get(token)
-        if claims is None:
-            claims = self.signer.verify(token)  # raises for forged and expired tokens
-            if len(self._verified) >= _VERIFIED_CACHE:
-                del self._verified[next(iter(self._verified))]
-            self._verified[token] = claims
-        now = self._clock()
-        if claims.expires_at <= now:
-            del self._verified[token]
-            self.signer.verify(token)  # raises TOKEN_EXPIRED
-        if self.revoked.is_revoked(claims.session_id, now):
+        claims = self.signer.verify(token)  # cached per token until it expires
+        if self.revoked.is_revoked(claims.session_id, self._clock()):
             raise Unauthenticated("this session has ended (logged out); log in again")
         return claims
 

@@ -25,6 +25,7 @@ from tests.helpers.topology import (
     StartApp,
     auth,
     fast_settings,
+    operator_channel,
     wait_for,
 )
 
@@ -73,7 +74,7 @@ async def start_center(
         settings.lookup.address = lookup.address
         apps.append(await start_app("ucserver", settings))
     users: dict[str, str] = {}
-    async with grpc.aio.insecure_channel(directory.address) as channel:
+    async with operator_channel(directory.address) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in [("alice", "uc-1"), ("bob", "uc-2"), ("carol", "uc-1"),
                            ("dave", "uc-2"), ("erin", "uc-1"), ("root", "uc-2")]:  # fmt: skip
@@ -100,7 +101,7 @@ async def start_center(
         )
 
     async def both_registered() -> bool:
-        async with grpc.aio.insecure_channel(lookup.address) as channel:
+        async with operator_channel(lookup.address) as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
             )

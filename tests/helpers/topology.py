@@ -4,8 +4,12 @@ Redis, with users homed on either server, plus small gRPC client helpers."""
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -18,18 +22,87 @@ from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.security.keys import generate_token_keys
 from procall.servers.runtime.app import ServerApp
+from procall.servers.runtime.identity import service_channel, service_metadata
 from procall.settings import Settings
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
 PASSWORD = "correct horse battery"
+#: The plain-mode service credential of the test systems.
+SERVICE_CREDENTIAL = "service-secret"
+
+
+class _ByMethod(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Proves the UCServer role for ``Authenticate`` and the operator for everything else."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        method = details.method
+        method = method.decode() if isinstance(method, bytes) else str(method)
+        role = "ucserver" if method.endswith("/Authenticate") else "operator"
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        for key, value in service_metadata(role, "tests", SERVICE_CREDENTIAL):
+            metadata[key] = value
+        return await continuation(
+            grpc.aio.ClientCallDetails(
+                details.method,
+                details.timeout,
+                metadata,
+                details.credentials,
+                details.wait_for_ready,
+            ),
+            request,
+        )
+
+
+def harness_channel(address: str) -> grpc.aio.Channel:
+    """A Directory channel for tests about the directory itself, not about who may call it:
+    its ``Authenticate`` calls prove the UCServer role, every other call the operator."""
+    return grpc.aio.insecure_channel(address, interceptors=[_ByMethod()])
+
+
+def mint_token(
+    ucserver: ServerApp, *, user_id: str = "u-test", username: str = "test", admin: bool = False
+) -> str:
+    """A session token signed by ``ucserver`` for a user the Directory need not know."""
+    manager: Any = ucserver.enforcer.verifier  # the UCServer's SessionManager
+    token, _ = manager.signer.issue(
+        session_id=f"s-{user_id}",
+        user_id=user_id,
+        username=username,
+        home_server_id=ucserver.server_id,
+        admin=admin,
+    )
+    return str(token)
+
+
+def token_key_files() -> tuple[str, str]:
+    """``(signing key file, verify key file)`` of the test systems (made once per run)."""
+    global _KEYS
+    if _KEYS is None:
+        private, public = generate_token_keys(tempfile.mkdtemp(prefix="procall-test-keys-"))
+        _KEYS = (str(private), str(public))
+    return _KEYS
+
+
+_KEYS: tuple[str, str] | None = None
+
+
+def datacenter_operator_channel(data_dir: Path, address: str) -> grpc.aio.Channel:
+    """A channel proving the operator of the ``procall up`` DataCenter in ``data_dir``."""
+    credential = json.loads((data_dir / "secrets.json").read_text(encoding="utf-8"))["service"]
+    return service_channel(address, role="operator", server_id="tests", credential=credential)
+
+
+def operator_channel(address: str, role: str = "operator") -> grpc.aio.Channel:
+    """A channel whose calls prove the local operator (or another service ``role``)."""
+    return service_channel(address, role=role, server_id="tests", credential=SERVICE_CREDENTIAL)
 
 
 def fast_settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
     """Settings for quick tests: short heartbeats, cheap password hashing."""
     settings = make_settings(redis_url)
-    settings.auth.token_secret = "integration-test-secret-0123456789"
-    settings.auth.service_credential = "service-secret"
+    settings.auth.service_credential = SERVICE_CREDENTIAL
     settings.lookup.heartbeat_interval = 0.2
     settings.lookup.heartbeat_ttl = 1.0
     settings.directory.argon2_time_cost = 1
@@ -76,7 +149,7 @@ async def start_system(
         configure_ucserver(uc)
         ucservers[server_id] = await start_app("ucserver", uc)
     system = System(directory, lookup, ucservers)
-    async with grpc.aio.insecure_channel(directory.address) as channel:
+    async with operator_channel(directory.address) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in homes:
             reply = await stub.CreateUser(
@@ -90,7 +163,7 @@ async def start_system(
             system.users[name] = reply.user.user_id
 
     async def all_registered() -> bool:
-        async with grpc.aio.insecure_channel(lookup.address) as channel:
+        async with operator_channel(lookup.address) as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
             )

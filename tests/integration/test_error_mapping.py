@@ -12,8 +12,11 @@ from procall.errors import InvalidArgument, NotFound, ResourceExhausted
 from procall.mesh.media.v1 import media_service_pb2 as media_pb
 from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
 from procall.servers.runtime.app import binding
+from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer
 from procall.servers.runtime.grpc_server import GrpcServer
+from procall.servers.runtime.identity import ServiceIdentifier
 from procall.settings import ServerSettings
+from tests.helpers.topology import SERVICE_CREDENTIAL, operator_channel
 
 
 class _FailingMedia(media_grpc.MediaServiceServicer):
@@ -44,6 +47,7 @@ async def address() -> AsyncIterator[str]:
                 "MediaService",
             )
         ],
+        enforcer=PolicyEnforcer(NoTokens(), identify=ServiceIdentifier(SERVICE_CREDENTIAL)),
     )
     await server.start()
     yield server.address
@@ -67,7 +71,7 @@ def _details(error: grpc.aio.AioRpcError) -> list[object]:
 
 
 async def _fail(address: str, method: str, request: object) -> grpc.aio.AioRpcError:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with operator_channel(address, role="ucserver") as channel:
         stub = media_grpc.MediaServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await getattr(stub, method)(request, timeout=5)

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
+from tests.helpers.topology import auth, mint_token, operator_channel
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
 
@@ -88,7 +89,7 @@ async def test_rpc_of_a_later_release_answers_unimplemented_with_reason(
     async with grpc.aio.insecure_channel(app.address) as channel:
         call = channel.unary_unary("/procall.api.call.v1.CallService/PlaceCall")
         with pytest.raises(grpc.aio.AioRpcError) as failure:
-            await call(b"", timeout=5)
+            await call(b"", timeout=5, metadata=auth(mint_token(app)))
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "CallService/PlaceCall" in (failure.value.details() or "")
     info = _error_info(failure.value)
@@ -99,7 +100,7 @@ async def test_undecodable_request_body_answers_invalid_argument(
     make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
     app = await start_app("media", make_settings())
-    async with grpc.aio.insecure_channel(app.address) as channel:
+    async with operator_channel(app.address, role="ucserver") as channel:
         call = channel.unary_unary("/procall.mesh.media.v1.MediaService/GetLoad")
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await call(b"\xff\xff\xff\xff garbage", timeout=5)

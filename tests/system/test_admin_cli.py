@@ -18,6 +18,8 @@ from procall.launch.demo import DEMO_USERS, seed_demo_directory
 pytestmark = pytest.mark.system
 
 BUF = Path(sys.executable).parent / "buf"
+#: The service credential of the test Directory, kept in an operator's data dir ``ops``.
+CREDENTIAL = "admin-cli-test-credential"
 CHEAP_HASHES = {
     "PROCALL_DIRECTORY_ARGON2_TIME_COST": "1",
     "PROCALL_DIRECTORY_ARGON2_MEMORY_KIB": "64",
@@ -56,8 +58,10 @@ def directory_address(tmp_path: Path) -> Iterator[str]:
         text=True,
         cwd=tmp_path,
         env=_env(PROCALL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
-                 **CHEAP_HASHES),
+                 PROCALL_AUTH_SERVICE_CREDENTIAL=CREDENTIAL, **CHEAP_HASHES),
     )  # fmt: skip
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "secrets.json").write_text(json.dumps({"service": CREDENTIAL}))
     try:
         deadline = time.monotonic() + 20
         while not ready.exists():
@@ -85,21 +89,22 @@ CSV = (
 
 
 def test_import_then_list_show_and_set_home(directory_address: str, tmp_path: Path) -> None:
+    OPS = ("--data-dir", str(tmp_path / "ops"))  # noqa: N806
     users_csv = tmp_path / "users.csv"
     users_csv.write_text(CSV, encoding="utf-8")
-    first = _procall("admin", "users", "import", str(users_csv), "--directory", directory_address,
-                     cwd=tmp_path)  # fmt: skip
+    first = _procall("admin", "users", "import", str(users_csv),
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     assert first.returncode == 1, first.stderr  # some rows failed
     assert "created 3, skipped 1 (already exist), failed 3" in first.stdout
     assert "line 4: INVALID_ARGUMENT: user.username" in first.stdout
     assert "line 5: INVALID_ARGUMENT: password: must be at least 8 characters" in first.stdout
     assert "line 6: admin must be true or false" in first.stdout
     assert "import: 6/6 (100%)" in first.stderr  # the progress (stderr is not a terminal)
-    again = _procall("admin", "users", "import", str(users_csv), "--directory", directory_address,
-                     cwd=tmp_path)  # fmt: skip
+    again = _procall("admin", "users", "import", str(users_csv),
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     assert "created 0, skipped 4 (already exist), failed 3" in again.stdout
 
-    listed = _procall("admin", "users", "list", "--json", "--directory", directory_address,
+    listed = _procall("admin", "users", "list", "--json", "--directory", directory_address, *OPS,
                       cwd=tmp_path)  # fmt: skip
     assert listed.returncode == 0, listed.stderr
     users = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -107,23 +112,23 @@ def test_import_then_list_show_and_set_home(directory_address: str, tmp_path: Pa
     assert users[0]["admin"] is True and "password" not in listed.stdout
 
     table = _procall("admin", "users", "list", "--home-server", "ucserver-1",
-                     "--directory", directory_address, cwd=tmp_path)  # fmt: skip
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     assert table.stdout.splitlines()[0].split()[:3] == ["USERNAME", "DISPLAY", "NAME"]
     assert [line.split()[0] for line in table.stdout.splitlines()[1:]] == ["alice", "bob"]
 
     moved = _procall("admin", "users", "set-home", "alice", "ucserver-2",
-                     "--directory", directory_address, cwd=tmp_path)  # fmt: skip
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     assert moved.returncode == 0, moved.stderr
     assert moved.stdout.strip() == "alice: home server ucserver-1 -> ucserver-2"
     shown = _procall("admin", "users", "show", "ALICE", "--json",
-                     "--directory", directory_address, cwd=tmp_path)  # fmt: skip
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     alice = json.loads(shown.stdout)
     assert alice["home_server_id"] == "ucserver-2"
     by_id = _procall("admin", "users", "show", alice["user_id"],
-                     "--directory", directory_address, cwd=tmp_path)  # fmt: skip
+                     "--directory", directory_address, *OPS, cwd=tmp_path)  # fmt: skip
     assert "display_name" in by_id.stdout and "Alice Anderson" in by_id.stdout
 
-    missing = _procall("admin", "users", "show", "nobody", "--directory", directory_address,
+    missing = _procall("admin", "users", "show", "nobody", "--directory", directory_address, *OPS,
                        cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 1  # a runtime failure; 2 is for usage errors only
     assert missing.stderr.strip() == "procall: error: no user 'nobody'"
@@ -143,7 +148,11 @@ def test_commands_find_the_directory_through_the_data_dir(
             [{"name": "directory", "role": "directory", "address": directory_address, "pid": 1}]
         )  # fmt: skip
     )
-    seed_demo_directory(directory_address)
+    seed_demo_directory(directory_address, credential=CREDENTIAL)
+    no_credential = _procall("admin", "users", "list", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert no_credential.returncode == 2
+    assert no_credential.stderr.startswith("procall: error: no credentials: pass --user NAME")
+    (data_dir / "secrets.json").write_text(json.dumps({"service": CREDENTIAL}))
     listed = _procall("admin", "users", "list", "--data-dir", str(data_dir), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert len(listed.stdout.splitlines()) == 1 + len(DEMO_USERS)
@@ -152,15 +161,24 @@ def test_commands_find_the_directory_through_the_data_dir(
         elsewhere = _procall("admin", *argv, cwd=tmp_path)
         assert elsewhere.stdout == listed.stdout, elsewhere.stderr
 
-    dead = _procall("admin", "users", "list", "--directory", "127.0.0.1:1", cwd=tmp_path)
+    dead = _procall("admin", "users", "list", "--directory", "127.0.0.1:1",
+                    "--data-dir", str(data_dir), cwd=tmp_path)  # fmt: skip
     assert dead.returncode == 1
     assert "the Directory at 127.0.0.1:1 does not answer" in dead.stderr
     assert "Traceback" not in dead.stderr
 
 
-def _buf_curl(address: str, method: str, body: dict[str, object]) -> dict[str, object]:
+def _buf_curl(
+    address: str,
+    method: str,
+    body: dict[str, object],
+    credential: str = CREDENTIAL,
+    role: str = "operator",
+) -> dict[str, object]:
     result = subprocess.run(
         [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+         "-H", f"x-procall-service: {role}/buf",
+         "-H", f"x-procall-service-credential: {credential}",
          f"http://{address}/procall.api.directory.v1.DirectoryService/{method}",
          "-d", json.dumps(body)],
         capture_output=True, text=True, timeout=60, check=False,
@@ -175,9 +193,9 @@ def test_demo_seed_is_idempotent_and_buf_curl_lists_and_searches(
 ) -> None:
     if not BUF.exists():
         pytest.skip("buf is not installed in the venv (pip install buf-bin)")
-    logins = seed_demo_directory(directory_address)
+    logins = seed_demo_directory(directory_address, credential=CREDENTIAL)
     assert len(logins) == 12 and {home for _, _, home in logins} == {"ucserver-1", "ucserver-2"}
-    assert seed_demo_directory(directory_address) == logins
+    assert seed_demo_directory(directory_address, credential=CREDENTIAL) == logins
 
     listed = _buf_curl(directory_address, "ListUsers", {"pageSize": 5})
     assert len(listed["users"]) == 5 and listed["nextPageToken"]  # type: ignore[arg-type]
@@ -189,7 +207,10 @@ def test_demo_seed_is_idempotent_and_buf_curl_lists_and_searches(
     pickup = _buf_curl(directory_address, "ListPickupGroups", {})
     assert pickup["pickupGroups"][0]["name"] == "Sales pick-up"  # type: ignore[index]
     login = _buf_curl(
-        directory_address, "Authenticate", {"username": "grace", "password": "grace-demo"}
+        directory_address,
+        "Authenticate",
+        {"username": "grace", "password": "grace-demo"},
+        role="ucserver",
     )
     assert login["user"]["homeServerId"] == "ucserver-2"  # type: ignore[index]
 
@@ -219,7 +240,8 @@ def test_procall_up_seeds_the_demo_directory(tmp_path: Path) -> None:
             address = next(
                 e["address"] for e in json.loads(endpoints.read_text()) if e["role"] == "directory"
             )
-            found = _buf_curl(address, "SearchUsers", {"query": "Anderson"})
+            credential = json.loads((data_dir / "secrets.json").read_text())["service"]
+            found = _buf_curl(address, "SearchUsers", {"query": "Anderson"}, credential)
             assert [u["username"] for u in found["users"]] == ["alice"]  # type: ignore[attr-defined, union-attr]
     finally:
         process.send_signal(signal.SIGINT)

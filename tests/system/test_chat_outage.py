@@ -35,7 +35,7 @@ from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grp
 from procall.launch.datacenter import DataCenter
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import PASSWORD, auth, login
+from tests.helpers.topology import PASSWORD, auth, datacenter_operator_channel, login
 
 pytestmark = pytest.mark.system
 
@@ -278,9 +278,9 @@ class Receiver:
             self._stream = None
 
 
-async def _create_users(directory: str) -> dict[str, str]:
+async def _create_users(center: DataCenter, directory: str) -> dict[str, str]:
     ids = {}
-    async with grpc.aio.insecure_channel(directory) as channel:
+    async with datacenter_operator_channel(center.data_dir, directory) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in HOMES.items():
             reply = await stub.CreateUser(
@@ -426,7 +426,7 @@ class World:
 async def world(center: DataCenter) -> AsyncIterator[World]:
     stats = Stats()
     addresses = {name: _address(center, name) for name in (STEADY, KILLED)}
-    ids = await _create_users(_address(center, "directory"))
+    ids = await _create_users(center, _address(center, "directory"))
     users = {name: Account(name, ids[name], HOMES[name], addresses, stats) for name in HOMES}
     made = World(addresses, users, {name: Receiver(a) for name, a in users.items()}, stats)
     yield made

@@ -23,6 +23,7 @@ from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.launch.datacenter import DataCenter
 from procall.storage.redis.licenses import LicensePool
+from tests.helpers.topology import datacenter_operator_channel
 
 pytestmark = pytest.mark.system
 
@@ -61,7 +62,7 @@ def _address(dc: DataCenter, name: str) -> str:
 
 async def _create_users(dc: DataCenter, homes: dict[str, str]) -> dict[str, str]:
     ids = {}
-    async with grpc.aio.insecure_channel(_address(dc, "directory")) as channel:
+    async with datacenter_operator_channel(dc.data_dir, _address(dc, "directory")) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in homes.items():
             reply = await stub.CreateUser(

@@ -111,7 +111,7 @@ def test_unknown_command_is_one_line() -> None:
 
 def test_refuses_a_settings_file_with_secrets_that_others_can_read(tmp_path: Path) -> None:
     config = tmp_path / "procall.toml"
-    config.write_text('[auth]\ntoken_secret = "do-not-share"\nservice_credential = "nor-this"\n')
+    config.write_text('[auth]\nservice_credential = "do-not-share"\n')
     config.chmod(0o644)
     process = _procall("serve", "media", "--port", "0", "--config", str(config))
     _fails_in_one_line(process, f"{config} is accessible by group or others (mode 0644)")

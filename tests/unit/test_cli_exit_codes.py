@@ -37,6 +37,14 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert _err_line(capsys).startswith("procall: error: ")
 
 
+def test_no_credentials_given_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["admin", "users", "list", "--directory", "127.0.0.1:9", "--data-dir", str(tmp_path)]
+    assert main(argv) == 2
+    assert _err_line(capsys).startswith("procall: error: no credentials: pass --user NAME")
+
+
 def test_no_directory_given_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,8 +74,11 @@ def test_an_unreadable_endpoints_file_is_a_runtime_failure(
         ["admin", "users", "import", "/nonexistent/users.csv", "--directory", "127.0.0.1:9"],
     ],
 )
-def test_runtime_failures_exit_1(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
+def test_runtime_failures_exit_1(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "secrets.json").write_text('{"service": "an-operator-credential"}')
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 1  # the operator's credential given
     line = _err_line(capsys)
     assert line.startswith("procall: error: ") and "Traceback" not in line
 

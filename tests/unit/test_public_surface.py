@@ -38,6 +38,23 @@ SURFACE: dict[str, set[str]] = {
     },
     "procall.servers.runtime.app": {
         "Hook", "ServerApp", "StartupError", "binding", "ensure_server_id", "not_yet_served",
+        "token_signer", "token_verifier",
+    },
+    "procall.servers.runtime.enforcer": {"NoTokens", "PolicyEnforcer", "TokenChecker"},
+    "procall.servers.runtime.identity": {
+        "CREDENTIAL_HEADER", "SERVICE_HEADER", "IdentifyService", "ServiceIdentifier",
+        "metadata_channel", "service_channel", "service_identity", "service_metadata",
+    },
+    "procall.servers.runtime.policy": {
+        "ADMIN", "POLICIES", "PUBLIC", "USER", "Policy", "Roles", "SessionRule", "services",
+    },
+    "procall.session.tokens": {
+        "DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "SessionClaims", "TokenSigner", "TokenVerifier",
+        "key_id",
+    },
+    "procall.security.keys": {
+        "PRIVATE_KEY_NAME", "PUBLIC_KEY_NAME", "KeyFileError", "generate_token_keys",
+        "load_signing_key", "load_verify_keys",
     },
     "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
@@ -45,6 +62,10 @@ SURFACE: dict[str, set[str]] = {
         "PRIVATE_DIR_MODE",
         "PRIVATE_FILE_MODE",
         "InsecureFileError",
+        "KeyFileError",
+        "generate_token_keys",
+        "load_signing_key",
+        "load_verify_keys",
         "private_dir",
         "private_file",
         "require_private",
@@ -108,7 +129,7 @@ SURFACE: dict[str, set[str]] = {
         "LoginResult", "ReplayGap", "ResumePoint", "RevocationList", "RevocationStore",
         "SequencedEvent", "ServerLocator", "SessionClaims", "SessionHub", "SessionManager",
         "SessionObserver", "TokenSigner", "decode_resume_token", "encode_resume_token",
-        "resume_expired",
+        "resume_expired", "DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "TokenVerifier", "key_id",
     },
     # the outbox's parts
     "procall.outbox.writer": {"DurableWriter", "Persisted"},
@@ -147,7 +168,9 @@ SURFACE: dict[str, set[str]] = {
     },
     # servers
     "procall.servers.directory.root": {"build_directory", "hash_parameters"},
-    "procall.servers.directory.servicer": {"DirectoryServicer", "user_to_pb"},
+    "procall.servers.directory.servicer": {
+        "SELF_SERVICE_FIELDS", "DirectoryServicer", "phone_book_entry", "user_to_pb",
+    },
     "procall.servers.lookup.root": {"build_lookup", "sweep_interval"},
     "procall.servers.lookup.servicer": {"LookupServicer"},
     "procall.servers.upstream.registration": {

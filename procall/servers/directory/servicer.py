@@ -1,8 +1,14 @@
 """The gRPC ``DirectoryService``: decode the request, call the domain, encode the answer.
 
-No logic lives here beyond translation between protobuf messages and the domain
-objects of ``procall.directory``; errors are domain errors, mapped to gRPC
-statuses by the shared interceptor. Passwords are passed through, never logged.
+Who may call each method is the policy enforcer's (``runtime/policy.py``): reads
+need a session or a UCServer/Lookup, ``Authenticate`` a UCServer, writes an
+administrator's session or the local operator. What depends on the request is
+decided here: users see the phone book (names, numbers, home server, department,
+groups), not account state (administrator, disabled, times) or the backend's
+connection text; a user may set only their own password, with the current one, and
+change only their own display name and phone number.
+Errors are domain errors, mapped to gRPC statuses by the shared interceptor.
+Passwords are passed through, never logged.
 """
 
 from __future__ import annotations
@@ -29,9 +35,15 @@ from procall.directory import (
     SearchField,
     User,
 )
+from procall.errors import PermissionDenied
 from procall.servers.codecs.time import timestamp_of
+from procall.servers.runtime.auth import current_claims, current_claims_or_none, current_service
+from procall.servers.runtime.policy import Roles
 
-__all__ = ["DirectoryServicer", "user_to_pb"]
+__all__ = ["SELF_SERVICE_FIELDS", "DirectoryServicer", "phone_book_entry", "user_to_pb"]
+
+#: The fields of their own entry users may change themselves (UpdateUser's mask paths).
+SELF_SERVICE_FIELDS = frozenset({"display_name", "phone_number"})
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -68,6 +80,39 @@ def user_to_pb(user: User) -> pb.User:
         create_time=timestamp_of(user.create_time),
         update_time=timestamp_of(user.update_time),
     )
+
+
+def phone_book_entry(user: User) -> pb.User:
+    """What any user may see of another: the phone book, no account state."""
+    return pb.User(
+        user_id=user.user_id,
+        username=user.username,
+        display_name=user.display_name,
+        mail=user.mail,
+        phone_number=user.phone_number,
+        department=user.department,
+        home_server_id=user.home_server_id,
+        group_ids=list(user.group_ids),
+        principal_name=user.principal_name,
+    )
+
+
+def _administers() -> bool:
+    """Whether the caller is an administrator's session or the local operator."""
+    service = current_service()
+    if service is not None and service.role == Roles.OPERATOR:
+        return True
+    claims = current_claims_or_none()
+    return claims is not None and claims.admin
+
+
+def _sees_accounts() -> bool:
+    """Whether the caller sees account state: administrators and procall servers."""
+    return current_service() is not None or _administers()
+
+
+def _entry(user: User) -> pb.User:
+    return user_to_pb(user) if _sees_accounts() else phone_book_entry(user)
 
 
 def _user_fields(message: pb.User) -> NewUser:
@@ -136,7 +181,8 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
         return svc.GetDirectoryInfoResponse(
             backend_kind=_KINDS_TO_PB[info.kind],
             writable=info.writable,
-            description=info.description,
+            # names the database or LDAP server: for administrators only
+            description=info.description if _administers() else "",
         )
 
     # -- users ----------------------------------------------------------------------------
@@ -144,7 +190,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     async def GetUser(self, request: svc.GetUserRequest, context: Context) -> svc.GetUserResponse:
         """One user by id or username."""
         user = await self._directory.get_user(request.user_id, request.username)
-        return svc.GetUserResponse(user=user_to_pb(user))
+        return svc.GetUserResponse(user=_entry(user))
 
     async def ListUsers(
         self, request: svc.ListUsersRequest, context: Context
@@ -154,7 +200,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
             request.page_size, request.page_token, request.home_server_id
         )
         return svc.ListUsersResponse(
-            users=[user_to_pb(u) for u in page.items], next_page_token=page.next_page_token
+            users=[_entry(u) for u in page.items], next_page_token=page.next_page_token
         )
 
     async def SearchUsers(
@@ -166,7 +212,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
             request.query, field, request.page_size, request.page_token
         )
         return svc.SearchUsersResponse(
-            users=[user_to_pb(u) for u in page.items], next_page_token=page.next_page_token
+            users=[_entry(u) for u in page.items], next_page_token=page.next_page_token
         )
 
     async def CreateUser(
@@ -179,7 +225,17 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     async def UpdateUser(
         self, request: svc.UpdateUserRequest, context: Context
     ) -> svc.UpdateUserResponse:
-        """Change the masked fields of a user."""
+        """Change the masked fields of a user: any for administrators; users change only
+        their own display name and phone number."""
+        if not _administers():
+            paths = set(request.update_mask.paths)
+            own = request.user.user_id and request.user.user_id == current_claims().user_id
+            if not own or not paths or not paths <= SELF_SERVICE_FIELDS:
+                raise PermissionDenied(
+                    "users may change only their own "
+                    + " and ".join(sorted(SELF_SERVICE_FIELDS))
+                    + " (name them in update_mask)"
+                )
         user = await self._directory.update_user(
             request.user.user_id, _user_fields(request.user), list(request.update_mask.paths)
         )
@@ -195,8 +251,15 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     async def SetPassword(
         self, request: svc.SetPasswordRequest, context: Context
     ) -> svc.SetPasswordResponse:
-        """Replace a user's password."""
-        await self._directory.set_password(request.user_id, request.password)
+        """Replace a user's password: any user's for administrators, else one's own."""
+        if _administers():
+            await self._directory.set_password(request.user_id, request.password)
+        elif request.user_id and request.user_id == current_claims().user_id:
+            await self._directory.change_own_password(
+                request.user_id, request.old_password, request.password
+            )
+        else:
+            raise PermissionDenied("you may set only your own password")
         return svc.SetPasswordResponse()
 
     async def SetHomeServer(
@@ -259,7 +322,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
             request.group_id, request.page_size, request.page_token
         )
         return svc.ListGroupMembersResponse(
-            users=[user_to_pb(u) for u in page.items], next_page_token=page.next_page_token
+            users=[_entry(u) for u in page.items], next_page_token=page.next_page_token
         )
 
     # -- delegations and pick-up groups ---------------------------------------------------

@@ -15,7 +15,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.routing.service import RoutingService
 from procall.servers.lookup.servicer import LookupServicer
-from procall.servers.runtime.app import ServerApp, StartupError, binding
+from procall.servers.runtime.app import ServerApp, StartupError, binding, ensure_server_id
 from procall.servers.upstream.directory import GrpcHomeDirectory
 from procall.settings import Settings
 from procall.storage.lookup import open_lookup_stores
@@ -41,7 +41,12 @@ async def build_lookup(settings: Settings) -> ServerApp:
     except RedisUnavailableError as exc:
         raise StartupError(str(exc)) from None
     directory = (
-        GrpcHomeDirectory(settings.directory.address, timeout=lookup.directory_timeout)
+        GrpcHomeDirectory(
+            settings.directory.address,
+            timeout=lookup.directory_timeout,
+            server_id=ensure_server_id(settings, "lookup"),
+            credential=settings.auth.service_credential,
+        )
         if settings.directory.address
         else None
     )

@@ -33,7 +33,8 @@ from procall.errors import ProcallError
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from procall.servers.peering.servicer import CREDENTIAL_HEADER, FEATURES
+from procall.servers.peering.servicer import FEATURES
+from procall.servers.runtime.identity import service_metadata
 from procall.servers.upstream.lookup import LookupClient
 
 __all__ = ["PeerLink", "PeerLinks"]
@@ -146,7 +147,7 @@ class PeerLink:
             backoff = min(backoff * 2, 3.0)
 
     async def _session(self) -> None:
-        metadata = ((CREDENTIAL_HEADER, self._credential),) if self._credential else ()
+        metadata = service_metadata("ucserver", self.own_id, self._credential)
         async with grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
             call = peer_grpc.PeerServiceStub(channel).Exchange(metadata=metadata)
             hello = peer_pb.PeerHello(

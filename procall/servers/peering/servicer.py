@@ -20,11 +20,10 @@ from procall.api.session.v1 import session_pb2
 from procall.errors import InvalidArgument, Unauthenticated
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
+from procall.servers.runtime.identity import CREDENTIAL_HEADER
 
 __all__ = ["ACK_EVERY", "CREDENTIAL_HEADER", "FEATURES", "DeliverySink", "PeerServicer"]
 
-#: Metadata key carrying the shared service credential between servers.
-CREDENTIAL_HEADER = "x-procall-service-credential"
 
 #: Deliveries per cumulative ack (a sender resends at most about this many after a reconnect).
 ACK_EVERY = 128

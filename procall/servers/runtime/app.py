@@ -10,8 +10,14 @@ from typing import Any
 
 import grpc
 
+from procall.audit import AuditLog
+from procall.security.files import InsecureFileError, require_private
+from procall.security.keys import KeyFileError, load_signing_key, load_verify_keys
+from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer, TokenChecker
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
-from procall.settings import Settings
+from procall.servers.runtime.identity import ServiceIdentifier
+from procall.session.tokens import TokenSigner, TokenVerifier
+from procall.settings import AuthSettings, Settings
 
 __all__ = [
     "Hook",
@@ -20,6 +26,8 @@ __all__ = [
     "binding",
     "ensure_server_id",
     "not_yet_served",
+    "token_signer",
+    "token_verifier",
 ]
 
 
@@ -53,6 +61,47 @@ def not_yet_served(servicer_class: Any) -> object:
     return instance
 
 
+def token_verifier(auth: AuthSettings) -> TokenVerifier | None:
+    """The verifier of ``[auth] verify_key_file`` (None when unset); ``StartupError`` for a
+    file that is missing or holds no Ed25519 public key."""
+    if not auth.verify_key_file:
+        return None
+    try:
+        keys = load_verify_keys(auth.verify_key_file)
+    except KeyFileError as exc:
+        raise StartupError(str(exc)) from None
+    return TokenVerifier(keys, issuer=auth.token_issuer, audience=auth.token_audience)
+
+
+def token_signer(auth: AuthSettings) -> TokenSigner:
+    """The signer of ``[auth] signing_key_file`` (also accepting the keys of
+    ``verify_key_file``); without a key file, one for this process only."""
+    extra = []
+    try:
+        if auth.verify_key_file:
+            extra = load_verify_keys(auth.verify_key_file)
+        if not auth.signing_key_file:
+            _log.warning("[auth] signing_key_file is not set: tokens work on this one server only")
+            return TokenSigner.ephemeral(
+                auth.token_ttl_seconds,
+                issuer=auth.token_issuer,
+                audience=auth.token_audience,
+                verify_keys=extra,
+            )
+        key = load_signing_key(auth.signing_key_file)
+        # whoever reads it mints any user's token: refuse it when others may read it
+        require_private(auth.signing_key_file, what="it signs the session tokens")
+    except (KeyFileError, InsecureFileError) as exc:
+        raise StartupError(str(exc)) from None
+    return TokenSigner(
+        key,
+        auth.token_ttl_seconds,
+        issuer=auth.token_issuer,
+        audience=auth.token_audience,
+        verify_keys=extra,
+    )
+
+
 def ensure_server_id(settings: Settings, role: str) -> str:
     """The server id of ``settings``; generates (and stores) one for this run if unset."""
     if not settings.server.server_id:
@@ -78,12 +127,25 @@ class ServerApp:
         on_stop: Sequence[Hook] = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         components: Mapping[str, object] | None = None,
+        verifier: TokenChecker | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.role = role
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
         self.settings = settings
-        self.grpc = GrpcServer(settings.server, services, interceptors)
+        if not settings.auth.service_credential and role != "directory":
+            _log.warning(
+                "[auth] service_credential is not set: without mutual TLS this %s cannot "
+                "prove itself to the other servers (they refuse its mesh calls)",
+                role,
+            )
+        self.enforcer = PolicyEnforcer(
+            verifier or token_verifier(settings.auth) or NoTokens(),
+            identify=ServiceIdentifier(settings.auth.service_credential),
+            audit=audit,
+        )
+        self.grpc = GrpcServer(settings.server, services, interceptors, self.enforcer)
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopped = False

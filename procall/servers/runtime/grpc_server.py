@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer
 from procall.servers.runtime.errors import ErrorMappingInterceptor
 from procall.settings import ServerSettings
 
@@ -68,20 +69,26 @@ def server_options(settings: ServerSettings) -> list[tuple[str, int]]:
 
 
 class GrpcServer:
-    """A ``grpc.aio`` server with health, reflection and graceful shutdown."""
+    """A ``grpc.aio`` server with the policy enforcer, health, reflection and graceful
+    shutdown."""
 
     def __init__(
         self,
         settings: ServerSettings,
         services: Sequence[ServiceBinding],
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        enforcer: PolicyEnforcer | None = None,
     ) -> None:
         self._settings = settings
+        #: Authenticates every call and checks its policy (outermost: before anything else
+        #: answers, UNIMPLEMENTED and malformed requests included). Without one given, no
+        #: session token is accepted and only mutual-TLS identities prove a service.
+        self.enforcer = enforcer or PolicyEnforcer(NoTokens())
         self._services = list(services)
         self._health = health.aio.HealthServicer()
         self._stuck_stop: asyncio.Future[None] | None = None
         self._server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(), *interceptors],
+            interceptors=[self.enforcer, ErrorMappingInterceptor(), *interceptors],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )

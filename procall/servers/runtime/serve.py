@@ -38,7 +38,6 @@ __all__ = [
 
 #: ``(section, key)`` of the settings whose value is a secret.
 SECRET_SETTINGS: tuple[tuple[str, str], ...] = (
-    ("auth", "token_secret"),
     ("auth", "service_credential"),
     ("ldap", "bind_password"),
 )

@@ -19,7 +19,7 @@ from procall.servers.codecs.admin import (
     server_role_from_proto,
     server_status_to_proto,
 )
-from procall.servers.ucserver.session_servicer import claims_from
+from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
 
@@ -42,7 +42,7 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         self._sessions = sessions
 
     def _admin(self, context: Context) -> SessionClaims:
-        claims = claims_from(context, self._sessions)
+        claims = current_claims()
         if not claims.admin:
             raise PermissionDenied("this needs an administrator's session")
         return claims

@@ -11,7 +11,7 @@ from procall.chat.conversations import Conversations
 from procall.chat.messaging import Messaging
 from procall.errors import InvalidArgument
 from procall.servers.codecs.chat import conversation_to_proto, kind_from_proto, message_to_proto
-from procall.servers.ucserver.session_servicer import claims_from
+from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 
 __all__ = ["ChatServicer"]
@@ -33,7 +33,7 @@ class ChatServicer(chat_grpc.ChatServiceServicer):
         self._sessions = sessions
 
     def _caller(self, context: Context) -> str:
-        return claims_from(context, self._sessions).user_id
+        return current_claims().user_id
 
     async def CreateConversation(
         self, request: chat_pb.CreateConversationRequest, context: Context

@@ -11,7 +11,7 @@ from procall.errors import InvalidArgument
 from procall.journal.service import Journal
 from procall.servers.codecs.chat import entry_to_proto, journal_kind_from_proto
 from procall.servers.codecs.time import seconds_or_none
-from procall.servers.ucserver.session_servicer import claims_from
+from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 
 __all__ = ["JournalServicer"]
@@ -29,7 +29,7 @@ class JournalServicer(journal_grpc.JournalServiceServicer):
     async def ListJournalEntries(
         self, request: journal_pb.ListJournalEntriesRequest, context: Context
     ) -> journal_pb.ListJournalEntriesResponse:
-        caller = claims_from(context, self._sessions).user_id
+        caller = current_claims().user_id
         kinds = []
         for value in request.kinds:
             kind = journal_kind_from_proto(value)
@@ -51,7 +51,7 @@ class JournalServicer(journal_grpc.JournalServiceServicer):
     async def AddJournalEntry(
         self, request: journal_pb.AddJournalEntryRequest, context: Context
     ) -> journal_pb.AddJournalEntryResponse:
-        caller = claims_from(context, self._sessions).user_id
+        caller = current_claims().user_id
         entry = request.entry
         if entry.user_id and entry.user_id != caller:
             raise InvalidArgument.field("entry.user_id", "you can only add to your own journal")
@@ -67,6 +67,6 @@ class JournalServicer(journal_grpc.JournalServiceServicer):
     async def DeleteJournalEntry(
         self, request: journal_pb.DeleteJournalEntryRequest, context: Context
     ) -> journal_pb.DeleteJournalEntryResponse:
-        caller = claims_from(context, self._sessions).user_id
+        caller = current_claims().user_id
         await self._journal.delete(caller, request.entry_id)
         return journal_pb.DeleteJournalEntryResponse()

@@ -45,7 +45,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def GetPresence(
         self, request: presence_pb.GetPresenceRequest, context: Context
     ) -> presence_pb.GetPresenceResponse:
-        await session_claims(context, self._sessions)
+        await session_claims(self._sessions)
         (user_id,) = check_user_ids([request.user_id], "user_id")
         (presence,) = await self._presence.read([user_id])
         return presence_pb.GetPresenceResponse(presence=presence_to_proto(presence))
@@ -53,14 +53,14 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def BatchGetPresence(
         self, request: presence_pb.BatchGetPresenceRequest, context: Context
     ) -> presence_pb.BatchGetPresenceResponse:
-        await session_claims(context, self._sessions)
+        await session_claims(self._sessions)
         found = await self._presence.read(check_user_ids(list(request.user_ids), "user_ids"))
         return presence_pb.BatchGetPresenceResponse(presences=[presence_to_proto(p) for p in found])
 
     async def SetPresence(
         self, request: presence_pb.SetPresenceRequest, context: Context
     ) -> presence_pb.SetPresenceResponse:
-        claims = await session_claims(context, self._sessions)
+        claims = await session_claims(self._sessions)
         await self._sessions.check_home(claims)  # where the caller's session lives
         try:
             availability = availability_from_proto(request.availability)
@@ -83,7 +83,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def ListContacts(
         self, request: presence_pb.ListContactsRequest, context: Context
     ) -> presence_pb.ListContactsResponse:
-        claims = await session_claims(context, self._sessions)
+        claims = await session_claims(self._sessions)
         found, token = await self._presence.list_contacts(
             claims.user_id, request.page_size, request.page_token
         )
@@ -94,7 +94,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def AddContacts(
         self, request: presence_pb.AddContactsRequest, context: Context
     ) -> presence_pb.AddContactsResponse:
-        claims = await session_claims(context, self._sessions)
+        claims = await session_claims(self._sessions)
         await self._sessions.check_home(claims)
         ids = check_user_ids(list(request.user_ids), "user_ids")
         names = check_usernames(list(request.usernames), "usernames", len(ids))
@@ -104,7 +104,7 @@ class PresenceServicer(presence_grpc.PresenceServiceServicer):
     async def RemoveContacts(
         self, request: presence_pb.RemoveContactsRequest, context: Context
     ) -> presence_pb.RemoveContactsResponse:
-        claims = await session_claims(context, self._sessions)
+        claims = await session_claims(self._sessions)
         await self._sessions.check_home(claims)
         await self._presence.remove_contacts(
             claims.user_id, check_user_ids(list(request.user_ids), "user_ids")

@@ -11,7 +11,6 @@ its own. The parts (sessions, presence, chat) only serve and keep up their own a
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from procall.servers.runtime.app import (
     binding,
     ensure_server_id,
     not_yet_served,
+    token_signer,
 )
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.chat import ChatComponent
@@ -44,7 +44,6 @@ from procall.servers.upstream.clients import UpstreamClients
 from procall.servers.upstream.registration import LookupRegistration
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
-from procall.session.tokens import TokenSigner
 from procall.settings import Settings
 from procall.storage.redis import RedisUnavailableError
 from procall.storage.ucserver import UCServerStores, open_ucserver_stores
@@ -62,16 +61,12 @@ def _session_manager(
     stores: UCServerStores,
     clients: UpstreamClients,
 ) -> SessionManager[session_pb2.Event]:
-    secret = settings.auth.token_secret
-    if not secret:
-        secret = secrets.token_hex(32)
-        _log.warning("auth.token_secret is not set: tokens only work on this one server")
     return SessionManager(
         server_id=server_id,
         run_id=uuid.uuid4().hex[:12],
         own_address=address,
         hub=hub,
-        signer=TokenSigner(secret, settings.auth.token_ttl_seconds),
+        signer=token_signer(settings.auth),
         authenticator=clients.authenticator,
         locator=clients.locator,
         licenses=stores.licenses,
@@ -214,5 +209,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         on_start=on_start,
         on_stop=on_stop,
         components={"sessions": sessions, "presence": presence, "chat": chat},
+        # tokens are verified by the sessions: cached until expiry, logouts refused at once
+        verifier=manager,
     )
     return app

@@ -23,8 +23,9 @@ import grpc
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from procall.errors import InvalidArgument, Unauthenticated, Unavailable
+from procall.errors import InvalidArgument, Unavailable
 from procall.servers.codecs.time import timestamp
+from procall.servers.runtime.auth import current_claims
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.manager import Attachment, SessionManager
 from procall.session.resume import resume_expired
@@ -34,7 +35,6 @@ __all__ = [
     "MAX_EVENTS_PER_MESSAGE",
     "SessionServicer",
     "add_session_service",
-    "claims_from",
     "session_claims",
 ]
 
@@ -133,20 +133,11 @@ def add_session_service(servicer: session_grpc.SessionServiceServicer, server: A
     server.add_registered_method_handlers(service.full_name, handlers)
 
 
-def claims_from(context: Context, manager: SessionManager[session_pb2.Event]) -> SessionClaims:
-    """The verified session claims of the call's ``authorization: Bearer`` metadata."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            return manager.verify(value.removeprefix("Bearer ").strip())
-    raise Unauthenticated("no session token: send `authorization: Bearer <token>`")
-
-
-async def session_claims(
-    context: Context, manager: SessionManager[session_pb2.Event]
-) -> SessionClaims:
-    """``claims_from``, and on the session's home server the session is live from now on
-    (``SessionManager.touch``): every call at home counts, not only ``Connect``."""
-    claims = claims_from(context, manager)
+async def session_claims(manager: SessionManager[session_pb2.Event]) -> SessionClaims:
+    """The verified claims of the call (``current_claims``), and on the session's home
+    server the session is live from now on (``SessionManager.touch``): every call at home
+    counts, not only ``Connect``."""
+    claims = current_claims()
     await manager.touch(claims)
     return claims
 
@@ -190,7 +181,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
     async def RefreshToken(
         self, request: session_pb.RefreshTokenRequest, context: Context
     ) -> session_pb.RefreshTokenResponse:
-        claims = await session_claims(context, self._manager)
+        claims = await session_claims(self._manager)
         token, renewed = self._manager.refresh(claims)
         return session_pb.RefreshTokenResponse(
             session_token=token, expire_time=timestamp(renewed.expires_at)
@@ -200,13 +191,13 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         self, request: session_pb.LogoutRequest, context: Context
     ) -> session_pb.LogoutResponse:
         # on any server: the home server ends the session when it learns the revocation
-        await self._manager.logout(claims_from(context, self._manager))
+        await self._manager.logout(current_claims())
         return session_pb.LogoutResponse()
 
     async def Connect(  # type: ignore[override]  # also yields pre-encoded responses
         self, request_iterator: AsyncIterator[session_pb.ConnectRequest], context: Context
     ) -> AsyncIterator[session_pb.ConnectResponse | bytes]:
-        claims = claims_from(context, self._manager)
+        claims = current_claims()
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("open"):
             raise InvalidArgument.field("open", "the first message of a stream must be `open`")

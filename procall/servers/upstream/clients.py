@@ -10,6 +10,7 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.errors import NotFound, Unavailable
 from procall.mesh.lookup.v1 import lookup_pb2
+from procall.servers.runtime.identity import service_channel
 from procall.servers.upstream.directory import DirectoryClient
 from procall.servers.upstream.lookup import LookupClient
 from procall.session.ports import AuthenticatedUser
@@ -51,7 +52,9 @@ class _NotConfigured:
 class UpstreamClients:
     """gRPC clients of the Directory and the Lookup named in the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, role: str = "ucserver") -> None:
+        self._settings = settings
+        self._role = role
         self._channels: list[grpc.aio.Channel] = []
         self.directory: DirectoryClient | None = None
         self.lookup: LookupClient | None = None
@@ -63,7 +66,13 @@ class UpstreamClients:
         self._missing_lookup = _NotConfigured("Lookup")
 
     def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        channel = service_channel(
+            address,
+            role=self._role,
+            server_id=self._settings.server.server_id,
+            credential=self._settings.auth.service_credential,
+            options=_CHANNEL_OPTIONS,
+        )
         self._channels.append(channel)
         return channel
 

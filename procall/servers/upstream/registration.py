@@ -21,19 +21,30 @@ from procall.routing.models import HeartbeatAck, ServerInfo, ServerRole
 from procall.routing.registration import Registrar, ServerIdentity
 from procall.servers.codecs.routing import server_to_proto
 from procall.servers.runtime.app import ServerApp
+from procall.servers.runtime.identity import service_channel
 from procall.settings import Settings
 
 __all__ = ["GrpcLookupPort", "LookupRegistration", "lookup_channel"]
 
 
-def lookup_channel(address: str, reconnect_max_ms: int = 1000) -> grpc.aio.Channel:
+def lookup_channel(
+    address: str,
+    reconnect_max_ms: int = 1000,
+    *,
+    role: str = "",
+    server_id: str = "",
+    credential: str = "",
+) -> grpc.aio.Channel:
     """A channel to a Lookup that reconnects within about a second once it is back.
 
     grpc's default reconnect backoff grows to two minutes, far longer than a
     registration's TTL; a heartbeat channel must not sit out a Lookup's return.
     """
-    return grpc.aio.insecure_channel(
+    return service_channel(
         address,
+        role=role,
+        server_id=server_id,
+        credential=credential,
         options=[
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
@@ -117,7 +128,11 @@ class LookupRegistration:
         """Start heartbeating (does not wait for the Lookup: it may be down for now)."""
         lookup = self._settings.lookup
         self._channel = lookup_channel(
-            lookup.address, reconnect_max_ms=int(lookup.heartbeat_interval * 1000)
+            lookup.address,
+            reconnect_max_ms=int(lookup.heartbeat_interval * 1000),
+            role=app.role,
+            server_id=app.server_id,
+            credential=self._settings.auth.service_credential,
         )
         identity = ServerIdentity(
             server_id=app.server_id,

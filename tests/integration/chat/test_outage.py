@@ -20,7 +20,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.settings import Settings
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import StartApp, System, error_info, login, wait_for
+from tests.helpers.topology import StartApp, System, error_info, login, operator_channel, wait_for
 from tests.integration.chat.conftest import User
 
 
@@ -62,7 +62,7 @@ async def _history(user: User, conversation_id: str) -> list[chat_pb2.Message]:
 
 async def _outbox_reported(system: System, wanted: Callable[[int], bool]) -> bool:
     """Whether every UCServer reports an outbox depth (and degraded state) as ``wanted``."""
-    async with grpc.aio.insecure_channel(system.lookup.address) as channel:
+    async with operator_channel(system.lookup.address) as channel:
         reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
             lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
         )

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import pytest_asyncio
 
@@ -33,6 +32,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
 from procall.servers.runtime.roles import ROLES
 from procall.settings import Settings
+from tests.helpers.topology import SERVICE_CREDENTIAL, operator_channel, token_key_files
 
 PASSWORD = "correct horse battery"
 #: Fast reconnects and acks, so that fault tests take a fraction of a second.
@@ -65,7 +65,7 @@ class Center:
     async def new_user(self, home: str, *, prefix: str = "user") -> User:
         """A fresh user homed on ``home`` with password ``PASSWORD``."""
         name = f"{prefix}{next(_names)}"
-        async with grpc.aio.insecure_channel(self.directory.address) as channel:
+        async with operator_channel(self.directory.address) as channel:
             reply = await directory_grpc.DirectoryServiceStub(channel).CreateUser(
                 directory_pb.CreateUserRequest(
                     user=directory_pb2.User(
@@ -83,8 +83,8 @@ def _settings(tmp: Path, redis_url: str, auth: dict[str, Any]) -> Settings:
     settings.server.grace_seconds = 0.2
     settings.database.url = f"sqlite+aiosqlite:///{tmp / 'procall.db'}"
     settings.redis.url = redis_url
-    settings.auth.token_secret = "client-test-secret-0123456789abcdef"
-    settings.auth.service_credential = "service-secret"
+    settings.auth.signing_key_file, settings.auth.verify_key_file = token_key_files()
+    settings.auth.service_credential = SERVICE_CREDENTIAL
     settings.lookup.heartbeat_interval = 0.2
     settings.lookup.heartbeat_ttl = 1.0
     settings.directory.argon2_time_cost = 1
@@ -157,7 +157,7 @@ def _task_stacks() -> str:
 
 async def _wait_registered(lookup: str, expected: set[str], timeout: float = 10) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    async with grpc.aio.insecure_channel(lookup) as channel:
+    async with operator_channel(lookup) as channel:
         stub = lookup_grpc.LookupServiceStub(channel)
         while True:
             reply = await stub.ListServers(

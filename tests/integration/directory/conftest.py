@@ -27,6 +27,12 @@ from procall.settings import Settings
 from procall.storage.sql import metadata, upgrade_to_head
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.slapd import DEFAULT_GROUPS, DEFAULT_USERS, AdDirectory
+from tests.helpers.topology import (
+    SERVICE_CREDENTIAL,
+    harness_channel,
+    operator_channel,
+    token_key_files,
+)
 
 DOMAIN = "example.com"
 PASSWORDS = {user.sam: user.password for user in DEFAULT_USERS}
@@ -39,6 +45,8 @@ def directory_settings(
     settings = Settings()
     settings.server.port = 0
     settings.server.grace_seconds = 0.2
+    settings.auth.service_credential = SERVICE_CREDENTIAL
+    settings.auth.verify_key_file = token_key_files()[1]
     settings.database.url = database_url
     settings.database.connect_timeout = 2.0
     settings.directory.argon2_time_cost = 1
@@ -70,6 +78,8 @@ class Harness:
     app: ServerApp
     channel: grpc.aio.Channel
     stub: directory_grpc.DirectoryServiceAsyncStub
+    #: The same Directory as a UCServer sees it (Authenticate is for UCServers only).
+    login: directory_grpc.DirectoryServiceAsyncStub
     ad: AdDirectory | None = None
     users: dict[str, pb.User] = field(default_factory=dict)
     groups: dict[str, pb.Group] = field(default_factory=dict)
@@ -110,11 +120,16 @@ async def seed_like_ad(stub: directory_grpc.DirectoryServiceAsyncStub) -> None:
         )
 
 
-async def start_directory(settings: Settings) -> tuple[ServerApp, grpc.aio.Channel]:
-    """Build, start and connect to a Directory."""
+async def start_directory(
+    settings: Settings, role: str = "operator"
+) -> tuple[ServerApp, grpc.aio.Channel]:
+    """Build, start and connect to a Directory (as the operator, a service ``role``, or
+    ``"harness"``: the UCServer for Authenticate, the operator for everything else)."""
     app = await build_directory(settings)
     await app.start()
-    return app, grpc.aio.insecure_channel(app.address)
+    if role == "harness":
+        return app, harness_channel(app.address)
+    return app, operator_channel(app.address, role)
 
 
 async def _harness(
@@ -122,7 +137,9 @@ async def _harness(
 ) -> AsyncIterator[Harness]:
     app, channel = await start_directory(settings)
     stub: directory_grpc.DirectoryServiceAsyncStub = directory_grpc.DirectoryServiceStub(channel)
-    harness = Harness(backend, app, channel, stub, ad)
+    as_ucserver = operator_channel(app.address, "ucserver")
+    login = directory_grpc.DirectoryServiceStub(as_ucserver)
+    harness = Harness(backend, app, channel, stub, login, ad)
     try:
         if ad is None:
             await seed_like_ad(stub)
@@ -133,6 +150,7 @@ async def _harness(
         yield harness
     finally:
         await channel.close()
+        await as_ucserver.close()
         await app.stop(0)
 
 

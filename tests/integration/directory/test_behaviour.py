@@ -62,7 +62,7 @@ async def test_directory_info_names_the_backend(directory: Harness) -> None:
 
 
 async def test_login_returns_the_user_with_groups_and_admin_flag(directory: Harness) -> None:
-    reply = await directory.stub.Authenticate(
+    reply = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="alice", password=PASSWORDS["alice"])
     )
     user = reply.user
@@ -74,17 +74,17 @@ async def test_login_returns_the_user_with_groups_and_admin_flag(directory: Harn
         directory.groups["sales"].group_id,
         directory.groups["admins"].group_id,
     }
-    bob = await directory.stub.Authenticate(
+    bob = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="bob", password=PASSWORDS["bob"])
     )
     assert bob.user.admin is False
 
 
 async def test_login_by_principal_name_and_any_case(directory: Harness) -> None:
-    by_upn = await directory.stub.Authenticate(
+    by_upn = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="carol@example.com", password=PASSWORDS["carol"])
     )
-    by_case = await directory.stub.Authenticate(
+    by_case = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="CAROL", password=PASSWORDS["carol"])
     )
     assert by_upn.user.user_id == by_case.user.user_id == directory.id_of("carol")
@@ -92,15 +92,15 @@ async def test_login_by_principal_name_and_any_case(directory: Harness) -> None:
 
 async def test_unknown_user_and_wrong_password_look_the_same(directory: Harness) -> None:
     wrong = await _rpc_error(
-        directory.stub.Authenticate(svc.AuthenticateRequest(username="bob", password="nope-nope"))
+        directory.login.Authenticate(svc.AuthenticateRequest(username="bob", password="nope-nope"))
     )
     unknown = await _rpc_error(
-        directory.stub.Authenticate(
+        directory.login.Authenticate(
             svc.AuthenticateRequest(username="nobody", password="nope-nope")
         )
     )
     empty = await _rpc_error(
-        directory.stub.Authenticate(svc.AuthenticateRequest(username="bob", password=""))
+        directory.login.Authenticate(svc.AuthenticateRequest(username="bob", password=""))
     )
     for error in (wrong, unknown, empty):
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -111,11 +111,11 @@ async def test_unknown_user_and_wrong_password_look_the_same(directory: Harness)
 async def test_repeated_failures_lock_the_account_with_retry_info(directory: Harness) -> None:
     for _ in range(3):  # max_failed_logins = 3
         error = await _rpc_error(
-            directory.stub.Authenticate(svc.AuthenticateRequest(username="dave", password="bad"))
+            directory.login.Authenticate(svc.AuthenticateRequest(username="dave", password="bad"))
         )
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
     locked = await _rpc_error(  # even the right password is refused while locked
-        directory.stub.Authenticate(
+        directory.login.Authenticate(
             svc.AuthenticateRequest(username="dave", password=PASSWORDS["dave"])
         )
     )
@@ -124,16 +124,16 @@ async def test_repeated_failures_lock_the_account_with_retry_info(directory: Har
     delay = retry_seconds(locked)
     assert delay is not None and 1 <= delay <= 60
     # another account is not affected; unknown accounts are throttled alike (no enumeration)
-    ok = await directory.stub.Authenticate(
+    ok = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="bob", password=PASSWORDS["bob"])
     )
     assert ok.user.username == "bob"
     for _ in range(3):
         await _rpc_error(
-            directory.stub.Authenticate(svc.AuthenticateRequest(username="ghost", password="x1"))
+            directory.login.Authenticate(svc.AuthenticateRequest(username="ghost", password="x1"))
         )
     ghost = await _rpc_error(
-        directory.stub.Authenticate(svc.AuthenticateRequest(username="ghost", password="x1"))
+        directory.login.Authenticate(svc.AuthenticateRequest(username="ghost", password="x1"))
     )
     assert ghost.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -143,7 +143,7 @@ async def test_injection_strings_find_nothing_and_break_nothing(directory: Harne
         search = await directory.stub.SearchUsers(svc.SearchUsersRequest(query=text))
         assert list(search.users) == [], text
         login = await _rpc_error(
-            directory.stub.Authenticate(svc.AuthenticateRequest(username=text, password=text))
+            directory.login.Authenticate(svc.AuthenticateRequest(username=text, password=text))
         )
         assert login.code() == grpc.StatusCode.UNAUTHENTICATED
         lookup = await _rpc_error(directory.stub.GetUser(svc.GetUserRequest(username=text)))
@@ -155,7 +155,7 @@ async def test_injection_strings_find_nothing_and_break_nothing(directory: Harne
     # and the directory still works, for the accounts whose names were tried, too
     found = await directory.stub.SearchUsers(svc.SearchUsersRequest(query="alice"))
     assert [u.username for u in found.users] == ["alice"]
-    login_ok = await directory.stub.Authenticate(
+    login_ok = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="bob", password=PASSWORDS["bob"])
     )
     assert login_ok.user.username == "bob"
@@ -267,7 +267,7 @@ async def test_home_servers_single_and_bulk(directory: Harness) -> None:
 
     assert await homed("ucserver-1") == ["alice", "bob"]
     assert await homed("ucserver-2") == ["carol", "dave"]
-    login = await directory.stub.Authenticate(
+    login = await directory.login.Authenticate(
         svc.AuthenticateRequest(username="carol", password=PASSWORDS["carol"])
     )
     assert login.user.home_server_id == "ucserver-2"

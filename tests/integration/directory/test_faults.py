@@ -99,7 +99,7 @@ async def test_postgres_crash_and_freeze_then_recovery(postgres_available: None)
         settings = directory_settings(cluster.create_database("users"))
         settings.database.connect_timeout = 1.0
         settings.directory.query_timeout = 2.0
-        app, channel = await start_directory(settings)
+        app, channel = await start_directory(settings, role="harness")
         stub: Stub = directory_grpc.DirectoryServiceStub(channel)
         try:
             await seed_like_ad(stub)
@@ -136,7 +136,7 @@ async def test_ldap_killed_and_frozen_then_recovery(slapd_available: None, tmp_p
         settings = directory_settings(f"sqlite+aiosqlite:///{tmp_path / 'side.db'}", ad=ad)
         settings.ldap.connect_timeout = 1.0
         settings.ldap.receive_timeout = 1.0
-        app, channel = await start_directory(settings)
+        app, channel = await start_directory(settings, role="harness")
         stub: Stub = directory_grpc.DirectoryServiceStub(channel)
         try:
             await _logs_in(stub)

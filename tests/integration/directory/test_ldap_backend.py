@@ -111,7 +111,7 @@ async def test_home_server_from_an_attribute(
     ):
         assert directory.users["carol"].home_server_id == "ucserver-7"
         assert directory.users["alice"].home_server_id == "ucserver-1"  # groups as fallback
-        login = await directory.stub.Authenticate(
+        login = await directory.login.Authenticate(
             svc.AuthenticateRequest(username="carol", password=PASSWORDS["carol"])
         )
         assert login.user.home_server_id == "ucserver-7"
@@ -128,7 +128,7 @@ async def test_custom_attribute_map_and_admin_group_by_dn(
         assert alice.phone_number == "+1 555 0201"  # mobile
         assert alice.admin and directory.users["bob"].admin
         assert not directory.users["carol"].admin
-        login = await directory.stub.Authenticate(
+        login = await directory.login.Authenticate(
             svc.AuthenticateRequest(username="alice", password=PASSWORDS["alice"])
         )
         assert login.user.user_id == alice.user_id
@@ -187,7 +187,7 @@ async def test_dn_with_special_characters_logs_in(
 ) -> None:
     _add_user(slapd_server, ldap_directory, "obrien", "Pat O'Brien, Jr. (Sales)")
     async for directory in ldap_harness_factory():
-        login = await directory.stub.Authenticate(
+        login = await directory.login.Authenticate(
             svc.AuthenticateRequest(username="obrien", password="obrien-pass")
         )
         assert login.user.display_name == "Pat O'Brien, Jr. (Sales)"

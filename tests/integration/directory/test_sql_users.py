@@ -62,7 +62,7 @@ async def test_create_user_with_every_field_and_log_in(sql_directory: Harness) -
     assert user.create_time.seconds > 0 and user.update_time == user.create_time
     fetched = await stub.GetUser(svc.GetUserRequest(user_id=user.user_id))
     assert fetched.user == user
-    login = await stub.Authenticate(
+    login = await sql_directory.login.Authenticate(
         svc.AuthenticateRequest(username="erin@corp.example.com", password="erin-secret-1")
     )
     assert login.user.user_id == user.user_id
@@ -86,7 +86,7 @@ async def test_create_user_with_every_field_and_log_in(sql_directory: Harness) -
 async def test_user_without_password_cannot_log_in(sql_directory: Harness) -> None:
     await sql_directory.stub.CreateUser(svc.CreateUserRequest(user=_user()))
     error = await _rpc_error(
-        sql_directory.stub.Authenticate(svc.AuthenticateRequest(username="erin", password="x"))
+        sql_directory.login.Authenticate(svc.AuthenticateRequest(username="erin", password="x"))
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -198,7 +198,9 @@ async def test_update_without_mask_replaces_all_fields_and_disable_blocks_login(
     )
     assert replaced.user.mail == "" and replaced.user.disabled
     error = await _rpc_error(
-        stub.Authenticate(svc.AuthenticateRequest(username="dave", password=PASSWORDS["dave"]))
+        sql_directory.login.Authenticate(
+            svc.AuthenticateRequest(username="dave", password=PASSWORDS["dave"])
+        )
     )
     assert error.code() == grpc.StatusCode.UNAUTHENTICATED
 
@@ -237,10 +239,12 @@ async def test_set_password_replaces_the_old_one(sql_directory: Harness) -> None
     carol = sql_directory.id_of("carol")
     await stub.SetPassword(svc.SetPasswordRequest(user_id=carol, password="brand-new-pass"))
     old = await _rpc_error(
-        stub.Authenticate(svc.AuthenticateRequest(username="carol", password=PASSWORDS["carol"]))
+        sql_directory.login.Authenticate(
+            svc.AuthenticateRequest(username="carol", password=PASSWORDS["carol"])
+        )
     )
     assert old.code() == grpc.StatusCode.UNAUTHENTICATED
-    new = await stub.Authenticate(
+    new = await sql_directory.login.Authenticate(
         svc.AuthenticateRequest(username="carol", password="brand-new-pass")
     )
     assert new.user.user_id == carol
@@ -347,7 +351,7 @@ async def test_login_rehashes_a_password_made_with_old_parameters(tmp_path: Path
     assert "$argon2id$" in before and "m=64,t=1,p=1" in before
 
     new = directory_settings(url, argon2_time_cost=2, argon2_memory_kib=128)
-    app, channel = await start_directory(new)
+    app, channel = await start_directory(new, role="ucserver")
     stub = directory_grpc.DirectoryServiceStub(channel)
     try:
         failed = await _rpc_error(

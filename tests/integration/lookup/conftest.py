@@ -16,6 +16,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
+from tests.helpers.topology import operator_channel
 
 #: Short enough that expiry tests are quick, long enough for a loaded 2-core box.
 TTL = 1.0
@@ -47,7 +48,7 @@ async def channels() -> AsyncIterator[Callable[[str], Stub]]:
     opened: list[grpc.aio.Channel] = []
 
     def stub(address: str) -> Stub:
-        channel = grpc.aio.insecure_channel(address)
+        channel = operator_channel(address, role="ucserver")
         opened.append(channel)
         return lookup_grpc.LookupServiceStub(channel)
 

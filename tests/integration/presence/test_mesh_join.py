@@ -16,7 +16,7 @@ from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.settings import Settings
 from tests.helpers.center import center_settings, set_presence, start_center
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import PASSWORD, StartApp, auth
+from tests.helpers.topology import PASSWORD, StartApp, auth, operator_channel
 from tests.helpers.topology import login as log_in
 
 
@@ -30,7 +30,7 @@ async def test_a_change_right_after_a_server_joined_reaches_its_watchers(
     redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
     center = await start_center(redis_url, make_settings, start_app, _slow_topology)
-    async with grpc.aio.insecure_channel(center.directory.address) as channel:
+    async with operator_channel(center.directory.address) as channel:
         frank = await directory_grpc.DirectoryServiceStub(channel).CreateUser(
             directory_pb.CreateUserRequest(
                 user=directory_pb2.User(

@@ -20,7 +20,6 @@ def _settings_file(tmp_path: Path, text: str, mode: int) -> Path:
 @pytest.mark.parametrize(
     ("text", "named"),
     [
-        ('[auth]\ntoken_secret = "s3cret"\n', "[auth] token_secret"),
         ('[auth]\nservice_credential = "s3cret"\n', "[auth] service_credential"),
         ('[ldap]\nbind_password = "s3cret"\n', "[ldap] bind_password"),
         ('[database]\nurl = "postgresql+asyncpg://procall:pw@db/procall"\n', "[database] url"),
@@ -42,12 +41,12 @@ def test_a_secret_in_a_file_others_can_read_stops_the_start(
 
 @pytest.mark.parametrize("mode", [0o600, 0o400])
 def test_a_private_file_with_secrets_is_accepted(tmp_path: Path, mode: int) -> None:
-    require_private_settings(_settings_file(tmp_path, '[auth]\ntoken_secret = "s"\n', mode))
+    require_private_settings(_settings_file(tmp_path, '[auth]\nservice_credential = "s"\n', mode))
 
 
 def test_a_file_without_secrets_may_be_shared(tmp_path: Path) -> None:
     text = (
-        '[server]\nport = 7001\n[auth]\ntoken_secret = ""\n'
+        '[server]\nport = 7001\n[auth]\nservice_credential = ""\n'
         '[database]\nurl = "postgresql+asyncpg://procall@db/procall"\n'
         '[redis]\nurl = "redis://redis:6379/0"\n'
     )

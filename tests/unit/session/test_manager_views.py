@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.ports import AuthenticatedUser
@@ -45,7 +47,7 @@ def _manager(clock: _Clock) -> SessionManager[str]:
         run_id="run",
         own_address=lambda: "127.0.0.1:1",
         hub=SessionHub[str](clock),
-        signer=TokenSigner("a-test-secret-of-32-characters!!", 60.0, clock=clock),
+        signer=TokenSigner(Ed25519PrivateKey.generate(), 60.0, clock=clock),
         authenticator=_Directory(),
         locator=_Locator(),
         licenses=_Licenses(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from procall.errors import Unauthenticated
 from procall.session.hub import SessionHub
@@ -50,7 +51,7 @@ def _manager(clock: _Clock, store: MemoryRevocationStore) -> SessionManager[str]
         run_id="r",
         own_address=lambda: "127.0.0.1:1",
         hub=SessionHub[str](clock),
-        signer=TokenSigner("0123456789abcdef0123", 3600, clock),
+        signer=TokenSigner(Ed25519PrivateKey.generate(), 3600, clock=clock),
         authenticator=_Auth(),
         locator=_Locator(),
         licenses=_Licenses(),

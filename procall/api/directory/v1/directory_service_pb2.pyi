@@ -467,25 +467,31 @@ Global___DeleteUserResponse: _TypeAlias = DeleteUserResponse  # noqa: Y015
 
 @_typing.final
 class SetPasswordRequest(_message.Message):
-    """Request of SetPassword."""
+    """Request of SetPassword. Administrators set any user's password; a user may set only
+    their own, and then must send the current one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_ID_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    OLD_PASSWORD_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user whose password to set."""
     password: _builtins.str
     """The new password."""
+    old_password: _builtins.str
+    """The current password; required when users change their own password."""
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         password: _builtins.str = ...,
+        old_password: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["old_password", b"old_password", "password", b"password", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
