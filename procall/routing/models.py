@@ -56,6 +56,13 @@ class ServerInfo:
     version: str = ""
     #: Writes waiting in the server's local outbox for the central database.
     outbox_depth: int = 0
+    #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
+    mesh_address: str = ""
+
+    @property
+    def peer_address(self) -> str:
+        """The address another procall server dials: the mesh port when there is one."""
+        return self.mesh_address or self.address
 
     @property
     def utilization(self) -> float:

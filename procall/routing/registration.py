@@ -8,7 +8,9 @@ heartbeat interval, so a recovered Lookup sees the server again within one
 interval, and the retry rate never exceeds the normal heartbeat rate); it never
 raises into the server. If the Lookup answers that the epoch is stale, another
 process registered under the same server id after this one: the registrar stops
-(two processes fighting over one id would only flap) and logs an error. If the
+(two processes fighting over one id would only flap), logs an error and calls
+``on_fenced`` (the server then reports NOT_SERVING in its health: a server that
+is not in the routing view must not look like a healthy one). If the
 Lookup refuses the epoch as never issued, the registrar starts a new run (epoch
 0). On a clean shutdown it deregisters, so the server leaves the view at once
 instead of after the TTL.
@@ -20,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +46,8 @@ class ServerIdentity:
     address: str
     capacity: int
     version: str = ""
+    #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
+    mesh_address: str = ""
 
 
 class LoadGauge:
@@ -87,6 +91,7 @@ class Registrar:
         draining / degraded: read at every heartbeat; call ``beat_now`` after a
             change so that it reaches the view without waiting for the interval.
         rng: jitter of the retry delays.
+        on_fenced: awaited once when a newer run took the server id (heartbeats stop).
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class Registrar:
         degraded: Callable[[], bool] | None = None,
         outbox_depth: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        on_fenced: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -111,6 +117,7 @@ class Registrar:
         self._outbox_depth = outbox_depth or (lambda: 0)
         self._interval = interval
         self._rng = rng or random.Random()
+        self._on_fenced = on_fenced
         self._start_time = datetime.now(UTC)
         self._epoch = 0
         self._fenced = False
@@ -149,6 +156,7 @@ class Registrar:
             outbox_depth=max(0, int(self._outbox_depth())),
             start_time=self._start_time,
             version=identity.version,
+            mesh_address=identity.mesh_address if identity.mesh_address != identity.address else "",
         )
 
     def start(self) -> None:
@@ -217,6 +225,11 @@ class Registrar:
                     "(is the id configured twice?)",
                     server_id,
                 )
+                if self._on_fenced is not None:
+                    try:
+                        await self._on_fenced()
+                    except Exception:  # the server must keep running whatever happens here
+                        _log.exception("%s: reacting to the fence failed", server_id)
                 return
             except InvalidArgument as exc:
                 if self._epoch:

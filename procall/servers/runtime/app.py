@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
+from procall.servers.runtime.identity import ServiceAuthenticator, ServiceIdentityInterceptor
 from procall.settings import Settings
 
 __all__ = [
@@ -83,7 +84,14 @@ class ServerApp:
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
         self.settings = settings
-        self.grpc = GrpcServer(settings.server, services, interceptors)
+        server_id = ensure_server_id(settings, role)
+        #: Proves which procall server makes each call to this one.
+        self.authenticator = ServiceAuthenticator.from_settings(settings, role, server_id)
+        # first after error mapping: the policy enforcer reads what it proved
+        proving = ServiceIdentityInterceptor(self.authenticator)
+        self.grpc = GrpcServer(
+            settings.server, services, [proving, *interceptors], tls=settings.tls
+        )
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopped = False
@@ -93,6 +101,11 @@ class ServerApp:
     def address(self) -> str:
         """``host:port`` of the running server."""
         return self.grpc.address
+
+    @property
+    def mesh_address(self) -> str:
+        """``host:port`` other procall servers dial (the mutual-TLS port with ``[tls]``)."""
+        return self.grpc.mesh_address
 
     @property
     def server_id(self) -> str:

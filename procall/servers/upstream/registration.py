@@ -21,20 +21,27 @@ from procall.routing.models import HeartbeatAck, ServerInfo, ServerRole
 from procall.routing.registration import Registrar, ServerIdentity
 from procall.servers.codecs.routing import server_to_proto
 from procall.servers.runtime.app import ServerApp
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import role_target
 from procall.settings import Settings
 
 __all__ = ["GrpcLookupPort", "LookupRegistration", "lookup_channel"]
 
 
-def lookup_channel(address: str, reconnect_max_ms: int = 1000) -> grpc.aio.Channel:
+def lookup_channel(
+    address: str, channels: MeshChannels, reconnect_max_ms: int = 1000
+) -> grpc.aio.Channel:
     """A channel to a Lookup that reconnects within about a second once it is back.
 
     grpc's default reconnect backoff grows to two minutes, far longer than a
     registration's TTL; a heartbeat channel must not sit out a Lookup's return.
+    The channel proves this server's identity (``channels``): the Lookup takes
+    a heartbeat or deregistration only from the server it names.
     """
-    return grpc.aio.insecure_channel(
+    return channels.channel(
         address,
-        options=[
+        role_target("lookup"),
+        [
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", max(100, reconnect_max_ms)),
@@ -116,8 +123,9 @@ class LookupRegistration:
     async def on_start(self, app: ServerApp) -> None:
         """Start heartbeating (does not wait for the Lookup: it may be down for now)."""
         lookup = self._settings.lookup
+        channels = MeshChannels(self._settings, self._role.value.lower(), app.server_id)
         self._channel = lookup_channel(
-            lookup.address, reconnect_max_ms=int(lookup.heartbeat_interval * 1000)
+            lookup.address, channels, reconnect_max_ms=int(lookup.heartbeat_interval * 1000)
         )
         identity = ServerIdentity(
             server_id=app.server_id,
@@ -125,7 +133,14 @@ class LookupRegistration:
             address=app.address,
             capacity=self._capacity,
             version=__version__,
+            mesh_address=app.mesh_address,
         )
+
+        async def fenced() -> None:
+            # out of the routing view for good: say so to load balancers and operators
+            for service in ["", *app.grpc.service_names]:
+                await app.grpc.set_serving(False, service)
+
         # a heartbeat slower than half the TTL is as good as lost
         port = GrpcLookupPort(self._channel, timeout=max(0.2, lookup.heartbeat_ttl / 2))
         self.registrar = Registrar(
@@ -136,6 +151,7 @@ class LookupRegistration:
             draining=self._draining,
             degraded=self._degraded,
             outbox_depth=self._outbox_depth,
+            on_fenced=fenced,
         )
         self.registrar.start()
 

@@ -1,0 +1,107 @@
+"""Every channel from one procall server to another is made here.
+
+With ``[tls]`` a channel verifies the other server against the private CA and
+presents this server's certificate (mutual TLS): the receiver learns our role
+and id from it. In plain mode the channel adds a fresh proof to every call
+(``procall.servers.runtime.identity``) naming the server it is meant for; the
+shared credential itself never leaves the process. With neither, channels are
+plain and prove nothing.
+
+Servers dial each other's *mesh* address (``ServerInfo.mesh_address``, which asks
+for certificates); clients get the client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner
+from procall.settings import Settings
+
+__all__ = ["MeshChannels", "read_tls_files"]
+
+ChannelOptions = Sequence[tuple[str, Any]]
+
+
+def read_tls_files(ca_file: str, cert_file: str = "", key_file: str = "") -> tuple[bytes, ...]:
+    """The bytes of the named PEM files; ``OSError`` naming the file that cannot be read."""
+    out = []
+    for name in (ca_file, cert_file, key_file):
+        out.append(Path(name).read_bytes() if name else b"")
+    return tuple(out)
+
+
+class _Details(grpc.aio.ClientCallDetails):
+    pass
+
+
+class _ProofInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds a proof for ``target`` to every call of the channel."""
+
+    def __init__(self, signer: ProofSigner, target: str) -> None:
+        self._signer = signer
+        self._target = target
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        method = details.method
+        name = method.decode("ascii") if isinstance(method, bytes) else str(method)
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata.add(PROOF_HEADER, self._signer.proof(self._target, name))
+        return _Details(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class MeshChannels:
+    """Makes the channels of one server (``role``/``server_id``) to other procall servers."""
+
+    def __init__(self, settings: Settings, role: str, server_id: str) -> None:
+        self.role = role
+        self.server_id = server_id
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._signer: ProofSigner | None = None
+        if settings.tls.enabled:
+            tls = settings.tls
+            ca, cert, key = read_tls_files(tls.ca_file, tls.cert_file, tls.key_file)
+            self._credentials = grpc.ssl_channel_credentials(
+                root_certificates=ca, private_key=key, certificate_chain=cert
+            )
+        elif settings.auth.service_credential:
+            self._signer = ProofSigner(settings.auth.service_credential, role, server_id)
+
+    @property
+    def tls(self) -> bool:
+        """Whether channels use mutual TLS."""
+        return self._credentials is not None
+
+    def channel(self, address: str, target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
+        """A channel to the server at ``address``.
+
+        ``target`` is the server id it is meant to reach, or ``role_target(role)`` for a
+        server dialled by configured address; plain-mode proofs are valid only there.
+        """
+        if self._credentials is not None:
+            return grpc.aio.secure_channel(address, self._credentials, options=list(options))
+        interceptors = [_ProofInterceptor(self._signer, target)] if self._signer else None
+        return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
