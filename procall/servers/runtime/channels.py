@@ -39,19 +39,14 @@ class _Details(grpc.aio.ClientCallDetails):
     pass
 
 
-class _ProofInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds a proof for ``target`` to every call of the channel."""
+class _Prover:
+    """Adds a proof for ``target`` to the metadata of a call."""
 
     def __init__(self, signer: ProofSigner, target: str) -> None:
         self._signer = signer
         self._target = target
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         method = details.method
         name = method.decode("ascii") if isinstance(method, bytes) else str(method)
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
@@ -60,17 +55,38 @@ class _ProofInterceptor(
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+# grpc.aio files each interceptor under the first call kind it implements: one class per kind
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, prover: _Prover) -> None:
+        self._prover = prover
+
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(self._prover.details(details), request)
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, prover: _Prover) -> None:
+        self._prover = prover
 
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+        return await continuation(self._prover.details(details), request)
+
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, prover: _Prover) -> None:
+        self._prover = prover
 
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
+        return await continuation(self._prover.details(details), requests)
+
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, prover: _Prover) -> None:
+        self._prover = prover
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._details(details), requests)
+        return await continuation(self._prover.details(details), requests)
 
 
 class MeshChannels:
@@ -103,5 +119,13 @@ class MeshChannels:
         """
         if self._credentials is not None:
             return grpc.aio.secure_channel(address, self._credentials, options=list(options))
-        interceptors = [_ProofInterceptor(self._signer, target)] if self._signer else None
+        if self._signer is None:
+            return grpc.aio.insecure_channel(address, options=list(options))
+        prover = _Prover(self._signer, target)
+        interceptors: list[grpc.aio.ClientInterceptor] = [
+            _UnaryUnary(prover),
+            _UnaryStream(prover),
+            _StreamUnary(prover),
+            _StreamStream(prover),
+        ]
         return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)

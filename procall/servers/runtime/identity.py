@@ -272,4 +272,4 @@ class ServiceIdentityInterceptor(grpc.aio.ServerInterceptor):
 
             return unary
 
-        return grpc.experimental.wrap_server_method_handler(wrap, handler)  # type: ignore[attr-defined]
+        return grpc.experimental.wrap_server_method_handler(wrap, handler)  # type: ignore[no-untyped-call]
