@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -22,6 +23,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
+from tests.helpers.tls import tls_channel, use_tls
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
 PASSWORD = "correct horse battery"
@@ -56,6 +58,14 @@ class System:
     lookup: ServerApp
     ucservers: dict[str, ServerApp]
     users: dict[str, str] = field(default_factory=dict)  # username -> user_id
+    #: The private CA's certificate when the system runs with TLS.
+    ca_file: Path | None = None
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """A client's channel to ``address`` (TLS verified by the CA when the system has one)."""
+        if self.ca_file is None:
+            return grpc.aio.insecure_channel(address)
+        return tls_channel(address, self.ca_file)
 
 
 async def start_system(
@@ -63,22 +73,33 @@ async def start_system(
     settings: Callable[[], Settings],
     homes: Sequence[tuple[str, str]],
     configure_ucserver: Callable[[Settings], None] = lambda s: None,
+    tls_dir: Path | None = None,
 ) -> System:
-    """Start the servers and create users ``(username, home server id)``."""
-    directory = await start_app("directory", settings())
-    lookup_settings = settings()
-    lookup_settings.directory.address = directory.address
+    """Start the servers and create users ``(username, home server id)``.
+
+    With ``tls_dir`` every server gets a certificate from a CA made there and listens
+    with TLS (a client port and a mutual-TLS mesh port); servers dial each other's
+    mesh address, clients the client address (``System.channel``).
+    """
+
+    def secured(made: Settings, role: str, server_id: str) -> Settings:
+        return made if tls_dir is None else use_tls(made, tls_dir, role, server_id)
+
+    directory = await start_app("directory", secured(settings(), "directory", "directory-1"))
+    lookup_settings = secured(settings(), "lookup", "lookup-1")
+    lookup_settings.directory.address = directory.mesh_address
     lookup = await start_app("lookup", lookup_settings)
     ucservers = {}
     for server_id in sorted({home for _, home in homes}):
-        uc = settings()
+        uc = secured(settings(), "ucserver", server_id)
         uc.server.server_id = server_id
-        uc.directory.address = directory.address
-        uc.lookup.address = lookup.address
+        uc.directory.address = directory.mesh_address
+        uc.lookup.address = lookup.mesh_address
         configure_ucserver(uc)
         ucservers[server_id] = await start_app("ucserver", uc)
-    system = System(directory, lookup, ucservers)
-    async with grpc.aio.insecure_channel(directory.address) as channel:
+    ca_file = None if tls_dir is None else tls_dir / "ca.pem"
+    system = System(directory, lookup, ucservers, ca_file=ca_file)
+    async with system.channel(directory.address) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in homes:
             reply = await stub.CreateUser(
@@ -92,7 +113,7 @@ async def start_system(
             system.users[name] = reply.user.user_id
 
     async def all_registered() -> bool:
-        async with grpc.aio.insecure_channel(lookup.address) as channel:
+        async with system.channel(lookup.address) as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
             )
@@ -108,9 +129,14 @@ def auth(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def login(address: str, username: str) -> session_pb.LoginResponse:
-    """Log in with the test password."""
-    async with grpc.aio.insecure_channel(address) as channel:
+ChannelFor = Callable[[str], grpc.aio.Channel]
+
+
+async def login(
+    address: str, username: str, channel_for: ChannelFor = grpc.aio.insecure_channel
+) -> session_pb.LoginResponse:
+    """Log in with the test password (``channel_for=system.channel`` for a TLS system)."""
+    async with channel_for(address) as channel:
         return await session_grpc.SessionServiceStub(channel).Login(
             session_pb.LoginRequest(username=username, password=PASSWORD, client_name="test")
         )
@@ -130,8 +156,10 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 class EventStream:
     """A client's Connect stream, reading events in the background."""
 
-    def __init__(self, address: str, token: str) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(
+        self, address: str, token: str, channel_for: ChannelFor = grpc.aio.insecure_channel
+    ) -> None:
+        self.channel = channel_for(address)
         self.call = session_grpc.SessionServiceStub(self.channel).Connect(metadata=auth(token))
         self.events: asyncio.Queue[session_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
