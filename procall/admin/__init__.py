@@ -61,7 +61,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
-    """``--directory`` and ``--data-dir`` with the given default."""
+    """``--directory``, ``--data-dir`` and the TLS files, with the given default."""
     parser.add_argument(
         "--directory",
         metavar="HOST:PORT",
@@ -74,3 +74,13 @@ def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
         default=default,
         help="data dir of a running `procall up` (default .procall/datacenter)",
     )
+    parser.add_argument(
+        "--cacert",
+        type=Path,
+        default=default,
+        help="CA certificate verifying --directory (TLS; default plaintext)",
+    )
+    parser.add_argument(
+        "--cert", type=Path, default=default, help="client certificate for mutual TLS"
+    )
+    parser.add_argument("--key", type=Path, default=default, help="key of --cert")

@@ -21,7 +21,7 @@ from typing import TextIO
 
 import grpc
 
-from procall.admin._connect import AdminError, error_text
+from procall.admin._connect import AdminError, DirectoryTarget, error_text
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
@@ -185,7 +185,7 @@ async def _create(
 
 
 async def import_users(
-    address: str,
+    target: str | DirectoryTarget,
     rows: list[ImportRow],
     *,
     concurrency: int = 4,
@@ -193,7 +193,10 @@ async def import_users(
     stream: TextIO | None = None,
     on_row: Callable[[ImportRow, str], None] | None = None,
 ) -> ImportSummary:
-    """Create the users of ``rows`` through the Directory at ``address``."""
+    """Create the users of ``rows`` through the Directory at ``target`` (an address, or
+    a ``DirectoryTarget`` with TLS credentials)."""
+    if isinstance(target, str):
+        target = DirectoryTarget(target)
     summary = ImportSummary()
     progress = _Progress(len(rows), stream or sys.stderr)
     # rows naming a user (or mail) an earlier row of the file names go after all others,
@@ -210,7 +213,7 @@ async def import_users(
     queue: asyncio.Queue[ImportRow] = asyncio.Queue()
     for row in first:
         queue.put_nowait(row)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with target.channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def worker() -> None:

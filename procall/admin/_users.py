@@ -14,7 +14,13 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from procall.admin._connect import AdminError, AdminUsageError, directory_address, error_text
+from procall.admin._connect import (
+    AdminError,
+    AdminUsageError,
+    DirectoryTarget,
+    directory_target,
+    error_text,
+)
 from procall.admin._import import import_users, read_rows
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
@@ -74,10 +80,10 @@ def _table(users: list[pb.User]) -> str:
     )
 
 
-async def _list(args: argparse.Namespace, address: str) -> int:
+async def _list(args: argparse.Namespace, target: DirectoryTarget) -> int:
     users: list[pb.User] = []
     token = ""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with target.channel() as channel:
         stub = _stub(channel)
         while True:
             if args.search:
@@ -109,8 +115,8 @@ async def _list(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _show(args: argparse.Namespace, address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _show(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
         user = await _find_user(_stub(channel), args.user)
     data = _as_dict(user)
     if args.json:
@@ -123,8 +129,8 @@ async def _show(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _set_home(args: argparse.Namespace, address: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _set_home(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
         stub = _stub(channel)
         user = await _find_user(stub, args.user)
         reply = await stub.SetHomeServer(
@@ -136,9 +142,9 @@ async def _set_home(args: argparse.Namespace, address: str) -> int:
     return EXIT_OK
 
 
-async def _import(args: argparse.Namespace, address: str) -> int:
+async def _import(args: argparse.Namespace, target: DirectoryTarget) -> int:
     rows, problems = read_rows(Path(args.file))
-    summary = await import_users(address, rows, concurrency=args.concurrency)
+    summary = await import_users(target, rows, concurrency=args.concurrency)
     failures = sorted(problems + summary.failures)
     print(
         f"created {summary.created}, skipped {summary.skipped} (already exist), "
@@ -149,7 +155,7 @@ async def _import(args: argparse.Namespace, address: str) -> int:
     return EXIT_ROWS_FAILED if failures else EXIT_OK
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, str], Coroutine[Any, Any, int]]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, DirectoryTarget], Coroutine[Any, Any, int]]] = {
     "list": _list,
     "show": _show,
     "set-home": _set_home,
@@ -160,14 +166,14 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, str], Coroutine[Any, Any, int
 def run_users_command(args: argparse.Namespace) -> int:
     """Run ``procall admin users <command>``; returns the exit code."""
     try:
-        address = directory_address(args.directory, args.data_dir)
-        return asyncio.run(_COMMANDS[args.users_command](args, address))
+        target = directory_target(args.directory, args.data_dir, args.cacert, args.cert, args.key)
+        return asyncio.run(_COMMANDS[args.users_command](args, target))
     except AdminError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, AdminUsageError) else EXIT_ERROR
     except grpc.aio.AioRpcError as exc:
         if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-            message = f"the Directory at {address} does not answer ({error_text(exc)})"
+            message = f"the Directory at {target.address} does not answer ({error_text(exc)})"
         else:
             message = error_text(exc)
         print(f"procall: error: {message}", file=sys.stderr)

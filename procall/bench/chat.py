@@ -153,6 +153,7 @@ def _run(
     conversations = plan.conversations
     center = DataCenter(
         tmp,
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,

@@ -60,6 +60,7 @@ def run_presence_bench(
     with tempfile.TemporaryDirectory(prefix="procall-bench-") as tmp:
         center = DataCenter(
             Path(tmp),
+            tls=False,  # plaintext clients, as before TLS became the default
             ucservers=2,
             media_servers=1,
             on_line=lambda _: None,

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -97,12 +98,20 @@ def _ignore_existing(call: grpc.RpcError) -> None:
         raise call
 
 
-def seed_demo_directory(address: str, *, timeout: float = 30.0) -> list[tuple[str, str, str]]:
+def seed_demo_directory(
+    address: str, *, timeout: float = 30.0, credentials: grpc.ChannelCredentials | None = None
+) -> list[tuple[str, str, str]]:
     """Seed the demo directory at ``address``; returns ``(username, password, home server)``.
 
+    ``credentials`` are the operator's (mutual TLS) when the DataCenter runs with TLS.
     Raises ``grpc.RpcError`` when the Directory does not answer.
     """
-    with grpc.insecure_channel(address) as channel:
+    opened = (
+        grpc.insecure_channel(address)
+        if credentials is None
+        else grpc.secure_channel(address, credentials)
+    )
+    with opened as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         info = stub.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), timeout=timeout)
         if not info.writable:
@@ -154,17 +163,24 @@ def seed_demo_contacts(
     contacts: Sequence[tuple[str, Sequence[str]]] = DEMO_CONTACTS,
     *,
     timeout: float = 30.0,
+    ca_file: Path | None = None,
 ) -> int:
     """Give each demo user of ``contacts`` its contacts, logging in through the UCServer
-    at ``ucserver_address`` as that user; a user who has contacts already is left alone.
-    Returns how many users got contacts; raises ``ProcallClientError`` on failure."""
-    return asyncio.run(_seed_contacts(ucserver_address, contacts, timeout))
+    at ``ucserver_address`` as that user (over TLS verified by ``ca_file`` when given);
+    a user who has contacts already is left alone. Returns how many users got
+    contacts; raises ``ProcallClientError`` on failure."""
+    return asyncio.run(_seed_contacts(ucserver_address, contacts, timeout, ca_file))
 
 
 async def _seed_contacts(
-    address: str, contacts: Sequence[tuple[str, Sequence[str]]], timeout: float
+    address: str,
+    contacts: Sequence[tuple[str, Sequence[str]]],
+    timeout: float,
+    ca_file: Path | None,
 ) -> int:
-    from procall.client import ClientOptions, ProcallClient
+    from procall.client import ClientOptions, ProcallClient, tls_channels
+
+    factory = tls_channels(ca_file) if ca_file is not None else None
 
     users = {u.username: u for u in DEMO_USERS}
     seeded = 0
@@ -176,6 +192,7 @@ async def _seed_contacts(
             client_name="procall-up/demo-seed",
             options=ClientOptions(call_timeout=timeout),
             connect=False,
+            channel_factory=factory,
         )
         try:
             if not await client.contacts():

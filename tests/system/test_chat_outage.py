@@ -80,6 +80,7 @@ def center(tmp_path: Path, cluster: PostgresCluster) -> Iterator[DataCenter]:
     """The DataCenter with PostgreSQL as its chat database (users stay in SQLite)."""
     dc = DataCenter(
         tmp_path / "dc",
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,

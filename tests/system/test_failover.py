@@ -34,6 +34,7 @@ TTL = 1.5
 def center(tmp_path: Path) -> Iterator[DataCenter]:
     dc = DataCenter(
         tmp_path,
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,

@@ -22,17 +22,9 @@ import grpc
 from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner
 from procall.settings import Settings
 
-__all__ = ["MeshChannels", "read_tls_files"]
+__all__ = ["MeshChannels"]
 
 ChannelOptions = Sequence[tuple[str, Any]]
-
-
-def read_tls_files(ca_file: str, cert_file: str = "", key_file: str = "") -> tuple[bytes, ...]:
-    """The bytes of the named PEM files; ``OSError`` naming the file that cannot be read."""
-    out = []
-    for name in (ca_file, cert_file, key_file):
-        out.append(Path(name).read_bytes() if name else b"")
-    return tuple(out)
 
 
 class _Details(grpc.aio.ClientCallDetails):
@@ -99,7 +91,9 @@ class MeshChannels:
         self._signer: ProofSigner | None = None
         if settings.tls.enabled:
             tls = settings.tls
-            ca, cert, key = read_tls_files(tls.ca_file, tls.cert_file, tls.key_file)
+            ca, cert, key = (
+                Path(f).read_bytes() for f in (tls.ca_file, tls.cert_file, tls.key_file)
+            )
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=ca, private_key=key, certificate_chain=cert
             )

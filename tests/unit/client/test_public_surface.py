@@ -36,6 +36,7 @@ SURFACE = {
         "UnknownEvent",
         "event_from_proto",
         "insecure_channel",
+        "tls_channels",
     },
     "procall.client.cli": {
         "CLIENT_NAME",
@@ -43,6 +44,7 @@ SURFACE = {
         "add_client_parser",
         "run_client",
         "run_client_command",
+        "server_ca_file",
     },
 }
 
