@@ -158,10 +158,14 @@ def test_commands_find_the_directory_through_the_data_dir(
     assert "Traceback" not in dead.stderr
 
 
-def _buf_curl(address: str, method: str, body: dict[str, object]) -> dict[str, object]:
+def _buf_curl(
+    address: str, method: str, body: dict[str, object], ca_file: str = ""
+) -> dict[str, object]:
+    transport = ["--cacert", ca_file] if ca_file else ["--http2-prior-knowledge"]
+    scheme = "https" if ca_file else "http"
     result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
-         f"http://{address}/procall.api.directory.v1.DirectoryService/{method}",
+        [str(BUF), "curl", "--protocol", "grpc", *transport,
+         f"{scheme}://{address}/procall.api.directory.v1.DirectoryService/{method}",
          "-d", json.dumps(body)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -216,10 +220,12 @@ def test_procall_up_seeds_the_demo_directory(tmp_path: Path) -> None:
                          "--data-dir", str(data_dir), cwd=tmp_path)  # fmt: skip
         assert len(homed.stdout.splitlines()) == 1 + 6
         if BUF.exists():
-            address = next(
-                e["address"] for e in json.loads(endpoints.read_text()) if e["role"] == "directory"
+            directory = next(
+                e for e in json.loads(endpoints.read_text()) if e["role"] == "directory"
             )
-            found = _buf_curl(address, "SearchUsers", {"query": "Anderson"})
+            found = _buf_curl(
+                directory["address"], "SearchUsers", {"query": "Anderson"}, directory["ca_file"]
+            )
             assert [u["username"] for u in found["users"]] == ["alice"]  # type: ignore[attr-defined, union-attr]
     finally:
         process.send_signal(signal.SIGINT)
