@@ -60,11 +60,6 @@ class ServerInfo:
     mesh_address: str = ""
 
     @property
-    def peer_address(self) -> str:
-        """The address another procall server dials: the mesh port when there is one."""
-        return self.mesh_address or self.address
-
-    @property
     def utilization(self) -> float:
         """``load / capacity``; infinite for a server that declares no capacity."""
         if self.capacity <= 0:

@@ -11,7 +11,11 @@ from typing import Any
 import grpc
 
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
-from procall.servers.runtime.identity import ServiceAuthenticator, ServiceIdentityInterceptor
+from procall.servers.runtime.identity import (
+    ServiceAuthenticator,
+    ServiceIdentityInterceptor,
+    mesh_auth_required,
+)
 from procall.settings import Settings
 
 __all__ = [
@@ -87,6 +91,14 @@ class ServerApp:
         server_id = ensure_server_id(settings, role)
         #: Proves which procall server makes each call to this one.
         self.authenticator = ServiceAuthenticator.from_settings(settings, role, server_id)
+        if not mesh_auth_required(settings):
+            _log.warning(
+                "%s %s: no [tls] and no [auth] service_credential: servers are not "
+                "authenticated, anyone may register or open peer streams "
+                "(use `procall certs` and [tls])",
+                role,
+                server_id,
+            )
         # first after error mapping: the policy enforcer reads what it proved
         proving = ServiceIdentityInterceptor(self.authenticator)
         self.grpc = GrpcServer(

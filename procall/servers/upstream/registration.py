@@ -14,7 +14,13 @@ from collections.abc import Callable
 import grpc
 
 from procall import __version__
-from procall.errors import Aborted, InvalidArgument, Unavailable
+from procall.errors import (
+    Aborted,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.routing.models import HeartbeatAck, ServerInfo, ServerRole
@@ -72,6 +78,12 @@ class GrpcLookupPort:
                 raise Aborted("the Lookup refused a stale epoch") from err
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(err.details() or "the Lookup refused the heartbeat") from err
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise PermissionDenied(err.details() or "the Lookup refused this server") from err
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated(
+                    err.details() or "the Lookup does not know this server"
+                ) from err
             raise Unavailable.backend("Lookup") from err
         return HeartbeatAck(epoch=response.epoch, ttl_seconds=float(response.ttl_seconds))
 
@@ -136,10 +148,10 @@ class LookupRegistration:
             mesh_address=app.mesh_address,
         )
 
-        async def fenced() -> None:
-            # out of the routing view for good: say so to load balancers and operators
+        async def routable(serving: bool) -> None:
+            # out of the routing view (not for a Lookup outage): say so in health
             for service in ["", *app.grpc.service_names]:
-                await app.grpc.set_serving(False, service)
+                await app.grpc.set_serving(serving, service)
 
         # a heartbeat slower than half the TTL is as good as lost
         port = GrpcLookupPort(self._channel, timeout=max(0.2, lookup.heartbeat_ttl / 2))
@@ -151,7 +163,7 @@ class LookupRegistration:
             draining=self._draining,
             degraded=self._degraded,
             outbox_depth=self._outbox_depth,
-            on_fenced=fenced,
+            on_routable=routable,
         )
         self.registrar.start()
 

@@ -51,3 +51,24 @@ async def test_a_fenced_server_reports_not_serving(
     await wait_for(first_out)
     assert await listed_at(second.address)
     assert await _health(second.address) == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_server_the_lookup_refuses_reports_not_serving(
+    start_app: StartApp, settings: Callable[[], Settings]
+) -> None:
+    lookup = await start_app("lookup", settings())
+    outsider = settings()
+    outsider.auth.service_credential = "not the system's secret"
+    outsider.server.server_id = "media-x"
+    outsider.lookup.address = lookup.mesh_address
+    media = await start_app("media", outsider)
+
+    async def refused() -> bool:
+        return await _health(media.address) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    await wait_for(refused)
+    async with grpc.aio.insecure_channel(lookup.address) as channel:
+        reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
+            lookup_pb.ListServersRequest(), timeout=5
+        )
+    assert "media-x" not in {s.server_id for s in reply.servers}
