@@ -141,6 +141,14 @@ class ServiceAuthenticator:
             window=settings.auth.proof_window_seconds,
         )
 
+    def may_prove(self, details: grpc.HandlerCallDetails) -> bool:
+        """Whether a call can prove a server identity at all (cheap: metadata only)."""
+        if self._tls:
+            return True  # only the handler's context shows the certificate
+        if not self._key:
+            return False
+        return any(key == PROOF_HEADER for key, _ in details.invocation_metadata or ())
+
     def identify(self, context: Any, method: str) -> ServiceIdentity | None:
         """The calling server's identity, or None when the call does not prove one."""
         if self._tls:
@@ -234,8 +242,10 @@ class ServiceIdentityInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        if handler is None or not self._authenticator.may_prove(handler_call_details):
+            # nothing to prove (a client's call in plain mode, or an open mesh): the
+            # handler runs as it is, at no cost, and nobody is a procall server
+            return handler
         method: str = handler_call_details.method
         authenticator = self._authenticator
 
