@@ -358,6 +358,11 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         _apply_file(settings, data, str(path))
     _apply_env(settings, env if env is not None else {})
+    tls = settings.tls
+    named = [bool(tls.ca_file), bool(tls.cert_file), bool(tls.key_file)]
+    if any(named) and not all(named):
+        # half a TLS configuration must not quietly fall back to plaintext
+        raise ConfigError("[tls] needs ca_file, cert_file and key_file together")
     return settings
 
 
