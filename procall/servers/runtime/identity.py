@@ -34,6 +34,7 @@ import hmac
 import inspect
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -128,7 +129,9 @@ class ServiceAuthenticator:
         self._targets = {server_id}
         if role in _DIALLED_BY_ROLE:
             self._targets.add(role_target(role))
+        # nonces seen, and the same in the order they expire (the window is fixed)
         self._nonces: dict[str, float] = {}
+        self._expiries: deque[tuple[float, str]] = deque()
 
     @classmethod
     def from_settings(cls, settings: Settings, role: str, server_id: str) -> ServiceAuthenticator:
@@ -183,14 +186,23 @@ class ServiceAuthenticator:
         return ServiceIdentity(role=role, server_id=server_id)
 
     def _remember(self, nonce: str, now: float) -> bool:
-        """Record ``nonce``; False when it was seen within the window (a replay)."""
-        if nonce in self._nonces and self._nonces[nonce] > now:
+        """Record ``nonce``; False when it was seen within the window (a replay).
+
+        A nonce is kept for twice the window: by then a proof carrying it is too old
+        to be taken anyway.
+        """
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            _, old = expiries.popleft()
+            if self._nonces.get(old, now + 1) <= now:
+                del self._nonces[old]
+        if nonce in self._nonces:
             return False
         if len(self._nonces) >= _MAX_NONCES:
-            self._nonces = {n: t for n, t in self._nonces.items() if t > now}
-            if len(self._nonces) >= _MAX_NONCES:
-                return False  # refuse rather than forget nonces that could be replayed
-        self._nonces[nonce] = now + 2 * self._window
+            return False  # refuse rather than forget nonces that could be replayed
+        expiry = now + 2 * self._window
+        self._nonces[nonce] = expiry
+        expiries.append((expiry, nonce))
         return True
 
 

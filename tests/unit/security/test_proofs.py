@@ -43,3 +43,16 @@ def test_a_ucserver_takes_no_proof_meant_for_a_role() -> None:
     assert _receiver().check_proof(signer.proof(role_target("ucserver"), METHOD), METHOD) is None
     lookup = _receiver("lookup", "lookup-1")
     assert lookup.check_proof(signer.proof(role_target("lookup"), METHOD), METHOD) is not None
+
+
+def test_seen_nonces_are_forgotten_only_when_their_proofs_are_too_old() -> None:
+    receiver = _receiver()
+    signer = ProofSigner("shared", "ucserver", "uc-2")
+    start = time.time()
+    proof = signer.proof("uc-1", METHOD, now=start)
+    assert receiver.check_proof(proof, METHOD, now=start) is not None
+    assert receiver.check_proof(proof, METHOD, now=start + 29) is None  # replay in the window
+    # long after, other proofs still work, and the old one is refused for its age
+    later = signer.proof("uc-1", METHOD, now=start + 100)
+    assert receiver.check_proof(later, METHOD, now=start + 100) is not None
+    assert receiver.check_proof(proof, METHOD, now=start + 100) is None
