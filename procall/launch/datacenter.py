@@ -160,6 +160,7 @@ class DataCenter:
         #: The private CA's certificate (TLS only; valid after ``start``).
         self.ca_file: Path | None = None
         self._ca: Any = None
+        self._service_credential = ""
         self._config: Path | None = None
         self._env: dict[str, dict[str, str]] = {}
         self._redis: RedisProcess | None = None
@@ -252,6 +253,7 @@ class DataCenter:
         auth: dict[str, str | int | float | bool] = {"token_secret": keys["token_secret"]}
         if not self.tls:  # plain mode: servers prove themselves with proofs of this secret
             auth["service_credential"] = keys["service"]
+            self._service_credential = keys["service"]
         sections: dict[str, dict[str, str | int | float | bool]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},

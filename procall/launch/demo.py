@@ -24,6 +24,8 @@ import grpc
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.servers.runtime.channels import proving_channel
+from procall.servers.runtime.identity import ProofSigner, role_target
 
 __all__ = ["DEMO_CONTACTS", "DEMO_USERS", "DemoUser", "seed_demo_contacts", "seed_demo_directory"]
 
@@ -99,11 +101,16 @@ def _ignore_existing(call: grpc.RpcError) -> None:
 
 
 def seed_demo_directory(
-    address: str, *, timeout: float = 30.0, credentials: grpc.ChannelCredentials | None = None
+    address: str,
+    *,
+    timeout: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    proof: ProofSigner | None = None,
 ) -> list[tuple[str, str, str]]:
     """Seed the demo directory at ``address``; returns ``(username, password, home server)``.
 
-    ``credentials`` are the operator's (mutual TLS) when the DataCenter runs with TLS.
+    The seeding calls come from the local operator: with ``credentials`` (the
+    operator's certificate, mutual TLS) or, in plain mode, with a ``proof`` signer.
     Raises ``grpc.RpcError`` when the Directory does not answer.
     """
     opened = (
@@ -111,6 +118,8 @@ def seed_demo_directory(
         if credentials is None
         else grpc.secure_channel(address, credentials)
     )
+    if proof is not None:
+        opened = proving_channel(opened, proof, role_target("directory"))
     with opened as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         info = stub.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), timeout=timeout)

@@ -40,6 +40,7 @@ SURFACE = {
     "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
     "procall.servers.runtime.identity": {
         "PROOF_HEADER",
+        "IdentifyService",
         "ProofSigner",
         "ServiceAuthenticator",
         "ServiceIdentityInterceptor",

@@ -22,7 +22,7 @@ import grpc
 from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner
 from procall.settings import Settings
 
-__all__ = ["MeshChannels"]
+__all__ = ["MeshChannels", "proving_channel"]
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
@@ -79,6 +79,28 @@ class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
 
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self._prover.details(details), requests)
+
+
+class _SyncProver(grpc.UnaryUnaryClientInterceptor):
+    """Adds a fresh proof to every unary call of a blocking channel."""
+
+    def __init__(self, signer: ProofSigner, target: str) -> None:
+        self._signer = signer
+        self._target = target
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = list(details.metadata or ())
+        metadata.append((PROOF_HEADER, self._signer.proof(self._target, details.method)))
+        return continuation(details._replace(metadata=metadata), request)
+
+
+def proving_channel(channel: grpc.Channel, signer: ProofSigner, target: str) -> grpc.Channel:
+    """A blocking channel whose unary calls prove ``signer``'s identity to ``target``.
+
+    For operator tools in plain mode (``procall up --insecure`` seeding the demo
+    directory as ``operator/local``); servers use ``MeshChannels``.
+    """
+    return grpc.intercept_channel(channel, _SyncProver(signer, target))
 
 
 class MeshChannels:

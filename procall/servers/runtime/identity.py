@@ -36,7 +36,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +44,19 @@ import grpc
 import grpc.experimental
 
 from procall.security.certs import parse_spiffe_id
-from procall.servers.runtime.auth import CallerIdentity, ServiceIdentity, bind_caller, reset_caller
+from procall.servers.runtime.auth import (
+    CallerIdentity,
+    ServiceIdentity,
+    bind_caller,
+    current_claims_or_none,
+    current_service,
+    reset_caller,
+)
 from procall.settings import Settings
 
 __all__ = [
     "PROOF_HEADER",
+    "IdentifyService",
     "ProofSigner",
     "ServiceAuthenticator",
     "ServiceIdentityInterceptor",
@@ -74,6 +82,11 @@ class _Proven:
 
 #: What the interceptor proved for the current call (unset outside an intercepted call).
 _PROVEN: ContextVar[_Proven | None] = ContextVar("procall_service_identity", default=None)
+
+
+#: Finds the proven server identity of a call (None: not a procall server), given the
+#: call's context and method; ``service_identity`` and ``ServiceAuthenticator`` are ones.
+IdentifyService = Callable[[Any, str], ServiceIdentity | None]
 
 
 def mesh_auth_required(settings: Settings) -> bool:
@@ -143,6 +156,19 @@ class ServiceAuthenticator:
             credential=settings.auth.service_credential,
             window=settings.auth.proof_window_seconds,
         )
+
+    def __call__(self, context: Any, method: str) -> ServiceIdentity | None:
+        """The calling server of the current call, proven once per call (an ``IdentifyService``).
+
+        The result is kept in a context variable of the call's task (each RPC runs in
+        its own task), so the interceptor and the policy enforcer may both ask.
+        """
+        proven = _PROVEN.get()
+        if proven is not None:
+            return proven.identity
+        identity = self.identify(context, method)
+        _PROVEN.set(_Proven(identity))
+        return identity
 
     def may_prove(self, details: grpc.HandlerCallDetails) -> bool:
         """Whether a call can prove a server identity at all (cheap: metadata only)."""
@@ -222,10 +248,10 @@ def _from_certificate(context: Any) -> ServiceIdentity | None:
 def service_identity(context: Any, method: str) -> ServiceIdentity | None:
     """The procall server making the current call, or None (a client, or not proven).
 
-    Inside a server built by ``ServerApp`` this is what ``ServiceIdentityInterceptor``
-    proved for the call (from the certificate, or from the plain-mode proof, checked
-    once: a second check would see its own nonce as a replay). Elsewhere it reads
-    the caller's certificate only.
+    Inside a server built by ``ServerApp`` this is what the server's
+    ``ServiceAuthenticator`` proved for the call (from the certificate, or from the
+    plain-mode proof). Where nothing was proven yet it reads the caller's
+    certificate only: plain-mode proofs need the server's authenticator.
     """
     proven = _PROVEN.get()
     if proven is not None:
@@ -236,13 +262,22 @@ def service_identity(context: Any, method: str) -> ServiceIdentity | None:
 Behavior = Callable[..., Any]
 
 
+def _bind_if_unbound(identity: ServiceIdentity | None, context: Any) -> Token[Any] | None:
+    """Bind the proven server for the handler, unless the policy enforcer already bound
+    the caller (with a session's claims, which this must not drop)."""
+    if current_claims_or_none() is not None or current_service() is not None:
+        return None
+    return bind_caller(CallerIdentity(service=identity, peer=context.peer() or ""))
+
+
 class ServiceIdentityInterceptor(grpc.aio.ServerInterceptor):
     """Proves the calling server once per call and binds it for the handler.
 
     A ``grpc.aio`` interceptor cannot see the TLS peer, so this one wraps each
     handler (keeping its kind: an async generator stays one) and proves the caller
-    when the handler runs. It must come before the policy enforcer, which reads
-    the result through ``service_identity``.
+    when the handler runs. The policy enforcer, wherever it sits, reads the same
+    result through ``service_identity`` or the ``ServiceAuthenticator`` (a proof is
+    checked once per call: checking it twice would see its nonce as a replay).
     """
 
     def __init__(self, authenticator: ServiceAuthenticator) -> None:
@@ -265,32 +300,28 @@ class ServiceIdentityInterceptor(grpc.aio.ServerInterceptor):
             if inspect.isasyncgenfunction(behavior):
 
                 async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                    identity = authenticator.identify(context, method)
-                    proven = _PROVEN.set(_Proven(identity))
-                    bound = bind_caller(CallerIdentity(service=identity, peer=context.peer()))
+                    bound = _bind_if_unbound(authenticator(context, method), context)
                     try:
                         async for reply in behavior(request, context):
                             yield reply
                     finally:
-                        # a generator closed from another context cannot reset its variables
-                        with contextlib.suppress(ValueError):
-                            reset_caller(bound)
-                            _PROVEN.reset(proven)
+                        if bound is not None:
+                            # a generator closed from another context cannot reset it
+                            with contextlib.suppress(ValueError):
+                                reset_caller(bound)
 
                 return stream
 
             async def unary(request: Any, context: Any) -> Any:
-                identity = authenticator.identify(context, method)
-                proven = _PROVEN.set(_Proven(identity))
-                bound = bind_caller(CallerIdentity(service=identity, peer=context.peer()))
+                bound = _bind_if_unbound(authenticator(context, method), context)
                 try:
                     result = behavior(request, context)
                     if inspect.isawaitable(result):
                         result = await result
                     return result
                 finally:
-                    reset_caller(bound)
-                    _PROVEN.reset(proven)
+                    if bound is not None:
+                        reset_caller(bound)
 
             return unary
 
