@@ -48,7 +48,7 @@ SURFACE = {
         "role_target",
         "service_identity",
     },
-    "procall.servers.runtime.channels": {"MeshChannels"},
+    "procall.servers.runtime.channels": {"MeshChannels", "proving_channel"},
     "procall.security": {
         "ROLES",
         "CertificateAuthority",

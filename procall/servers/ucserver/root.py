@@ -218,6 +218,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         services,
         on_start=on_start,
         on_stop=on_stop,
-        components={"sessions": sessions, "presence": presence, "chat": chat},
+        components={"sessions": sessions, "presence": presence, "chat": chat, "links": links},
     )
     return app

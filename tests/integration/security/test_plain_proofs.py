@@ -16,8 +16,8 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
+from procall.servers.peering.links import PeerLinks
 from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner, role_target
-from procall.servers.ucserver.presence import PresenceComponent
 from tests.helpers.topology import EventStream, System, login
 
 EXCHANGE = "/procall.mesh.peer.v1.PeerService/Exchange"
@@ -85,9 +85,9 @@ async def test_a_fake_server_gets_no_credential_and_cannot_replay_what_it_got(
     await stream.open()
     try:
         # the real uc-2 dials the fake through its own peer mesh
-        presence = uc2.components["presence"]
-        assert isinstance(presence, PresenceComponent)
-        presence.mesh.hello_from("uc-fake", fake_address)
+        links = uc2.components["links"]
+        assert isinstance(links, PeerLinks)
+        links.hello_from("uc-fake", fake_address)
         await asyncio.wait_for(fake.called.wait(), 10)
         secret = uc2.settings.auth.service_credential
         assert secret and not any(secret in value for _, value in fake.metadata)
