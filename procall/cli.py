@@ -171,11 +171,15 @@ def _run_up(args: argparse.Namespace) -> int:
 
 
 def _run_certs(args: argparse.Namespace) -> int:
-    from procall.security import ensure_ca, issue
+    from procall.security import ensure_ca, issue, spiffe_id
 
     wanted = []
     for text in args.identities:
         role, _, server_id = text.partition("/")
+        try:
+            spiffe_id(role, server_id)
+        except ValueError as exc:  # an unknown role or a malformed id
+            raise UsageError(str(exc)) from None
         wanted.append((role, server_id))
     try:
         ca = ensure_ca(args.dir)
@@ -183,7 +187,7 @@ def _run_certs(args: argparse.Namespace) -> int:
         for role, server_id in wanted:
             issued = issue(ca, role, server_id, hosts=tuple(args.host))
             print(f"{role}/{server_id}  {issued.cert_file}  {issued.key_file}")
-    except ValueError as exc:
+    except ValueError as exc:  # an unusable CA in the folder
         raise CliError(str(exc)) from None
     except OSError as exc:
         raise CliError(f"cannot write in {args.dir}: {exc.strerror}") from None
