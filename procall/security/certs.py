@@ -10,8 +10,9 @@ turns into the caller's role and id. Keys are ECDSA P-256 (grpc's TLS stack
 refuses Ed25519 certificates).
 
 Issuing is idempotent: an existing CA is reused, and a certificate that the CA
-issued for the same identity and that is not close to expiry is kept. Keys are
-written 0600 and their folder 0700.
+issued for the same identity and that is not close to expiry is kept. Every file
+is written 0600 (certificates are public, but one rule for every file of a data
+dir is easier to check) and the folder is 0700 (``procall.security.files``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from procall.security.files import private_dir, write_private
 
 __all__ = [
     "ROLES",
@@ -90,30 +93,6 @@ class IssuedCertificate:
     key_file: Path
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` readable by the owner only (never briefly wider)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
@@ -129,7 +108,7 @@ def _now() -> dt.datetime:
 def ensure_ca(folder: str | Path) -> CertificateAuthority:
     """The CA in ``folder`` (``ca.pem``, ``ca.key``), created when it is not there yet."""
     folder = Path(folder)
-    _private_dir(folder)
+    private_dir(folder)
     cert_file, key_file = folder / "ca.pem", folder / "ca.key"
     if cert_file.exists() and key_file.exists():
         certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
@@ -172,8 +151,8 @@ def ensure_ca(folder: str | Path) -> CertificateAuthority:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(key_file, _key_pem(key))
-    _write_public(cert_file, certificate.public_bytes(serialization.Encoding.PEM))
+    write_private(key_file, _key_pem(key))
+    write_private(cert_file, certificate.public_bytes(serialization.Encoding.PEM))
     return CertificateAuthority(certificate, key, cert_file, key_file)
 
 
@@ -206,7 +185,7 @@ def issue(
     """
     uri = spiffe_id(role, server_id)
     folder = Path(folder) if folder is not None else ca.cert_file.parent
-    _private_dir(folder)
+    private_dir(folder)
     cert_file = folder / f"{role}.{server_id}.pem"
     key_file = folder / f"{role}.{server_id}.key"
     if _still_good(ca, cert_file, key_file, uri):
@@ -254,6 +233,6 @@ def issue(
         )
         .sign(ca.key, hashes.SHA256())
     )
-    _write_private(key_file, _key_pem(key))
-    _write_public(cert_file, certificate.public_bytes(serialization.Encoding.PEM))
+    write_private(key_file, _key_pem(key))
+    write_private(cert_file, certificate.public_bytes(serialization.Encoding.PEM))
     return IssuedCertificate(role, server_id, ca.cert_file, cert_file, key_file)
