@@ -19,6 +19,8 @@ from typing import Any
 
 import grpc
 
+from procall.security.files import InsecureFileError, require_private
+from procall.servers.runtime.app import StartupError
 from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner
 from procall.settings import Settings
 
@@ -107,15 +109,26 @@ class MeshChannels:
     """Makes the channels of one server (``role``/``server_id``) to other procall servers."""
 
     def __init__(self, settings: Settings, role: str, server_id: str) -> None:
+        """Read the TLS files (or the plain-mode credential) of ``settings``.
+
+        Raises ``StartupError`` naming a TLS file that cannot be read or whose key is
+        open to other users.
+        """
         self.role = role
         self.server_id = server_id
         self._credentials: grpc.ChannelCredentials | None = None
         self._signer: ProofSigner | None = None
         if settings.tls.enabled:
             tls = settings.tls
-            ca, cert, key = (
-                Path(f).read_bytes() for f in (tls.ca_file, tls.cert_file, tls.key_file)
-            )
+            try:
+                require_private(tls.key_file, "it is this server's private key")
+                ca, cert, key = (
+                    Path(f).read_bytes() for f in (tls.ca_file, tls.cert_file, tls.key_file)
+                )
+            except InsecureFileError as exc:
+                raise StartupError(str(exc)) from None
+            except OSError as exc:
+                raise StartupError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
             self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=ca, private_key=key, certificate_chain=cert
             )

@@ -29,6 +29,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from procall.security.files import InsecureFileError, require_private
 from procall.servers.runtime.errors import ErrorMappingInterceptor
 from procall.settings import ServerSettings, TlsSettings
 
@@ -147,9 +148,12 @@ class GrpcServer:
             self.port = self.mesh_port = self._bind(target, None)
             return
         try:
+            require_private(self._tls.key_file, "it is this server's private key")
             ca = Path(self._tls.ca_file).read_bytes()
             cert = Path(self._tls.cert_file).read_bytes()
             key = Path(self._tls.key_file).read_bytes()
+        except InsecureFileError as exc:
+            raise BindError(str(exc)) from None
         except OSError as exc:
             raise BindError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
         pair = [(key, cert)]

@@ -4,6 +4,7 @@ client port)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -18,8 +19,11 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.security import ensure_ca, issue
-from tests.helpers.tls import certificate, tls_channel
-from tests.helpers.topology import EventStream, System, auth, login
+from procall.servers.runtime.app import StartupError
+from procall.servers.runtime.grpc_server import BindError
+from procall.settings import Settings
+from tests.helpers.tls import certificate, tls_channel, use_tls
+from tests.helpers.topology import EventStream, StartApp, System, auth, login
 
 
 async def test_login_and_presence_across_two_ucservers_over_mutual_tls(tls_system: System) -> None:
@@ -158,3 +162,21 @@ async def test_a_server_cannot_speak_as_another_on_the_peer_stream(
                 )
                 await call.read()
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_server_refuses_to_start_with_a_key_others_can_read(
+    start_app: StartApp, settings: Callable[[], Settings], tmp_path: Path
+) -> None:
+    made = use_tls(settings(), tmp_path / "tls", "lookup", "lookup-9")
+    Path(made.tls.key_file).chmod(0o644)
+    with pytest.raises(BindError, match="chmod 600"):
+        await start_app("lookup", made)
+    Path(made.tls.key_file).chmod(0o600)
+    made.tls.cert_file = str(tmp_path / "missing.pem")
+    with pytest.raises(BindError, match="missing.pem"):
+        await start_app("lookup", made)
+    uc = use_tls(settings(), tmp_path / "tls", "ucserver", "uc-9")
+    uc.lookup.address = "127.0.0.1:1"
+    Path(uc.tls.key_file).chmod(0o640)
+    with pytest.raises(StartupError, match="chmod 600"):
+        await start_app("ucserver", uc)
