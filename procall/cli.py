@@ -1,4 +1,4 @@
-"""The ``procall`` command line: ``up``, ``serve``, ``admin``, ``client``, ``bench``.
+"""The ``procall`` command line: ``up``, ``serve``, ``certs``, ``admin``, ``client``, ``bench``.
 
 Every user-facing failure prints one line ``procall: error: ...``: runtime
 failures (port in use, Redis not answering, no such user) exit 1, usage errors
@@ -58,6 +58,25 @@ def _build_parser() -> argparse.ArgumentParser:
     up.add_argument("--database-url", help="SQLAlchemy async URL (default: SQLite in data dir)")
     up.add_argument("--ucservers", type=int, default=2, help="number of UCServers (default 2)")
     up.add_argument("--media-servers", type=int, default=2, help="number of MediaServers")
+    up.add_argument(
+        "--insecure",
+        action="store_true",
+        help="no TLS: plaintext ports, servers prove themselves with a shared secret",
+    )
+
+    certs = commands.add_parser(
+        "certs", help="create a private CA and certificates for procall servers"
+    )
+    certs.add_argument("--dir", type=Path, required=True, help="folder of the CA and certificates")
+    certs.add_argument(
+        "identities",
+        nargs="*",
+        metavar="ROLE/ID",
+        help="certificates to issue, e.g. ucserver/uc-1 lookup/lookup-1 operator/local",
+    )
+    certs.add_argument(
+        "--host", action="append", default=[], help="extra DNS name or IP in each certificate"
+    )
 
     serve = commands.add_parser("serve", help="run one server role")
     serve.add_argument("role", help=f"one of: {', '.join(ROLE_NAMES)}")
@@ -145,9 +164,34 @@ def _run_up(args: argparse.Namespace) -> int:
             database_url=args.database_url,
             ucservers=args.ucservers,
             media_servers=args.media_servers,
+            tls=not args.insecure,
         )
     except DataCenterError as exc:
         raise CliError(str(exc)) from None
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from procall.security import ensure_ca, issue, spiffe_id
+
+    wanted = []
+    for text in args.identities:
+        role, _, server_id = text.partition("/")
+        try:
+            spiffe_id(role, server_id)
+        except ValueError as exc:  # an unknown role or a malformed id
+            raise UsageError(str(exc)) from None
+        wanted.append((role, server_id))
+    try:
+        ca = ensure_ca(args.dir)
+        print(f"CA          {ca.cert_file}")
+        for role, server_id in wanted:
+            issued = issue(ca, role, server_id, hosts=tuple(args.host))
+            print(f"{role}/{server_id}  {issued.cert_file}  {issued.key_file}")
+    except ValueError as exc:  # an unusable CA in the folder
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot write in {args.dir}: {exc.strerror}") from None
+    return 0
 
 
 #: Benchmarks by name, with what they measure.
@@ -219,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"serve": _run_serve, "up": _run_up, "bench": _run_bench}
+    handlers = {"serve": _run_serve, "up": _run_up, "bench": _run_bench, "certs": _run_certs}
     handler = handlers.get(args.command) or getattr(args, "handler", None)
     try:
         if handler is None:

@@ -36,6 +36,7 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "TelemetrySettings",
+    "TlsSettings",
     "load_settings",
 ]
 
@@ -203,14 +204,43 @@ class AuthSettings:
     token_issuer: str = "procall"
     token_audience: str = "procall"
     token_ttl_seconds: int = 8 * 3600
-    #: Shared secret servers present to each other when mTLS is not configured.
+    #: Shared secret of plain mode (no ``[tls]``): servers prove who they are with a
+    #: per-call HMAC of it, never by sending it (see ``procall.servers.runtime.identity``).
     service_credential: str = ""
+    #: Seconds a plain-mode proof is valid around its timestamp (clock skew plus delay).
+    proof_window_seconds: float = 30.0
     #: Seconds a session whose stream dropped waits for the client to resume.
     resume_window_seconds: float = 120.0
     #: Events kept per session for resuming (oldest dropped first).
     replay_buffer_events: int = 10_000
     #: Licenses in the system-wide pool (every UCServer should be configured alike).
     license_pool_size: int = 1000
+
+
+@dataclass
+class TlsSettings:
+    """Mutual TLS between procall servers, and TLS for clients (``procall certs`` makes the files).
+
+    With all three files set the server listens on two ports: ``[server] port`` for
+    clients (server-only TLS: clients prove who they are with session tokens) and
+    ``mesh_port`` for other procall servers (mutual TLS: the caller's certificate names
+    its role and server id). Every channel to another server presents ``cert_file``.
+    Without them the server runs in plain mode (see ``procall.servers.runtime.identity``).
+    """
+
+    #: PEM of the private CA that issued every procall certificate.
+    ca_file: str = ""
+    #: PEM certificate of this server (SAN URI ``spiffe://procall/<role>/<server id>``).
+    cert_file: str = ""
+    #: PEM private key of ``cert_file`` (ECDSA P-256; mode 0600).
+    key_file: str = ""
+    #: Port of the mutual-TLS listener for other servers; 0 picks a free one.
+    mesh_port: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether TLS is configured (all three files named)."""
+        return bool(self.ca_file and self.cert_file and self.key_file)
 
 
 @dataclass
@@ -264,6 +294,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
@@ -334,6 +365,11 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         _apply_file(settings, data, str(path))
     _apply_env(settings, env if env is not None else {})
+    tls = settings.tls
+    named = [bool(tls.ca_file), bool(tls.cert_file), bool(tls.key_file)]
+    if any(named) and not all(named):
+        # half a TLS configuration must not quietly fall back to plaintext
+        raise ConfigError("[tls] needs ca_file, cert_file and key_file together")
     return settings
 
 

@@ -63,7 +63,8 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
-    """``--directory``, ``--data-dir``, ``--user`` and ``--ucserver`` with the given default."""
+    """``--directory``, ``--data-dir``, ``--user``, ``--ucserver`` and the TLS files, with the
+    given default."""
     parser.add_argument(
         "--directory",
         metavar="HOST:PORT",
@@ -91,3 +92,13 @@ def _add_where(parser: argparse.ArgumentParser, default: Any) -> None:
         help="UCServer to log in at with --user (default: $PROCALL_UCSERVER_ADDRESS or "
         "from --data-dir)",
     )
+    parser.add_argument(
+        "--cacert",
+        type=Path,
+        default=default,
+        help="CA certificate verifying --directory (TLS; default plaintext)",
+    )
+    parser.add_argument(
+        "--cert", type=Path, default=default, help="client certificate for mutual TLS"
+    )
+    parser.add_argument("--key", type=Path, default=default, help="key of --cert")

@@ -1,10 +1,13 @@
-"""Finding the Directory and talking to it from the admin commands.
+"""Finding the Directory and proving who calls it from the admin commands.
 
-Every command proves who calls: with ``--user NAME`` it logs in as that
+Every command proves who calls. With ``--user NAME`` it logs in as that
 administrator at a UCServer (password from ``$PROCALL_PASSWORD`` or a prompt) and
-sends the session token; otherwise it acts as the machine's operator with the
-service credential in the data dir of a running ``procall up`` (readable only by
-whoever may read the data dir's secrets).
+sends the session token to the Directory's client port. Otherwise it acts as the
+machine's operator: with TLS (a ``procall up`` data dir with certificates, or
+``--cacert``/``--cert``/``--key``) it presents the operator's certificate on the
+Directory's mesh port; in plain mode each call carries a proof made with the
+service credential in the data dir's ``secrets.json`` (readable only by whoever
+may read the data dir's secrets).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import getpass
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +25,20 @@ from google.rpc import error_details_pb2, status_pb2
 
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from procall.servers.runtime.identity import service_metadata
+from procall.servers.runtime.channels import calling_channel, proofs_for
+from procall.servers.runtime.identity import ProofSigner, role_target
 from procall.servers.runtime.policy import Roles
 
 __all__ = [
     "DEFAULT_DATA_DIR",
     "AdminError",
     "AdminUsageError",
+    "DirectoryTarget",
     "Metadata",
-    "caller_metadata",
+    "admin_target",
     "directory_address",
     "error_text",
-    "operator_metadata",
+    "operator_signer",
 ]
 
 Metadata = tuple[tuple[str, str], ...]
@@ -40,6 +46,8 @@ Metadata = tuple[tuple[str, str], ...]
 #: Where ``procall up`` keeps its data by default (``.procall/datacenter``).
 DEFAULT_DATA_DIR = Path(".procall") / "datacenter"
 _DETAILS_KEY = "grpc-status-details-bin"
+#: The server id the admin commands prove as the operator in plain mode.
+_OPERATOR_ID = "procall-admin"
 
 
 class AdminError(Exception):
@@ -50,8 +58,28 @@ class AdminUsageError(AdminError):
     """The command line does not say enough to run the command (exit 2)."""
 
 
+@dataclass(frozen=True)
+class DirectoryTarget:
+    """Where the admin commands reach the Directory, and how they prove who calls."""
+
+    address: str
+    #: TLS credentials (the CA, and the operator's certificate on the mesh port).
+    credentials: grpc.ChannelCredentials | None = None
+    #: Sent with every call (an administrator's session token).
+    metadata: Metadata = ()
+    #: Signs a fresh plain-mode proof of the operator for every call.
+    signer: ProofSigner | None = None
+
+    def channel(self) -> grpc.aio.Channel:
+        """A new channel to the Directory whose calls prove the caller."""
+        extra = proofs_for(self.signer, role_target("directory")) if self.signer else None
+        return calling_channel(
+            self.address, credentials=self.credentials, metadata=self.metadata, extra=extra
+        )
+
+
 def directory_address(explicit: str | None, data_dir: Path | None) -> str:
-    """The Directory's ``host:port``.
+    """The Directory's ``host:port`` for clients.
 
     In order: ``--directory``, ``$PROCALL_DIRECTORY_ADDRESS``, then the
     ``endpoints.json`` a running ``procall up`` wrote into ``--data-dir`` (default
@@ -61,13 +89,13 @@ def directory_address(explicit: str | None, data_dir: Path | None) -> str:
         return explicit
     if env := os.environ.get("PROCALL_DIRECTORY_ADDRESS"):
         return env
-    return _endpoint("directory", data_dir, "--directory HOST:PORT")
+    return str(_endpoint("directory", data_dir, "--directory HOST:PORT")["address"])
 
 
 _LABELS = {"directory": "Directory", "ucserver": "UCServer"}
 
 
-def _endpoint(role: str, data_dir: Path | None, option: str) -> str:
+def _endpoint(role: str, data_dir: Path | None, option: str) -> dict[str, Any]:
     label = _LABELS.get(role, role)
     folder = data_dir or DEFAULT_DATA_DIR
     path = folder / "endpoints.json"
@@ -80,15 +108,21 @@ def _endpoint(role: str, data_dir: Path | None, option: str) -> str:
         ) from None
     except (OSError, ValueError) as exc:
         raise AdminError(f"cannot read {path}: {exc.__class__.__name__}") from None
-    if isinstance(entries, list):
-        for entry in entries:
-            if isinstance(entry, dict) and entry.get("role") == role and entry.get("address"):
-                return str(entry["address"])
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("role") == role and entry.get("address"):
+            return entry
     raise AdminError(f"{path} lists no {label}")
 
 
-def operator_metadata(data_dir: Path | None) -> Metadata:
-    """The operator's proof: the service credential of ``procall up``'s data dir."""
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AdminError(f"cannot read the {what} {path}: {exc.strerror}") from None
+
+
+def operator_signer(data_dir: Path | None) -> ProofSigner:
+    """The operator's plain-mode proofs: the service credential of ``procall up``'s data dir."""
     folder = data_dir or DEFAULT_DATA_DIR
     path = folder / "secrets.json"
     try:
@@ -102,22 +136,33 @@ def operator_metadata(data_dir: Path | None) -> Metadata:
         raise AdminError(f"{path} is not readable by you: only its operator may use it") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AdminError(f"cannot read {path}: {exc.__class__.__name__}") from None
-    return service_metadata(Roles.OPERATOR, "procall-admin", str(credential))
+    return ProofSigner(str(credential), Roles.OPERATOR, _OPERATOR_ID)
 
 
-async def caller_metadata(
-    user: str | None, ucserver: str | None, data_dir: Path | None, timeout: float = 15.0
-) -> Metadata:
-    """What the admin commands send to prove who calls (see the module doc)."""
-    if not user:
-        return operator_metadata(data_dir)
-    address = ucserver or os.environ.get("PROCALL_UCSERVER_ADDRESS") or ""
+def _ca_of(args: Any) -> bytes | None:
+    """The CA certificate verifying servers: ``--cacert``, else the data dir's (TLS)."""
+    if args.cacert is not None:
+        return _read(Path(args.cacert), "CA certificate")
+    if args.directory or os.environ.get("PROCALL_DIRECTORY_ADDRESS"):
+        return None
+    try:
+        entry = _endpoint("directory", args.data_dir, "--directory HOST:PORT")
+    except AdminUsageError:
+        return None
+    ca_file = str(entry.get("ca_file") or "")
+    return _read(Path(ca_file), "CA certificate") if ca_file else None
+
+
+async def _login(args: Any, ca: bytes | None, timeout: float) -> Metadata:
+    user = args.admin_user
+    address = args.ucserver or os.environ.get("PROCALL_UCSERVER_ADDRESS") or ""
     if not address:
-        address = _endpoint("ucserver", data_dir, "--ucserver HOST:PORT")
+        address = str(_endpoint("ucserver", args.data_dir, "--ucserver HOST:PORT")["address"])
     password = os.environ.get("PROCALL_PASSWORD")
     if password is None:
         password = getpass.getpass(f"password of {user}: ")
-    async with grpc.aio.insecure_channel(address) as channel:
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca) if ca else None
+    async with calling_channel(address, credentials=credentials) as channel:
         try:
             reply = await session_grpc.SessionServiceStub(channel).Login(
                 session_pb.LoginRequest(
@@ -128,6 +173,51 @@ async def caller_metadata(
         except grpc.aio.AioRpcError as exc:
             raise AdminError(f"login as {user} at {address} failed: {error_text(exc)}") from None
     return (("authorization", f"Bearer {reply.session_token}"),)
+
+
+async def admin_target(args: Any, timeout: float = 15.0) -> DirectoryTarget:
+    """The Directory the admin command calls, and the proof of its caller (module doc).
+
+    ``args`` carries ``directory``, ``data_dir``, ``admin_user``, ``ucserver``,
+    ``cacert``, ``cert`` and ``key`` (``None`` when not given).
+    """
+    ca = _ca_of(args)
+    if args.admin_user:
+        metadata = await _login(args, ca, timeout)
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca) if ca else None
+        return DirectoryTarget(
+            directory_address(args.directory, args.data_dir), credentials, metadata
+        )
+    if args.directory or os.environ.get("PROCALL_DIRECTORY_ADDRESS"):
+        address = directory_address(args.directory, args.data_dir)
+        if ca is None:
+            return DirectoryTarget(address, signer=operator_signer(args.data_dir))
+        if args.cert is None or args.key is None:
+            raise AdminUsageError(
+                "over TLS the operator proves itself with --cert and --key (an operator "
+                "certificate from `procall certs`); or pass --user NAME"
+            )
+        return DirectoryTarget(
+            address,
+            grpc.ssl_channel_credentials(
+                root_certificates=ca,
+                private_key=_read(Path(args.key), "key"),
+                certificate_chain=_read(Path(args.cert), "certificate"),
+            ),
+        )
+    entry = _endpoint("directory", args.data_dir, "--directory HOST:PORT")
+    if ca is None:
+        return DirectoryTarget(str(entry["address"]), signer=operator_signer(args.data_dir))
+    # a `procall up` with TLS: the local operator's certificate on the mesh port
+    folder = Path(str(entry["ca_file"])).parent
+    key = Path(args.key) if args.key else folder / "operator.local.key"
+    cert = Path(args.cert) if args.cert else folder / "operator.local.pem"
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=_read(key, "operator key"),
+        certificate_chain=_read(cert, "operator certificate"),
+    )
+    return DirectoryTarget(str(entry.get("mesh_address") or entry["address"]), credentials)
 
 
 def error_text(error: grpc.RpcError) -> str:

@@ -21,11 +21,10 @@ from typing import TextIO
 
 import grpc
 
-from procall.admin._connect import AdminError, error_text
+from procall.admin._connect import AdminError, DirectoryTarget, error_text
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["COLUMNS", "ImportRow", "ImportSummary", "import_users", "read_rows"]
 
@@ -186,7 +185,7 @@ async def _create(
 
 
 async def import_users(
-    address: str,
+    target: str | DirectoryTarget,
     rows: list[ImportRow],
     *,
     concurrency: int = 4,
@@ -195,8 +194,11 @@ async def import_users(
     on_row: Callable[[ImportRow, str], None] | None = None,
     metadata: Sequence[tuple[str, str]] = (),
 ) -> ImportSummary:
-    """Create the users of ``rows`` through the Directory at ``address`` (each call sends
-    ``metadata``: an administrator's token or the operator's proof)."""
+    """Create the users of ``rows`` through the Directory at ``target``: a
+    ``DirectoryTarget`` (which proves its caller), or an address whose calls send
+    ``metadata`` (an administrator's token)."""
+    if isinstance(target, str):
+        target = DirectoryTarget(target, metadata=tuple(metadata))
     summary = ImportSummary()
     progress = _Progress(len(rows), stream or sys.stderr)
     # rows naming a user (or mail) an earlier row of the file names go after all others,
@@ -213,7 +215,7 @@ async def import_users(
     queue: asyncio.Queue[ImportRow] = asyncio.Queue()
     for row in first:
         queue.put_nowait(row)
-    async with metadata_channel(address, metadata) as channel:
+    async with target.channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def worker() -> None:

@@ -17,8 +17,8 @@ from google.protobuf import json_format
 from procall.admin._connect import (
     AdminError,
     AdminUsageError,
-    Metadata,
-    caller_metadata,
+    DirectoryTarget,
+    admin_target,
     directory_address,
     error_text,
 )
@@ -26,7 +26,6 @@ from procall.admin._import import import_users, read_rows
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["run_users_command"]
 
@@ -82,10 +81,10 @@ def _table(users: list[pb.User]) -> str:
     )
 
 
-async def _list(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
+async def _list(args: argparse.Namespace, target: DirectoryTarget) -> int:
     users: list[pb.User] = []
     token = ""
-    async with metadata_channel(address, metadata) as channel:
+    async with target.channel() as channel:
         stub = _stub(channel)
         while True:
             if args.search:
@@ -117,8 +116,8 @@ async def _list(args: argparse.Namespace, address: str, metadata: Metadata) -> i
     return EXIT_OK
 
 
-async def _show(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
-    async with metadata_channel(address, metadata) as channel:
+async def _show(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
         user = await _find_user(_stub(channel), args.user)
     data = _as_dict(user)
     if args.json:
@@ -131,8 +130,8 @@ async def _show(args: argparse.Namespace, address: str, metadata: Metadata) -> i
     return EXIT_OK
 
 
-async def _set_home(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
-    async with metadata_channel(address, metadata) as channel:
+async def _set_home(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
         stub = _stub(channel)
         user = await _find_user(stub, args.user)
         reply = await stub.SetHomeServer(
@@ -144,9 +143,9 @@ async def _set_home(args: argparse.Namespace, address: str, metadata: Metadata) 
     return EXIT_OK
 
 
-async def _import(args: argparse.Namespace, address: str, metadata: Metadata) -> int:
+async def _import(args: argparse.Namespace, target: DirectoryTarget) -> int:
     rows, problems = read_rows(Path(args.file))
-    summary = await import_users(address, rows, concurrency=args.concurrency, metadata=metadata)
+    summary = await import_users(target, rows, concurrency=args.concurrency)
     failures = sorted(problems + summary.failures)
     print(
         f"created {summary.created}, skipped {summary.skipped} (already exist), "
@@ -157,7 +156,7 @@ async def _import(args: argparse.Namespace, address: str, metadata: Metadata) ->
     return EXIT_ROWS_FAILED if failures else EXIT_OK
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, str, Metadata], Coroutine[Any, Any, int]]] = {
+_COMMANDS: dict[str, Callable[[argparse.Namespace, DirectoryTarget], Coroutine[Any, Any, int]]] = {
     "list": _list,
     "show": _show,
     "set-home": _set_home,
@@ -165,18 +164,15 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, str, Metadata], Coroutine[Any
 }
 
 
-async def _run(args: argparse.Namespace, address: str) -> int:
-    metadata = await caller_metadata(
-        getattr(args, "admin_user", None), getattr(args, "ucserver", None), args.data_dir
-    )
-    return await _COMMANDS[args.users_command](args, address, metadata)
+async def _run(args: argparse.Namespace) -> int:
+    return await _COMMANDS[args.users_command](args, await admin_target(args))
 
 
 def run_users_command(args: argparse.Namespace) -> int:
     """Run ``procall admin users <command>``; returns the exit code."""
     try:
         address = directory_address(args.directory, args.data_dir)
-        return asyncio.run(_run(args, address))
+        return asyncio.run(_run(args))
     except AdminError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, AdminUsageError) else EXIT_ERROR

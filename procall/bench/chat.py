@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +32,6 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
-from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
 
@@ -43,12 +42,12 @@ _HOMES = ("ucserver-1", "ucserver-2")
 
 
 async def _create_users(
-    directory: str, pairs: int, metadata: Sequence[tuple[str, str]]
+    open_channel: Callable[[], grpc.aio.Channel], pairs: int
 ) -> list[tuple[dict[str, str], ...]]:
     """Both members of each pair: the first homed on ucserver-1, the second on ucserver-2."""
     made: dict[tuple[int, int], dict[str, str]] = {}
     gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with metadata_channel(directory, metadata) as channel:
+    async with open_channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def create(pair: int, side: int) -> None:
@@ -156,6 +155,7 @@ def _run(
     conversations = plan.conversations
     center = DataCenter(
         tmp,
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,
@@ -177,9 +177,7 @@ def _run(
         address = {e.name: e.address for e in center.endpoints}
         say(f"creating {2 * conversations} users")
         try:
-            pairs = asyncio.run(
-                _create_users(address["directory"], conversations, center.operator_metadata())
-            )
+            pairs = asyncio.run(_create_users(center.operator_channel, conversations))
         except grpc.aio.AioRpcError as error:
             raise DataCenterError(f"creating the users failed: {error.details()}") from None
         pids = {e.name: e.pid for e in center.endpoints if e.pid}

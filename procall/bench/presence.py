@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter, DataCenterError
-from procall.servers.runtime.identity import metadata_channel
 
 __all__ = ["run_presence_bench"]
 
@@ -33,11 +32,11 @@ PASSWORD = "bench-password"
 
 
 async def _create_users(
-    directory: str, count: int, metadata: Sequence[tuple[str, str]]
+    open_channel: Callable[[], grpc.aio.Channel], count: int
 ) -> list[tuple[str, str, str]]:
     users: list[tuple[str, str, str]] = []
     gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with metadata_channel(directory, metadata) as channel:
+    async with open_channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
 
         async def create(i: int) -> None:
@@ -64,6 +63,7 @@ def run_presence_bench(
     with tempfile.TemporaryDirectory(prefix="procall-bench-") as tmp:
         center = DataCenter(
             Path(tmp),
+            tls=False,  # plaintext clients, as before TLS became the default
             ucservers=2,
             media_servers=1,
             on_line=lambda _: None,
@@ -82,9 +82,7 @@ def run_presence_bench(
         try:
             address = {e.name: e.address for e in center.endpoints}
             try:
-                users = asyncio.run(
-                    _create_users(address["directory"], clients, center.operator_metadata())
-                )
+                users = asyncio.run(_create_users(center.operator_channel, clients))
             except grpc.aio.AioRpcError as error:
                 raise DataCenterError(f"creating the users failed: {error.details()}") from None
             # the offered load: each change reaches about `watch` watchers

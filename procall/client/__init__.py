@@ -36,7 +36,13 @@ from procall.client._models import (
     SessionInfo,
     TelephonyState,
 )
-from procall.client._options import Backoff, ChannelFactory, ClientOptions, insecure_channel
+from procall.client._options import (
+    Backoff,
+    ChannelFactory,
+    ClientOptions,
+    insecure_channel,
+    tls_channels,
+)
 
 __all__ = [
     "DEFAULT_CLIENT_NAME",
@@ -66,4 +72,5 @@ __all__ = [
     "UnknownEvent",
     "event_from_proto",
     "insecure_channel",
+    "tls_channels",
 ]

@@ -5,20 +5,43 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 
-__all__ = ["Backoff", "ChannelFactory", "ClientOptions", "insecure_channel"]
+__all__ = ["Backoff", "ChannelFactory", "ClientOptions", "insecure_channel", "tls_channels"]
 
 #: Builds the channel to one server address from the options the SDK recommends;
-#: pass your own for TLS (``grpc.aio.secure_channel``), interceptors or tracing.
+#: ``tls_channels(ca_file)`` for TLS; pass your own for interceptors or tracing.
 ChannelFactory = Callable[[str, Sequence[tuple[str, Any]]], grpc.aio.Channel]
 
 
 def insecure_channel(address: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
     """The default ``ChannelFactory``: a plaintext channel (``procall up``, tests, a LAN)."""
     return grpc.aio.insecure_channel(address, options=list(options))
+
+
+def tls_channels(
+    ca_file: str | Path, cert_file: str | Path | None = None, key_file: str | Path | None = None
+) -> ChannelFactory:
+    """A ``ChannelFactory`` for TLS: servers verified by ``ca_file`` (``procall up``'s is
+    ``<data dir>/tls/ca.pem``), with a client certificate when ``cert_file``/``key_file``
+    are given. The files are read once, here (``OSError`` when one cannot be read)."""
+    ca = Path(ca_file).read_bytes()
+    if cert_file is not None and key_file is not None:
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=Path(key_file).read_bytes(),
+            certificate_chain=Path(cert_file).read_bytes(),
+        )
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+
+    def secure_channel(address: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(address, credentials, options=list(options))
+
+    return secure_channel
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ running to hold a presence set with ``presence set``.
 
 The server is ``--server``, else ``$PROCALL_SERVER``, else a UCServer from
 the ``endpoints.json`` of a running ``procall up`` (``--data-dir``, default
-``.procall/datacenter``). The password comes from ``--password``,
+``.procall/datacenter``). TLS: ``--cacert`` (or ``$PROCALL_CACERT``) names the CA
+that verifies the server; from ``endpoints.json`` the CA it lists is used. The
+password comes from ``--password``,
 ``$PROCALL_PASSWORD`` or a prompt. Failures print one line
 ``procall: error: ...`` and exit 1; 2 is for usage errors only (bad arguments,
 no server or password given). When the server says when to try again (a
@@ -47,8 +49,16 @@ from procall.client._errors import ProcallClientError
 from procall.client._events import SessionClosed
 from procall.client._format import format_event, format_presence
 from procall.client._models import Availability
+from procall.client._options import tls_channels
 
-__all__ = ["CLIENT_NAME", "ClientCliError", "add_client_parser", "run_client", "run_client_command"]
+__all__ = [
+    "CLIENT_NAME",
+    "ClientCliError",
+    "add_client_parser",
+    "run_client",
+    "run_client_command",
+    "server_ca_file",
+]
 
 #: ``client_name`` of sessions the command line opens.
 CLIENT_NAME = "procall-cli/0.1"
@@ -89,6 +99,12 @@ def _add_where(parser: argparse.ArgumentParser, *, first: bool) -> None:
         type=Path,
         default=default,
         help="data dir of a running `procall up` (default .procall/datacenter)",
+    )
+    parser.add_argument(
+        "--cacert",
+        type=Path,
+        default=default,
+        help="CA certificate verifying the server (TLS; default: the one endpoints.json names)",
     )
 
 
@@ -183,6 +199,29 @@ def server_address(explicit: str | None, data_dir: Path | None) -> str:
     return random.choice(found)  # any one will do: the client goes on to the home server
 
 
+def server_ca_file(cacert: Path | None, server: str | None, data_dir: Path | None) -> str:
+    """The CA file verifying the server; "" for plaintext.
+
+    ``--cacert``, else ``$PROCALL_CACERT``, else (when the server comes from
+    ``endpoints.json``) the ``ca_file`` that file lists.
+    """
+    if cacert is not None:
+        return str(cacert)
+    if env := os.environ.get("PROCALL_CACERT"):
+        return env
+    if server or (data_dir is None and os.environ.get("PROCALL_SERVER")):
+        return ""
+    path = (data_dir or DEFAULT_DATA_DIR) / "endpoints.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("role") == "ucserver" and entry.get("ca_file"):
+            return str(entry["ca_file"])
+    return ""
+
+
 def password_for(args: argparse.Namespace, prompt: Callable[[str], str] = getpass.getpass) -> str:
     """``--password``, else ``$PROCALL_PASSWORD``, else a prompt on a terminal."""
     if args.password is not None:
@@ -215,14 +254,24 @@ async def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int
     out = out or sys.stdout
     try:
         address = server_address(args.server, args.data_dir)
+        ca_file = server_ca_file(getattr(args, "cacert", None), args.server, args.data_dir)
+        factory = tls_channels(ca_file) if ca_file else None
         password = password_for(args)
     except ClientCliError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
+    except OSError as exc:
+        print(f"procall: error: cannot read the CA certificate: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     watching = args.client_action == "watch"
     try:
         client = await ProcallClient.login(
-            address, args.user, password, client_name=CLIENT_NAME, connect=watching
+            address,
+            args.user,
+            password,
+            client_name=CLIENT_NAME,
+            connect=watching,
+            channel_factory=factory,
         )
     except ProcallClientError as error:
         print(f"procall: error: login at {address} failed: {_error_line(error)}", file=sys.stderr)

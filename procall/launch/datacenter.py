@@ -15,6 +15,15 @@ umask ``077`` so that what they create there (the SQLite databases with password
 hashes and chat history, their outboxes, WAL files) is private too. That includes
 ``endpoints.json``: it holds no secret, but nobody else can enter the folder
 anyway, and one rule for every file is easier to check than a list of exceptions.
+
+TLS is on unless ``insecure``: a private CA and one certificate per server are
+made (or reused) in ``<data dir>/tls`` (keys 0600, folder 0700), plus the
+``operator`` certificate of the local operator (``operator.local.pem``/``.key``)
+that this launcher and ``procall admin --data-dir`` present. Each server listens
+on a client port (server-only TLS) and a mesh port (mutual TLS); servers dial
+each other's mesh port. ``endpoints.json`` gives both addresses and the CA file.
+With ``insecure`` everything is plaintext and servers prove themselves to each
+other with per-call proofs of a shared secret (see ``procall.servers.runtime.identity``).
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ from procall.launch.process import dying_with_parent
 from procall.launch.redis import RedisProcess, RedisStartError
 from procall.security.files import InsecureFileError, private_dir, private_file, write_private
 from procall.security.keys import generate_token_keys
-from procall.servers.runtime.identity import service_metadata
+from procall.servers.runtime.channels import calling_channel, proofs_for
+from procall.servers.runtime.identity import ProofSigner, role_target
 
 __all__ = ["DataCenter", "DataCenterError", "Endpoint", "run_datacenter"]
 
@@ -60,8 +70,13 @@ class Endpoint:
 
     name: str
     role: str
+    #: Where clients connect (TLS verified by ``ca_file`` when that is set).
     address: str
     pid: int
+    #: Where other procall servers connect (mutual TLS); ``address`` in insecure mode.
+    mesh_address: str = ""
+    #: The private CA that verifies the server; empty in insecure mode.
+    ca_file: str = ""
 
 
 @dataclass
@@ -72,6 +87,7 @@ class _Child:
     ready_file: Path
     log: IO[bytes]
     address: str = ""
+    mesh_address: str = ""
 
 
 @contextmanager
@@ -94,8 +110,13 @@ def _locked(data_dir: Path) -> Iterator[IO[str]]:
         handle.close()
 
 
-def _health_ok(address: str, timeout: float = 2.0) -> bool:
-    with grpc.insecure_channel(address) as channel:
+def _health_ok(address: str, ca_file: Path | None = None, timeout: float = 2.0) -> bool:
+    if ca_file is None:
+        opened = grpc.insecure_channel(address)
+    else:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca_file.read_bytes())
+        opened = grpc.secure_channel(address, credentials)
+    with opened as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -125,6 +146,7 @@ class DataCenter:
         on_line: Callable[[str], None] = print,
         extra_config: dict[str, dict[str, str | int | float | bool]] | None = None,
         seed_demo: bool = True,
+        tls: bool = True,
     ) -> None:
         if ucservers < 1 or media_servers < 1:
             raise DataCenterError("a DataCenter needs at least one UCServer and one MediaServer")
@@ -137,8 +159,12 @@ class DataCenter:
         self._say = on_line
         self._extra_config = extra_config or {}
         self._seed = seed_demo
-        self._config: Path | None = None
+        self.tls = tls
+        #: The private CA's certificate (TLS only; valid after ``start``).
+        self.ca_file: Path | None = None
+        self._ca: Any = None
         self._service_credential = ""
+        self._config: Path | None = None
         self._env: dict[str, dict[str, str]] = {}
         self._redis: RedisProcess | None = None
         self._children: list[_Child] = []
@@ -164,14 +190,20 @@ class DataCenter:
         if self.database_url == self._default_database_url:
             # created private before the Directory (with SQLite) fills it with password hashes
             private_file(self.data_dir / "procall.db")
+        if self.tls:
+            from procall.security import ensure_ca, issue
+
+            self._ca = ensure_ca(self.data_dir / "tls")
+            self.ca_file = self._ca.cert_file
+            issue(self._ca, "operator", "local")
         redis_url = self._start_redis()
         config = self._write_config(redis_url)
         directory = self._spawn("directory", "directory", config, {})
         self._wait_ready([directory])
-        env = {"PROCALL_DIRECTORY_ADDRESS": directory.address}
+        env = {"PROCALL_DIRECTORY_ADDRESS": directory.mesh_address}
         lookup = self._spawn("lookup-1", "lookup", config, env)
         self._wait_ready([lookup])
-        env["PROCALL_LOOKUP_ADDRESS"] = lookup.address
+        env["PROCALL_LOOKUP_ADDRESS"] = lookup.mesh_address
         rest = [
             self._spawn(f"ucserver-{i}", "ucserver", config, env)
             for i in range(1, self.ucservers + 1)
@@ -180,11 +212,13 @@ class DataCenter:
             for i in range(1, self.media_servers + 1)
         ]
         self._wait_ready(rest)
+        ca = str(self.ca_file or "")
         self.endpoints.extend(
-            Endpoint(c.name, c.role, c.address, c.process.pid) for c in self._children
+            Endpoint(c.name, c.role, c.address, c.process.pid, c.mesh_address, ca)
+            for c in self._children
         )
         if self._seed:
-            self._seed_demo(directory.address)
+            self._seed_demo(directory.mesh_address)
         self._write_endpoints()
 
     def _start_redis(self) -> str:
@@ -221,15 +255,20 @@ class DataCenter:
         else:
             keys = {"service": secrets.token_hex(32)}
             write_private(secrets_file, json.dumps(keys))
+        auth: dict[str, str | int | float | bool] = {
+            "signing_key_file": str(signing_key),
+            "verify_key_file": str(verify_key),
+        }
+        if not self.tls:  # plain mode: servers prove themselves with proofs of this secret
+            auth["service_credential"] = keys["service"]
+            self._service_credential = keys["service"]
         sections: dict[str, dict[str, str | int | float | bool]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},
-            "auth": {
-                "signing_key_file": str(signing_key),
-                "verify_key_file": str(verify_key),
-                "service_credential": keys["service"],
-            },
+            "auth": auth,
         }
+        if self.ca_file is not None:
+            sections["tls"] = {"ca_file": str(self.ca_file)}
         for section, values in self._extra_config.items():
             sections.setdefault(section, {}).update(values)
         write_private(
@@ -242,7 +281,6 @@ class DataCenter:
             ),
         )
         self._config = config
-        self._service_credential = str(keys["service"])
         return config
 
     def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
@@ -253,6 +291,12 @@ class DataCenter:
         log = open(log_path, "ab")
         env = {**os.environ, **extra_env, "PROCALL_SERVER_SERVER_ID": name}
         env.pop("REDIS_URL", None)  # the config file names the Redis of this DataCenter
+        if self._ca is not None:
+            from procall.security import issue
+
+            issued = issue(self._ca, role, name)
+            env["PROCALL_TLS_CERT_FILE"] = str(issued.cert_file)
+            env["PROCALL_TLS_KEY_FILE"] = str(issued.key_file)
         process = subprocess.Popen(
             dying_with_parent(
                 [sys.executable, "-m", "procall", "serve", role, "--config", str(config),
@@ -284,8 +328,10 @@ class DataCenter:
                         f"{self._last_error(child)}"
                     )
                 if child.ready_file.exists() and not child.address:
-                    child.address = json.loads(child.ready_file.read_text("utf-8"))["address"]
-                if child.address and _health_ok(child.address):
+                    ready = json.loads(child.ready_file.read_text("utf-8"))
+                    child.address = ready["address"]
+                    child.mesh_address = ready.get("mesh_address") or child.address
+                if child.address and _health_ok(child.address, self.ca_file):
                     pending.remove(child)
             if pending and time.monotonic() > deadline:
                 names = ", ".join(c.name for c in pending)
@@ -306,8 +352,13 @@ class DataCenter:
             from procall.launch.demo import seed_demo_contacts, seed_demo_directory
         except ImportError:  # the Directory of this release has no demo seed
             return
+        proof = None
+        if self.ca_file is None and self._service_credential:
+            proof = ProofSigner(self._service_credential, "operator", "local")
         self.demo_logins = list(
-            seed_demo_directory(directory_address, credential=self._service_credential)
+            seed_demo_directory(
+                directory_address, credentials=self.operator_credentials(), proof=proof
+            )
         )
         homes = {home for _, _, home in self.demo_logins}
         ucservers = {c.name: c.address for c in self._children if c.role == "ucserver"}
@@ -316,10 +367,21 @@ class DataCenter:
         from procall.client import ProcallClientError
 
         try:
-            seed_demo_contacts(ucservers["ucserver-1"])
+            seed_demo_contacts(ucservers["ucserver-1"], ca_file=self.ca_file)
             self.demo_contacts = True
         except ProcallClientError as exc:  # the demo runs on without them
             self._say(f"procall up: the demo contacts were not seeded: {exc}")
+
+    def operator_credentials(self) -> grpc.ChannelCredentials | None:
+        """Mutual-TLS credentials of the local operator (None in insecure mode)."""
+        if self.ca_file is None:
+            return None
+        folder = self.ca_file.parent
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_file.read_bytes(),
+            private_key=(folder / "operator.local.key").read_bytes(),
+            certificate_chain=(folder / "operator.local.pem").read_bytes(),
+        )
 
     def _write_endpoints(self) -> None:
         write_private(
@@ -327,9 +389,24 @@ class DataCenter:
             json.dumps([asdict(e) for e in self.endpoints], indent=2) + "\n",
         )
 
-    def operator_metadata(self) -> tuple[tuple[str, str], ...]:
-        """Call metadata proving this machine's operator (demo seeding, tools, benchmarks)."""
-        return service_metadata("operator", "procall-up", self._service_credential)
+    def operator_channel(self, name: str = "directory") -> grpc.aio.Channel:
+        """An asyncio channel on which this machine's operator calls the server ``name``.
+
+        With TLS it reaches the server's mesh port with the operator's certificate; in
+        plain mode each call carries a proof of the operator (tools, benchmarks).
+        """
+        endpoint = next(e for e in self.endpoints if e.name == name)
+        credentials = self.operator_credentials()
+        if credentials is not None:
+            return calling_channel(
+                endpoint.mesh_address or endpoint.address, credentials=credentials
+            )
+        extra = None
+        if self._service_credential:
+            signer = ProofSigner(self._service_credential, "operator", "local")
+            target = role_target(name) if name in ("directory", "lookup") else name
+            extra = proofs_for(signer, target)
+        return calling_channel(endpoint.address, extra=extra)
 
     # -- faults (for tests and drills) -------------------------------------------------------
 
@@ -392,10 +469,24 @@ class DataCenter:
 
     def table(self) -> str:
         """The endpoints (and demo logins) as a text table."""
-        rows = [("NAME", "ROLE", "ADDRESS", "PID")]
-        rows += [(e.name, e.role, e.address, str(e.pid or "-")) for e in self.endpoints]
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        rows = [("NAME", "ROLE", "ADDRESS", "MESH ADDRESS", "PID")]
+        rows += [
+            (e.name, e.role, e.address, e.mesh_address or "-", str(e.pid or "-"))
+            for e in self.endpoints
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+        if self.ca_file is not None:
+            folder = self.ca_file.parent
+            lines += [
+                "",
+                "TLS is on: clients verify servers with the CA certificate",
+                f"  CA:       {self.ca_file}",
+                "mesh methods (mesh address) need the operator certificate:",
+                f"  cert/key: {folder / 'operator.local.pem'} {folder / 'operator.local.key'}",
+            ]
+        else:
+            lines += ["", "TLS is off (--insecure): plaintext on every port"]
         if self.demo_logins:
             lines += ["", "Demo logins (username / password / home server):"]
             lines += [
@@ -427,6 +518,7 @@ def run_datacenter(
     database_url: str | None = None,
     ucservers: int = 2,
     media_servers: int = 2,
+    tls: bool = True,
 ) -> int:
     """Run ``procall up`` in the foreground until SIGINT / SIGTERM; returns the exit code."""
     chosen = _pick_data_dir(data_dir)
@@ -447,6 +539,7 @@ def run_datacenter(
                 redis_url=os.environ.get("REDIS_URL") or None,
                 ucservers=ucservers,
                 media_servers=media_servers,
+                tls=tls,
             )
             print(f"procall up: starting a DataCenter in {center.data_dir}", flush=True)
             try:

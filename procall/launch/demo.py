@@ -17,17 +17,15 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.servers.runtime.identity import service_metadata
-from procall.servers.runtime.policy import Roles
-
-OPERATOR = Roles.OPERATOR
-_Metadata = tuple[tuple[str, str], ...]
+from procall.servers.runtime.channels import proving_channel
+from procall.servers.runtime.identity import ProofSigner, role_target
 
 __all__ = ["DEMO_CONTACTS", "DEMO_USERS", "DemoUser", "seed_demo_contacts", "seed_demo_directory"]
 
@@ -74,9 +72,7 @@ _DELEGATION = ("frank", "grace")  # principal, delegate
 _PICKUP_GROUP = ("Sales pick-up", ("alice", "bob", "carol"))
 
 
-def _ensure_user(
-    stub: directory_grpc.DirectoryServiceStub, user: DemoUser, timeout: float, metadata: _Metadata
-) -> str:
+def _ensure_user(stub: directory_grpc.DirectoryServiceStub, user: DemoUser, timeout: float) -> str:
     message = pb.User(
         username=user.username,
         display_name=user.display_name,
@@ -91,15 +87,12 @@ def _ensure_user(
         reply = stub.CreateUser(
             svc.CreateUserRequest(user=message, password=user.password),
             timeout=timeout,
-            metadata=metadata,
         )
         return str(reply.user.user_id)
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise
-    found = stub.GetUser(
-        svc.GetUserRequest(username=user.username), timeout=timeout, metadata=metadata
-    )
+    found = stub.GetUser(svc.GetUserRequest(username=user.username), timeout=timeout)
     return str(found.user.user_id)
 
 
@@ -109,19 +102,28 @@ def _ignore_existing(call: grpc.RpcError) -> None:
 
 
 def seed_demo_directory(
-    address: str, *, timeout: float = 30.0, credential: str = ""
+    address: str,
+    *,
+    timeout: float = 30.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    proof: ProofSigner | None = None,
 ) -> list[tuple[str, str, str]]:
     """Seed the demo directory at ``address``; returns ``(username, password, home server)``.
 
-    The calls prove the local operator with the system's service ``credential`` (plain
-    mode). Raises ``grpc.RpcError`` when the Directory does not answer or refuses.
+    The seeding calls come from the local operator: with ``credentials`` (the
+    operator's certificate, mutual TLS) or, in plain mode, with a ``proof`` signer.
+    Raises ``grpc.RpcError`` when the Directory does not answer.
     """
-    metadata = service_metadata(OPERATOR, "procall-up", credential)
-    with grpc.insecure_channel(address) as channel:
+    opened = (
+        grpc.insecure_channel(address)
+        if credentials is None
+        else grpc.secure_channel(address, credentials)
+    )
+    if proof is not None:
+        opened = proving_channel(opened, proof, role_target("directory"))
+    with opened as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
-        info = stub.GetDirectoryInfo(
-            svc.GetDirectoryInfoRequest(), timeout=timeout, metadata=metadata
-        )
+        info = stub.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), timeout=timeout)
         if not info.writable:
             return []
         # two at a time: argon2 hashing is deliberately heavy on the Directory
@@ -129,7 +131,7 @@ def seed_demo_directory(
             ids = dict(
                 zip(
                     (u.username for u in DEMO_USERS),
-                    pool.map(lambda u: _ensure_user(stub, u, timeout, metadata), DEMO_USERS),
+                    pool.map(lambda u: _ensure_user(stub, u, timeout), DEMO_USERS),
                     strict=True,
                 )
             )
@@ -148,7 +150,6 @@ def seed_demo_directory(
                     )
                 ),
                 timeout=timeout,
-                metadata=metadata,
             )
         except grpc.RpcError as exc:
             _ignore_existing(exc)
@@ -161,7 +162,6 @@ def seed_demo_directory(
                     )
                 ),
                 timeout=timeout,
-                metadata=metadata,
             )
         except grpc.RpcError as exc:
             _ignore_existing(exc)
@@ -173,17 +173,24 @@ def seed_demo_contacts(
     contacts: Sequence[tuple[str, Sequence[str]]] = DEMO_CONTACTS,
     *,
     timeout: float = 30.0,
+    ca_file: Path | None = None,
 ) -> int:
     """Give each demo user of ``contacts`` its contacts, logging in through the UCServer
-    at ``ucserver_address`` as that user; a user who has contacts already is left alone.
-    Returns how many users got contacts; raises ``ProcallClientError`` on failure."""
-    return asyncio.run(_seed_contacts(ucserver_address, contacts, timeout))
+    at ``ucserver_address`` as that user (over TLS verified by ``ca_file`` when given);
+    a user who has contacts already is left alone. Returns how many users got
+    contacts; raises ``ProcallClientError`` on failure."""
+    return asyncio.run(_seed_contacts(ucserver_address, contacts, timeout, ca_file))
 
 
 async def _seed_contacts(
-    address: str, contacts: Sequence[tuple[str, Sequence[str]]], timeout: float
+    address: str,
+    contacts: Sequence[tuple[str, Sequence[str]]],
+    timeout: float,
+    ca_file: Path | None,
 ) -> int:
-    from procall.client import ClientOptions, ProcallClient
+    from procall.client import ClientOptions, ProcallClient, tls_channels
+
+    factory = tls_channels(ca_file) if ca_file is not None else None
 
     users = {u.username: u for u in DEMO_USERS}
     seeded = 0
@@ -195,6 +202,7 @@ async def _seed_contacts(
             client_name="procall-up/demo-seed",
             options=ClientOptions(call_timeout=timeout),
             connect=False,
+            channel_factory=factory,
         )
         try:
             if not await client.contacts():

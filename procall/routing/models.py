@@ -58,6 +58,8 @@ class ServerInfo:
     version: str = ""
     #: Writes waiting in the server's local outbox for the central database.
     outbox_depth: int = 0
+    #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
+    mesh_address: str = ""
 
     @property
     def utilization(self) -> float:

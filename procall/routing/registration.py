@@ -9,6 +9,11 @@ interval, and the retry rate never exceeds the normal heartbeat rate); it never
 raises into the server. If the Lookup answers that the epoch is stale, another
 process registered under the same server id after this one: the registrar stops
 (two processes fighting over one id would only flap) and logs an error. If the
+Lookup refuses who the server is (its certificate or proof does not name the
+server it registers), the registrar keeps retrying. In both cases it tells
+``on_routable(False)`` (the server then reports NOT_SERVING in its health: a
+server that is not in the routing view must not look like a healthy one), and
+``on_routable(True)`` once a heartbeat is taken again. If the
 Lookup refuses the epoch as never issued, the registrar starts a new run (epoch
 0). On a clean shutdown it deregisters, so the server leaves the view at once
 instead of after the TTL.
@@ -20,11 +25,11 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from procall import clock
-from procall.errors import Aborted, InvalidArgument
+from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unauthenticated
 from procall.routing.models import ServerInfo, ServerRole
 from procall.routing.ports import LookupPort
 
@@ -44,6 +49,8 @@ class ServerIdentity:
     address: str
     capacity: int
     version: str = ""
+    #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
+    mesh_address: str = ""
 
 
 class LoadGauge:
@@ -87,6 +94,9 @@ class Registrar:
         draining / degraded: read at every heartbeat; call ``beat_now`` after a
             change so that it reaches the view without waiting for the interval.
         rng: jitter of the retry delays.
+        on_routable: awaited with False when the server leaves the routing view for a
+            reason other than an unreachable Lookup (fenced, or refused), with True when
+            a heartbeat is taken again.
     """
 
     def __init__(
@@ -100,6 +110,7 @@ class Registrar:
         degraded: Callable[[], bool] | None = None,
         outbox_depth: Callable[[], int] | None = None,
         rng: random.Random | None = None,
+        on_routable: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -111,6 +122,8 @@ class Registrar:
         self._outbox_depth = outbox_depth or (lambda: 0)
         self._interval = interval
         self._rng = rng or random.Random()
+        self._on_routable = on_routable
+        self._routable = True
         self._start_time = clock.now()
         self._epoch = 0
         self._fenced = False
@@ -149,6 +162,7 @@ class Registrar:
             outbox_depth=max(0, int(self._outbox_depth())),
             start_time=self._start_time,
             version=identity.version,
+            mesh_address=identity.mesh_address if identity.mesh_address != identity.address else "",
         )
 
     def start(self) -> None:
@@ -190,6 +204,17 @@ class Registrar:
                     type(exc).__name__,
                 )
 
+    async def _report_routable(self, routable: bool) -> None:
+        if routable == self._routable:
+            return
+        self._routable = routable
+        if self._on_routable is None:
+            return
+        try:
+            await self._on_routable(routable)
+        except Exception:  # the server must keep running whatever happens here
+            _log.exception("%s: reporting the routing state failed", self._identity.server_id)
+
     def _retry_delay(self, failures: int) -> float:
         ceiling = min(self._interval, _FIRST_RETRY * 2.0 ** min(failures - 1, 16))
         return ceiling * self._rng.uniform(0.5, 1.0)
@@ -217,7 +242,15 @@ class Registrar:
                     "(is the id configured twice?)",
                     server_id,
                 )
+                await self._report_routable(False)
                 return
+            except (PermissionDenied, Unauthenticated) as exc:
+                failures += 1
+                log = _log.error if failures == 1 else _log.debug
+                log("%s: the Lookup refused this server: %s", server_id, exc.message)
+                await self._report_routable(False)
+                await self._pause(max(self._interval, self._retry_delay(failures)))
+                continue
             except InvalidArgument as exc:
                 if self._epoch:
                     # e.g. an epoch from before a Redis failover to a host whose clock is far
@@ -247,4 +280,5 @@ class Registrar:
             self._epoch = ack.epoch
             failures = 0
             self._registered.set()
+            await self._report_routable(True)
             await self._pause(max(0.0, self._interval - (loop.time() - began)))

@@ -4,7 +4,6 @@ Redis, with users homed on either server, plus small gRPC client helpers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.security.keys import generate_token_keys
 from procall.servers.runtime.app import ServerApp
-from procall.servers.runtime.identity import service_channel, service_metadata
+from procall.servers.runtime.channels import calling_channel, proofs_for
+from procall.servers.runtime.identity import ProofSigner, role_target
 from procall.settings import Settings
+from tests.helpers.tls import certificate, tls_channel, use_tls
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
 PASSWORD = "correct horse battery"
@@ -33,32 +34,21 @@ PASSWORD = "correct horse battery"
 SERVICE_CREDENTIAL = "service-secret"
 
 
-class _ByMethod(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Proves the UCServer role for ``Authenticate`` and the operator for everything else."""
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        method = details.method
-        method = method.decode() if isinstance(method, bytes) else str(method)
-        role = "ucserver" if method.endswith("/Authenticate") else "operator"
-        metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        for key, value in service_metadata(role, "tests", SERVICE_CREDENTIAL):
-            metadata[key] = value
-        return await continuation(
-            grpc.aio.ClientCallDetails(
-                details.method,
-                details.timeout,
-                metadata,
-                details.credentials,
-                details.wait_for_ready,
-            ),
-            request,
-        )
+def _proofs(role: str, target: str) -> Any:
+    return proofs_for(ProofSigner(SERVICE_CREDENTIAL, role, "tests"), target)
 
 
 def harness_channel(address: str) -> grpc.aio.Channel:
     """A Directory channel for tests about the directory itself, not about who may call it:
     its ``Authenticate`` calls prove the UCServer role, every other call the operator."""
-    return grpc.aio.insecure_channel(address, interceptors=[_ByMethod()])
+    as_ucserver = _proofs("ucserver", role_target("directory"))
+    as_operator = _proofs("operator", role_target("directory"))
+
+    def by_method(method: str) -> Sequence[tuple[str, str]]:
+        prove = as_ucserver if method.endswith("/Authenticate") else as_operator
+        return prove(method)  # type: ignore[no-any-return]
+
+    return calling_channel(address, extra=by_method)
 
 
 def mint_token(
@@ -88,15 +78,13 @@ def token_key_files() -> tuple[str, str]:
 _KEYS: tuple[str, str] | None = None
 
 
-def datacenter_operator_channel(data_dir: Path, address: str) -> grpc.aio.Channel:
-    """A channel proving the operator of the ``procall up`` DataCenter in ``data_dir``."""
-    credential = json.loads((data_dir / "secrets.json").read_text(encoding="utf-8"))["service"]
-    return service_channel(address, role="operator", server_id="tests", credential=credential)
-
-
-def operator_channel(address: str, role: str = "operator") -> grpc.aio.Channel:
-    """A channel whose calls prove the local operator (or another service ``role``)."""
-    return service_channel(address, role=role, server_id="tests", credential=SERVICE_CREDENTIAL)
+def operator_channel(
+    address: str, role: str = "operator", target: str = "directory"
+) -> grpc.aio.Channel:
+    """A plain-mode channel whose calls prove the local operator (or another service
+    ``role``) to ``target``: ``directory`` or ``lookup``, or the id of the server called."""
+    aimed = role_target(target) if target in ("directory", "lookup") else target
+    return calling_channel(address, extra=_proofs(role, aimed))
 
 
 def fast_settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
@@ -127,6 +115,25 @@ class System:
     lookup: ServerApp
     ucservers: dict[str, ServerApp]
     users: dict[str, str] = field(default_factory=dict)  # username -> user_id
+    #: The private CA's certificate when the system runs with TLS.
+    ca_file: Path | None = None
+    #: Where the CA and the certificates live when the system runs with TLS.
+    tls_dir: Path | None = None
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """A client's channel to ``address`` (TLS verified by the CA when the system has one)."""
+        if self.ca_file is None:
+            return grpc.aio.insecure_channel(address)
+        return tls_channel(address, self.ca_file)
+
+    def operator_channel(self, server: ServerApp, role: str = "operator") -> grpc.aio.Channel:
+        """A channel on which the local operator (or a server of ``role``) calls ``server``:
+        its mesh port with a certificate under TLS, plain-mode proofs otherwise."""
+        if self.tls_dir is None:
+            target = server.role if server.role in ("directory", "lookup") else server.server_id
+            return operator_channel(server.address, role, target)
+        client = certificate(self.tls_dir, role, "tests")
+        return tls_channel(server.mesh_address, self.ca_file or "", client)
 
 
 async def start_system(
@@ -134,22 +141,33 @@ async def start_system(
     settings: Callable[[], Settings],
     homes: Sequence[tuple[str, str]],
     configure_ucserver: Callable[[Settings], None] = lambda s: None,
+    tls_dir: Path | None = None,
 ) -> System:
-    """Start the servers and create users ``(username, home server id)``."""
-    directory = await start_app("directory", settings())
-    lookup_settings = settings()
-    lookup_settings.directory.address = directory.address
+    """Start the servers and create users ``(username, home server id)``.
+
+    With ``tls_dir`` every server gets a certificate from a CA made there and listens
+    with TLS (a client port and a mutual-TLS mesh port); servers dial each other's
+    mesh address, clients the client address (``System.channel``).
+    """
+
+    def secured(made: Settings, role: str, server_id: str) -> Settings:
+        return made if tls_dir is None else use_tls(made, tls_dir, role, server_id)
+
+    directory = await start_app("directory", secured(settings(), "directory", "directory-1"))
+    lookup_settings = secured(settings(), "lookup", "lookup-1")
+    lookup_settings.directory.address = directory.mesh_address
     lookup = await start_app("lookup", lookup_settings)
     ucservers = {}
     for server_id in sorted({home for _, home in homes}):
-        uc = settings()
+        uc = secured(settings(), "ucserver", server_id)
         uc.server.server_id = server_id
-        uc.directory.address = directory.address
-        uc.lookup.address = lookup.address
+        uc.directory.address = directory.mesh_address
+        uc.lookup.address = lookup.mesh_address
         configure_ucserver(uc)
         ucservers[server_id] = await start_app("ucserver", uc)
-    system = System(directory, lookup, ucservers)
-    async with operator_channel(directory.address) as channel:
+    ca_file = None if tls_dir is None else tls_dir / "ca.pem"
+    system = System(directory, lookup, ucservers, ca_file=ca_file, tls_dir=tls_dir)
+    async with system.operator_channel(directory) as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in homes:
             reply = await stub.CreateUser(
@@ -163,7 +181,7 @@ async def start_system(
             system.users[name] = reply.user.user_id
 
     async def all_registered() -> bool:
-        async with operator_channel(lookup.address) as channel:
+        async with system.operator_channel(lookup) as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
             )
@@ -179,9 +197,14 @@ def auth(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def login(address: str, username: str) -> session_pb.LoginResponse:
-    """Log in with the test password."""
-    async with grpc.aio.insecure_channel(address) as channel:
+ChannelFor = Callable[[str], grpc.aio.Channel]
+
+
+async def login(
+    address: str, username: str, channel_for: ChannelFor = grpc.aio.insecure_channel
+) -> session_pb.LoginResponse:
+    """Log in with the test password (``channel_for=system.channel`` for a TLS system)."""
+    async with channel_for(address) as channel:
         return await session_grpc.SessionServiceStub(channel).Login(
             session_pb.LoginRequest(username=username, password=PASSWORD, client_name="test")
         )

@@ -14,9 +14,18 @@ from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
 from procall.servers.runtime.app import binding
 from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer
 from procall.servers.runtime.grpc_server import GrpcServer
-from procall.servers.runtime.identity import ServiceIdentifier
+from procall.servers.runtime.identity import ServiceAuthenticator
 from procall.settings import ServerSettings
 from tests.helpers.topology import SERVICE_CREDENTIAL, operator_channel
+
+MEDIA_ID = "media-t"
+
+
+def _as_media() -> ServiceAuthenticator:
+    """Proves callers in plain mode to a MediaServer ``MEDIA_ID``."""
+    return ServiceAuthenticator(
+        role="media", server_id=MEDIA_ID, tls=False, credential=SERVICE_CREDENTIAL
+    )
 
 
 class _FailingMedia(media_grpc.MediaServiceServicer):
@@ -47,7 +56,7 @@ async def address() -> AsyncIterator[str]:
                 "MediaService",
             )
         ],
-        enforcer=PolicyEnforcer(NoTokens(), identify=ServiceIdentifier(SERVICE_CREDENTIAL)),
+        enforcer=PolicyEnforcer(NoTokens(), identify=_as_media()),
     )
     await server.start()
     yield server.address
@@ -71,7 +80,7 @@ def _details(error: grpc.aio.AioRpcError) -> list[object]:
 
 
 async def _fail(address: str, method: str, request: object) -> grpc.aio.AioRpcError:
-    async with operator_channel(address, role="ucserver") as channel:
+    async with operator_channel(address, role="ucserver", target=MEDIA_ID) as channel:
         stub = media_grpc.MediaServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await getattr(stub, method)(request, timeout=5)

@@ -14,12 +14,17 @@ from pathlib import Path
 import pytest
 
 from procall.launch.demo import DEMO_USERS, seed_demo_directory
+from procall.security.keys import PRIVATE_KEY_NAME, generate_token_keys, load_signing_key
+from procall.servers.runtime.identity import ProofSigner
+from procall.session.tokens import TokenSigner
 
 pytestmark = pytest.mark.system
 
 BUF = Path(sys.executable).parent / "buf"
 #: The service credential of the test Directory, kept in an operator's data dir ``ops``.
 CREDENTIAL = "admin-cli-test-credential"
+#: The local operator's proofs (plain mode) for seeding the demo directory.
+OPERATOR = ProofSigner(CREDENTIAL, "operator", "local")
 CHEAP_HASHES = {
     "PROCALL_DIRECTORY_ARGON2_TIME_COST": "1",
     "PROCALL_DIRECTORY_ARGON2_MEMORY_KIB": "64",
@@ -50,6 +55,7 @@ def _procall(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
 def directory_address(tmp_path: Path) -> Iterator[str]:
     """A `procall serve directory` process on SQLite (cheap hashes); its address."""
     ready = tmp_path / "directory.json"
+    _, verify_key = generate_token_keys(tmp_path / "keys")
     process = subprocess.Popen(
         [sys.executable, "-m", "procall", "serve", "directory", "--port", "0",
          "--ready-file", str(ready)],
@@ -58,7 +64,8 @@ def directory_address(tmp_path: Path) -> Iterator[str]:
         text=True,
         cwd=tmp_path,
         env=_env(PROCALL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'users.db'}",
-                 PROCALL_AUTH_SERVICE_CREDENTIAL=CREDENTIAL, **CHEAP_HASHES),
+                 PROCALL_AUTH_SERVICE_CREDENTIAL=CREDENTIAL,
+                 PROCALL_AUTH_VERIFY_KEY_FILE=str(verify_key), **CHEAP_HASHES),
     )  # fmt: skip
     (tmp_path / "ops").mkdir()
     (tmp_path / "ops" / "secrets.json").write_text(json.dumps({"service": CREDENTIAL}))
@@ -148,7 +155,7 @@ def test_commands_find_the_directory_through_the_data_dir(
             [{"name": "directory", "role": "directory", "address": directory_address, "pid": 1}]
         )  # fmt: skip
     )
-    seed_demo_directory(directory_address, credential=CREDENTIAL)
+    seed_demo_directory(directory_address, proof=OPERATOR)
     no_credential = _procall("admin", "users", "list", "--data-dir", str(data_dir), cwd=tmp_path)
     assert no_credential.returncode == 2
     assert no_credential.stderr.startswith("procall: error: no credentials: pass --user NAME")
@@ -172,14 +179,21 @@ def _buf_curl(
     address: str,
     method: str,
     body: dict[str, object],
-    credential: str = CREDENTIAL,
-    role: str = "operator",
+    token: str = "",
+    tls: tuple[str, str, str] | None = None,
 ) -> dict[str, object]:
+    """Call the Directory with ``buf curl``: with an administrator's session ``token``, or
+    (``tls``: CA, certificate, key) with the operator's certificate over mutual TLS."""
+    if tls is None:
+        transport = ["--http2-prior-knowledge", "-H", f"authorization: Bearer {token}"]
+        url = f"http://{address}"
+    else:
+        ca, cert, key = tls
+        transport = ["--cacert", ca, "--cert", cert, "--key", key]
+        url = f"https://{address}"
     result = subprocess.run(
-        [str(BUF), "curl", "--protocol", "grpc", "--http2-prior-knowledge",
-         "-H", f"x-procall-service: {role}/buf",
-         "-H", f"x-procall-service-credential: {credential}",
-         f"http://{address}/procall.api.directory.v1.DirectoryService/{method}",
+        [str(BUF), "curl", "--protocol", "grpc", *transport,
+         f"{url}/procall.api.directory.v1.DirectoryService/{method}",
          "-d", json.dumps(body)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -188,31 +202,34 @@ def _buf_curl(
     return reply
 
 
+def _admin_token(tmp_path: Path) -> str:
+    """A session token of an administrator, signed with the key the test Directory trusts."""
+    signer = TokenSigner(load_signing_key(tmp_path / "keys" / PRIVATE_KEY_NAME), 600)
+    token, _ = signer.issue(
+        session_id="s-buf", user_id="u-buf", username="buf", home_server_id="", admin=True
+    )
+    return token
+
+
 def test_demo_seed_is_idempotent_and_buf_curl_lists_and_searches(
-    directory_address: str,
+    directory_address: str, tmp_path: Path
 ) -> None:
     if not BUF.exists():
         pytest.skip("buf is not installed in the venv (pip install buf-bin)")
-    logins = seed_demo_directory(directory_address, credential=CREDENTIAL)
+    logins = seed_demo_directory(directory_address, proof=OPERATOR)
     assert len(logins) == 12 and {home for _, _, home in logins} == {"ucserver-1", "ucserver-2"}
-    assert seed_demo_directory(directory_address, credential=CREDENTIAL) == logins
+    assert seed_demo_directory(directory_address, proof=OPERATOR) == logins
 
-    listed = _buf_curl(directory_address, "ListUsers", {"pageSize": 5})
+    token = _admin_token(tmp_path)
+    listed = _buf_curl(directory_address, "ListUsers", {"pageSize": 5}, token)
     assert len(listed["users"]) == 5 and listed["nextPageToken"]  # type: ignore[arg-type]
-    found = _buf_curl(directory_address, "SearchUsers", {"query": "engineering"})
+    found = _buf_curl(directory_address, "SearchUsers", {"query": "engineering"}, token)
     names = sorted(u["username"] for u in found["users"])  # type: ignore[attr-defined, union-attr]
     assert names == ["heidi", "ivan", "judy"]
-    delegations = _buf_curl(directory_address, "ListDelegations", {})
+    delegations = _buf_curl(directory_address, "ListDelegations", {}, token)
     assert len(delegations["delegations"]) == 1  # type: ignore[arg-type]
-    pickup = _buf_curl(directory_address, "ListPickupGroups", {})
+    pickup = _buf_curl(directory_address, "ListPickupGroups", {}, token)
     assert pickup["pickupGroups"][0]["name"] == "Sales pick-up"  # type: ignore[index]
-    login = _buf_curl(
-        directory_address,
-        "Authenticate",
-        {"username": "grace", "password": "grace-demo"},
-        role="ucserver",
-    )
-    assert login["user"]["homeServerId"] == "ucserver-2"  # type: ignore[index]
 
 
 def test_procall_up_seeds_the_demo_directory(tmp_path: Path) -> None:
@@ -237,11 +254,21 @@ def test_procall_up_seeds_the_demo_directory(tmp_path: Path) -> None:
                          "--data-dir", str(data_dir), cwd=tmp_path)  # fmt: skip
         assert len(homed.stdout.splitlines()) == 1 + 6
         if BUF.exists():
-            address = next(
-                e["address"] for e in json.loads(endpoints.read_text()) if e["role"] == "directory"
+            directory = next(
+                e for e in json.loads(endpoints.read_text()) if e["role"] == "directory"
             )
-            credential = json.loads((data_dir / "secrets.json").read_text())["service"]
-            found = _buf_curl(address, "SearchUsers", {"query": "Anderson"}, credential)
+            # the operator calls the mesh port with its certificate from the data dir
+            tls_dir = Path(directory["ca_file"]).parent
+            found = _buf_curl(
+                directory["mesh_address"],
+                "SearchUsers",
+                {"query": "Anderson"},
+                tls=(
+                    directory["ca_file"],
+                    str(tls_dir / "operator.local.pem"),
+                    str(tls_dir / "operator.local.key"),
+                ),
+            )
             assert [u["username"] for u in found["users"]] == ["alice"]  # type: ignore[attr-defined, union-attr]
     finally:
         process.send_signal(signal.SIGINT)

@@ -35,7 +35,7 @@ from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grp
 from procall.launch.datacenter import DataCenter
 from tests.helpers.postgres import PostgresCluster
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import PASSWORD, auth, datacenter_operator_channel, login
+from tests.helpers.topology import PASSWORD, auth, login
 
 pytestmark = pytest.mark.system
 
@@ -81,6 +81,7 @@ def center(tmp_path: Path, cluster: PostgresCluster) -> Iterator[DataCenter]:
     """The DataCenter with PostgreSQL as its chat database (users stay in SQLite)."""
     dc = DataCenter(
         tmp_path / "dc",
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,
@@ -280,7 +281,7 @@ class Receiver:
 
 async def _create_users(center: DataCenter, directory: str) -> dict[str, str]:
     ids = {}
-    async with datacenter_operator_channel(center.data_dir, directory) as channel:
+    async with center.operator_channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in HOMES.items():
             reply = await stub.CreateUser(

@@ -23,7 +23,6 @@ from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.launch.datacenter import DataCenter
 from procall.storage.redis.licenses import LicensePool
-from tests.helpers.topology import datacenter_operator_channel
 
 pytestmark = pytest.mark.system
 
@@ -35,6 +34,7 @@ TTL = 1.5
 def center(tmp_path: Path) -> Iterator[DataCenter]:
     dc = DataCenter(
         tmp_path,
+        tls=False,  # plaintext clients, as before TLS became the default
         ucservers=2,
         media_servers=1,
         on_line=lambda _: None,
@@ -62,7 +62,7 @@ def _address(dc: DataCenter, name: str) -> str:
 
 async def _create_users(dc: DataCenter, homes: dict[str, str]) -> dict[str, str]:
     ids = {}
-    async with datacenter_operator_channel(dc.data_dir, _address(dc, "directory")) as channel:
+    async with dc.operator_channel() as channel:
         stub = directory_grpc.DirectoryServiceStub(channel)
         for name, home in homes.items():
             reply = await stub.CreateUser(

@@ -21,10 +21,10 @@ pytestmark = pytest.mark.system
 ROLES = {"redis": 1, "directory": 1, "lookup": 1, "ucserver": 2, "media": 2}
 
 
-def _start_up(data_dir: Path) -> subprocess.Popen[str]:
+def _start_up(data_dir: Path, *flags: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     return subprocess.Popen(
-        [sys.executable, "-m", "procall", "up", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "procall", "up", "--data-dir", str(data_dir), *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -54,8 +54,17 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-def _list_services(address: str) -> set[str]:
-    with grpc.insecure_channel(address) as channel:
+def _channel(endpoint: dict[str, object]) -> grpc.Channel:
+    """A client's channel to ``endpoint``: TLS verified by the CA that endpoints.json names."""
+    address = str(endpoint["address"])
+    if not endpoint.get("ca_file"):
+        return grpc.insecure_channel(address)
+    ca = Path(str(endpoint["ca_file"])).read_bytes()
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
+
+
+def _list_services(endpoint: dict[str, object]) -> set[str]:
+    with _channel(endpoint) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         replies = stub.ServerReflectionInfo(
             iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
@@ -85,7 +94,8 @@ def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     (second_dir / "secrets.json").write_text(json.dumps(keys))
     (second_dir / "secrets.json").chmod(0o644)
     first = _start_up(first_dir)
-    second = _start_up(second_dir)  # a second run at the same time must not collide
+    # a second run at the same time must not collide (and runs without TLS)
+    second = _start_up(second_dir, "--insecure")
     try:
         endpoints = _wait_endpoints(first_dir, first)
         other = _wait_endpoints(second_dir, second)
@@ -98,16 +108,16 @@ def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
         _assert_private(first_dir)
         _assert_private(second_dir)
 
-        for endpoint in endpoints:
+        for endpoint in endpoints + other:
             if endpoint["role"] == "redis":
                 continue
-            address = str(endpoint["address"])
-            with grpc.insecure_channel(address) as channel:
+            assert bool(endpoint.get("ca_file")) == (endpoint in endpoints)  # TLS by default
+            with _channel(endpoint) as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=5
                 )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, endpoint
-            assert any(name.startswith("procall.") for name in _list_services(address)), endpoint
+            assert any(name.startswith("procall.") for name in _list_services(endpoint)), endpoint
 
         busy = _start_up(first_dir)
         _, busy_err = busy.communicate(timeout=30)

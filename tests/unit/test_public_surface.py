@@ -41,10 +41,6 @@ SURFACE: dict[str, set[str]] = {
         "token_signer", "token_verifier",
     },
     "procall.servers.runtime.enforcer": {"NoTokens", "PolicyEnforcer", "TokenChecker"},
-    "procall.servers.runtime.identity": {
-        "CREDENTIAL_HEADER", "SERVICE_HEADER", "IdentifyService", "ServiceIdentifier",
-        "metadata_channel", "service_channel", "service_identity", "service_metadata",
-    },
     "procall.servers.runtime.policy": {
         "ADMIN", "POLICIES", "PUBLIC", "USER", "Policy", "Roles", "SessionRule", "services",
     },
@@ -57,6 +53,20 @@ SURFACE: dict[str, set[str]] = {
         "load_signing_key", "load_verify_keys",
     },
     "procall.servers.runtime.errors": {"ERROR_DOMAIN", "ErrorMappingInterceptor", "status_for"},
+    "procall.servers.runtime.identity": {
+        "PROOF_HEADER",
+        "IdentifyService",
+        "ProofSigner",
+        "ServiceAuthenticator",
+        "ServiceIdentityInterceptor",
+        "mesh_auth_required",
+        "role_target",
+        "service_identity",
+    },
+    "procall.servers.runtime.channels": {
+        "ExtraMetadata", "MeshChannels", "calling_channel", "metadata_channel", "proofs_for",
+        "proving_channel",
+    },
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
     "procall.security": {
         "PRIVATE_DIR_MODE",
@@ -70,6 +80,13 @@ SURFACE: dict[str, set[str]] = {
         "private_file",
         "require_private",
         "write_private",
+        "ROLES",
+        "CertificateAuthority",
+        "IssuedCertificate",
+        "ensure_ca",
+        "issue",
+        "parse_spiffe_id",
+        "spiffe_id",
     },
     "procall.launch.datacenter": {"DataCenter", "DataCenterError", "Endpoint", "run_datacenter"},
     "procall.launch.postgres": {
@@ -186,10 +203,11 @@ SURFACE: dict[str, set[str]] = {
         "JournalEntryAdded", "MessageCreated", "Presence", "PresenceChanged", "ProcallClient",
         "ProcallClientError", "ReadReceipt", "Redirected", "Resynced", "ServerEndpoint",
         "SessionClosed", "SessionInfo", "TelephonyState", "TypingChanged", "UnknownEvent",
-        "event_from_proto", "insecure_channel",
+        "event_from_proto", "insecure_channel", "tls_channels",
     },
     "procall.client.cli": {
         "CLIENT_NAME", "ClientCliError", "add_client_parser", "run_client", "run_client_command",
+        "server_ca_file",
     },
 }  # fmt: skip
 

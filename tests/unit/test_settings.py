@@ -63,3 +63,14 @@ def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="PROCALL_SERVER_PORT must be a int"):
         load_settings(env={"PROCALL_SERVER_PORT": "eighty"})
+
+
+def test_tls_is_all_three_files_or_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "procall.toml"
+    config.write_text('[tls]\nca_file = "ca.pem"\nmesh_port = 7443\n')
+    with pytest.raises(ConfigError, match="ca_file, cert_file and key_file together"):
+        load_settings(config, {})
+    env = {"PROCALL_TLS_CERT_FILE": "uc.pem", "PROCALL_TLS_KEY_FILE": "uc.key"}
+    settings = load_settings(config, env)
+    assert settings.tls.enabled and settings.tls.mesh_port == 7443
+    assert not load_settings(env={}).tls.enabled

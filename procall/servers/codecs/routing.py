@@ -56,6 +56,7 @@ def server_to_proto(server: ServerInfo) -> lookup_pb2.ServerInfo:
         heartbeat_time=timestamp_of(server.heartbeat_time),
         version=server.version,
         outbox_depth=server.outbox_depth,
+        mesh_address=server.mesh_address,
     )
 
 
@@ -81,4 +82,5 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         ),
         version=message.version,
         outbox_depth=message.outbox_depth,
+        mesh_address=message.mesh_address,
     )

@@ -16,6 +16,8 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.routing.service import RoutingService
 from procall.servers.lookup.servicer import LookupServicer
 from procall.servers.runtime.app import ServerApp, StartupError, binding, ensure_server_id
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.upstream.directory import GrpcHomeDirectory
 from procall.settings import Settings
 from procall.storage.lookup import open_lookup_stores
@@ -43,9 +45,8 @@ async def build_lookup(settings: Settings) -> ServerApp:
     directory = (
         GrpcHomeDirectory(
             settings.directory.address,
+            channels=MeshChannels(settings, "lookup", ensure_server_id(settings, "lookup")),
             timeout=lookup.directory_timeout,
-            server_id=ensure_server_id(settings, "lookup"),
-            credential=settings.auth.service_credential,
         )
         if settings.directory.address
         else None
@@ -79,7 +80,7 @@ async def build_lookup(settings: Settings) -> ServerApp:
 
     services = [
         binding(
-            LookupServicer(service),
+            LookupServicer(service, require_identity=mesh_auth_required(settings)),
             lookup_pb,
             lookup_grpc.add_LookupServiceServicer_to_server,
             "LookupService",

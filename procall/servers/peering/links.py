@@ -34,7 +34,7 @@ from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.servicer import FEATURES
-from procall.servers.runtime.identity import service_metadata
+from procall.servers.runtime.channels import MeshChannels
 from procall.servers.upstream.lookup import LookupClient
 
 __all__ = ["PeerLink", "PeerLinks"]
@@ -76,14 +76,14 @@ class PeerLink:
         epoch: int,
         peer_id: str,
         address: str,
-        credential: str,
+        channels: MeshChannels,
         own_address: Callable[[], str] = lambda: "",
     ) -> None:
         self.own_id = own_id
         self.epoch = epoch
         self.peer_id = peer_id
         self.address = address
-        self._credential = credential
+        self._channels = channels
         self._own_address = own_address
         self._backlog: deque[_Pending] = deque()
         self._next = 1
@@ -147,9 +147,10 @@ class PeerLink:
             backoff = min(backoff * 2, 3.0)
 
     async def _session(self) -> None:
-        metadata = service_metadata("ucserver", self.own_id, self._credential)
-        async with grpc.aio.insecure_channel(self.address, options=_CHANNEL_OPTIONS) as channel:
-            call = peer_grpc.PeerServiceStub(channel).Exchange(metadata=metadata)
+        # mutual TLS, or a proof valid only at this peer: nothing a fake peer could replay
+        channel = self._channels.channel(self.address, self.peer_id, _CHANNEL_OPTIONS)
+        async with channel:
+            call = peer_grpc.PeerServiceStub(channel).Exchange()
             hello = peer_pb.PeerHello(
                 server_id=self.own_id,
                 epoch=self.epoch,
@@ -237,7 +238,7 @@ class PeerLinks:
         self,
         own_id: str,
         epoch: int,
-        credential: str,
+        channels: MeshChannels,
         lookup: LookupClient | None,
         refresh_interval: float,
         on_peer_lost: Callable[[str], Awaitable[None]] | None = None,
@@ -246,7 +247,7 @@ class PeerLinks:
         self.own_id = own_id
         self._on_peer_lost = on_peer_lost
         self.epoch = epoch
-        self._credential = credential
+        self._channels = channels
         self._lookup = lookup
         self._interval = refresh_interval
         self._own_address = own_address
@@ -271,7 +272,7 @@ class PeerLinks:
 
     def _open(self, server_id: str, address: str, listed: bool) -> PeerLink:
         link = PeerLink(
-            self.own_id, self.epoch, server_id, address, self._credential, self._own_address
+            self.own_id, self.epoch, server_id, address, self._channels, self._own_address
         )
         link.listed = listed
         self.links[server_id] = link
@@ -307,7 +308,9 @@ class PeerLinks:
             servers = await self._lookup.servers(lookup_pb2.ROLE_UCSERVER)
         except ProcallError:
             return  # Lookup unreachable: keep the links we have
-        live = {s.server_id: s.address for s in servers if s.server_id != self.own_id}
+        live = {
+            s.server_id: s.mesh_address or s.address for s in servers if s.server_id != self.own_id
+        }
         now = time.monotonic()
         for server_id in list(self.links):
             link = self.links[server_id]
@@ -325,16 +328,17 @@ class PeerLinks:
         if server.server_id == self.own_id or server.role != lookup_pb2.ROLE_UCSERVER:
             return
         link = self.links.get(server.server_id)
+        address = server.mesh_address or server.address
         if change.kind == lookup_pb2.TOPOLOGY_CHANGE_KIND_LEFT:
             # only the run that left: a hello may already have linked its successor
-            if link is not None and link.address == server.address:
+            if link is not None and link.address == address:
                 await self._close(server.server_id, lost=True)
             return
-        if link is not None and link.address != server.address:
+        if link is not None and link.address != address:
             await self._close(server.server_id, lost=False)
             link = None
         if link is None:
-            link = self._open(server.server_id, server.address, listed=True)
+            link = self._open(server.server_id, address, listed=True)
         link.listed = True
 
     async def _watch(self, lookup: LookupClient) -> None:

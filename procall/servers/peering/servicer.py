@@ -7,23 +7,26 @@ message or, when this server's hello offered ``PEER_FEATURE_DELIVERY_BATCH``,
 several per ``DeliveryBatch``; acks are cumulative and sent once per
 ``ACK_EVERY`` deliveries. A hello from a server that the mesh does not know yet
 is reported (``on_hello``) so that the mesh opens its own stream back at once.
+
+Only a UCServer may open a stream, and only under its own id: the hello's
+``server_id`` must be the id its certificate (or plain-mode proof) names, so a
+server cannot forge events as another. The shared credential of plain mode is
+never sent: callers prove they hold it (``procall.servers.runtime.identity``).
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import grpc
 
 from procall.api.session.v1 import session_pb2
-from procall.errors import InvalidArgument, Unauthenticated
+from procall.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from procall.servers.runtime.identity import CREDENTIAL_HEADER
+from procall.servers.runtime.auth import current_service
 
-__all__ = ["ACK_EVERY", "CREDENTIAL_HEADER", "FEATURES", "DeliverySink", "PeerServicer"]
-
+__all__ = ["ACK_EVERY", "FEATURES", "DeliverySink", "PeerServicer"]
 
 #: Deliveries per cumulative ack (a sender resends at most about this many after a reconnect).
 ACK_EVERY = 128
@@ -43,35 +46,42 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         self,
         server_id: str,
         epoch: int,
-        credential: str,
         sink: DeliverySink,
         on_hello: HelloObserver | None = None,
+        *,
+        require_identity: bool = True,
     ) -> None:
         self._server_id = server_id
         self._epoch = epoch
-        self._credential = credential
+        self._require_identity = require_identity
         self._sink = sink
         self._on_hello = on_hello
         self._applied: dict[tuple[str, int], int] = {}
 
-    def _check_credential(self, context: grpc.aio.ServicerContext[object, object]) -> None:
-        if not self._credential:
+    def _check_caller(self, hello: peer_pb.PeerHello) -> None:
+        """The caller must be the UCServer its hello names (unless the mesh is open)."""
+        if not self._require_identity:
             return
-        for key, value in context.invocation_metadata() or ():
-            if key == CREDENTIAL_HEADER and isinstance(value, str):
-                if hmac.compare_digest(value, self._credential):
-                    return
-        raise Unauthenticated("peer streams need the service credential of this system")
+        caller = current_service()
+        if caller is None:
+            raise Unauthenticated("peer streams are for procall servers proven by certificate")
+        if caller.role != "ucserver" or caller.server_id != hello.server_id:
+            raise PermissionDenied(
+                f"{caller.role} {caller.server_id} may not open a peer stream "
+                f"as {hello.server_id or 'nobody'}"
+            )
 
     async def Exchange(
         self,
         request_iterator: AsyncIterator[peer_pb.ExchangeRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[peer_pb.ExchangeResponse]:
-        self._check_credential(context)
+        if self._require_identity and current_service() is None:
+            raise Unauthenticated("peer streams are for procall servers proven by certificate")
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("hello"):
             raise InvalidArgument.field("hello", "the first message of a stream must be `hello`")
+        self._check_caller(first.hello)
         key = (first.hello.server_id, first.hello.epoch)
         if self._on_hello is not None:
             # before answering: once the caller sees our hello, we know it too

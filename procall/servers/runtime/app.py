@@ -15,7 +15,7 @@ from procall.security.files import InsecureFileError, require_private
 from procall.security.keys import KeyFileError, load_signing_key, load_verify_keys
 from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer, TokenChecker
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
-from procall.servers.runtime.identity import ServiceIdentifier
+from procall.servers.runtime.identity import ServiceAuthenticator, mesh_auth_required
 from procall.session.tokens import TokenSigner, TokenVerifier
 from procall.settings import AuthSettings, Settings
 
@@ -134,18 +134,25 @@ class ServerApp:
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
         self.settings = settings
-        if not settings.auth.service_credential and role != "directory":
+        server_id = ensure_server_id(settings, role)
+        #: Proves which procall server makes each call to this one (certificate or proof).
+        self.authenticator = ServiceAuthenticator.from_settings(settings, role, server_id)
+        if not mesh_auth_required(settings):
             _log.warning(
-                "[auth] service_credential is not set: without mutual TLS this %s cannot "
-                "prove itself to the other servers (they refuse its mesh calls)",
+                "%s %s: no [tls] and no [auth] service_credential: no procall server can "
+                "prove itself to this one, so calls between servers are refused "
+                "(use `procall certs` and [tls])",
                 role,
+                server_id,
             )
         self.enforcer = PolicyEnforcer(
             verifier or token_verifier(settings.auth) or NoTokens(),
-            identify=ServiceIdentifier(settings.auth.service_credential),
+            identify=self.authenticator,
             audit=audit,
         )
-        self.grpc = GrpcServer(settings.server, services, interceptors, self.enforcer)
+        self.grpc = GrpcServer(
+            settings.server, services, interceptors, self.enforcer, tls=settings.tls
+        )
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopped = False
@@ -155,6 +162,11 @@ class ServerApp:
     def address(self) -> str:
         """``host:port`` of the running server."""
         return self.grpc.address
+
+    @property
+    def mesh_address(self) -> str:
+        """``host:port`` other procall servers dial (the mutual-TLS port with ``[tls]``)."""
+        return self.grpc.mesh_address
 
     @property
     def server_id(self) -> str:

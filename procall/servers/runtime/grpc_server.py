@@ -4,6 +4,16 @@ One place builds the ``grpc.aio`` server with the options sized for many
 long-lived streams, the shared interceptors, the standard health service and
 reflection, and drains gracefully on shutdown. Role-specific wiring lives in the
 composition roots (``directory.py``, ``lookup.py``, ``ucserver.py``, ``media.py``).
+
+With ``[tls]`` the server listens twice, with the same services and interceptors:
+the *client port* (``[server] port``, server-only TLS: clients prove themselves
+with session tokens, and ``buf curl --cacert`` works) and the *mesh port*
+(``[tls] mesh_port``, mutual TLS: only holders of a certificate from the private
+CA connect, and their certificate names their role and id). One port cannot do
+both: grpc either always asks for a client certificate or never does. Methods
+for servers only are refused on the client port because no call there has a
+service identity. Without ``[tls]`` there is one plain port, and the mesh address
+is the client address.
 """
 
 from __future__ import annotations
@@ -12,15 +22,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from procall.security.files import InsecureFileError, require_private
 from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer
 from procall.servers.runtime.errors import ErrorMappingInterceptor
-from procall.settings import ServerSettings
+from procall.settings import ServerSettings, TlsSettings
 
 _log = logging.getLogger(__name__)
 #: Seconds beyond the grace period that stopping the gRPC server may take.
@@ -78,8 +90,10 @@ class GrpcServer:
         services: Sequence[ServiceBinding],
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         enforcer: PolicyEnforcer | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self._settings = settings
+        self._tls = tls if tls is not None and tls.enabled else None
         #: Authenticates every call and checks its policy (outermost: before anything else
         #: answers, UNIMPLEMENTED and malformed requests included). Without one given, no
         #: session token is accepted and only mutual-TLS identities prove a service.
@@ -93,6 +107,8 @@ class GrpcServer:
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         self.port = 0
+        #: The mutual-TLS port for other servers (the client port in plain mode).
+        self.mesh_port = 0
 
     @property
     def service_names(self) -> list[str]:
@@ -100,12 +116,59 @@ class GrpcServer:
         return [s.name for s in self._services]
 
     @property
-    def address(self) -> str:
-        """``host:port`` others use to reach this server (valid after ``start``)."""
+    def tls(self) -> bool:
+        """Whether the server listens with TLS (a client port and a mesh port)."""
+        return self._tls is not None
+
+    def _advertised(self, port: int) -> str:
         host = self._settings.advertise_host or self._settings.host
         if host in ("0.0.0.0", "::", "[::]"):
             host = "127.0.0.1"
-        return f"{host}:{self.port}"
+        return f"{host}:{port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` clients use to reach this server (valid after ``start``)."""
+        return self._advertised(self.port)
+
+    @property
+    def mesh_address(self) -> str:
+        """``host:port`` other procall servers use (the mutual-TLS port; valid after ``start``)."""
+        return self._advertised(self.mesh_port)
+
+    def _bind(self, target: str, credentials: grpc.ServerCredentials | None) -> int:
+        try:
+            if credentials is None:
+                port = self._server.add_insecure_port(target)
+            else:
+                port = self._server.add_secure_port(target, credentials)
+        except RuntimeError:
+            raise BindError(f"cannot listen on {target}: address in use or not available") from None
+        if port == 0:
+            raise BindError(f"cannot listen on {target}: address in use or not available")
+        return port
+
+    def _listen(self) -> None:
+        host = self._settings.host
+        target = f"{host}:{self._settings.port}"
+        if self._tls is None:
+            self.port = self.mesh_port = self._bind(target, None)
+            return
+        try:
+            require_private(self._tls.key_file, "it is this server's private key")
+            ca = Path(self._tls.ca_file).read_bytes()
+            cert = Path(self._tls.cert_file).read_bytes()
+            key = Path(self._tls.key_file).read_bytes()
+        except InsecureFileError as exc:
+            raise BindError(str(exc)) from None
+        except OSError as exc:
+            raise BindError(f"cannot read TLS file {exc.filename}: {exc.strerror}") from None
+        pair = [(key, cert)]
+        self.port = self._bind(target, grpc.ssl_server_credentials(pair))
+        self.mesh_port = self._bind(
+            f"{host}:{self._tls.mesh_port}",
+            grpc.ssl_server_credentials(pair, root_certificates=ca, require_client_auth=True),
+        )
 
     async def start(self) -> None:
         """Bind, start serving and report SERVING for every service."""
@@ -115,13 +178,7 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
         )
-        target = f"{self._settings.host}:{self._settings.port}"
-        try:
-            self.port = self._server.add_insecure_port(target)
-        except RuntimeError:
-            raise BindError(f"cannot listen on {target}: address in use or not available") from None
-        if self.port == 0:
-            raise BindError(f"cannot listen on {target}: address in use or not available")
+        self._listen()
         await self._server.start()
         for name in ["", *self.service_names]:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -61,6 +61,7 @@ def write_ready_file(path: str, app: ServerApp) -> None:
         "name": app.server_id,
         "role": app.role,
         "address": app.address,
+        "mesh_address": app.mesh_address,
         "pid": os.getpid(),
         "services": app.grpc.service_names,
     }

@@ -35,6 +35,8 @@ from procall.servers.runtime.app import (
     not_yet_served,
     token_signer,
 )
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.presence import PresenceComponent
@@ -87,7 +89,10 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     def address() -> str:
         return app.address if app is not None else ""
 
-    clients = UpstreamClients(settings)
+    def mesh_address() -> str:
+        return app.mesh_address if app is not None else ""
+
+    clients = UpstreamClients(settings, MeshChannels(settings, "ucserver", server_id))
     hub = SessionHub[session_pb2.Event](
         time.time, settings.auth.replay_buffer_events, once_key=delivery_key
     )
@@ -100,11 +105,11 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     links = PeerLinks(
         server_id,
         epoch,
-        settings.auth.service_credential,
+        clients.channels,
         clients.lookup,
         settings.lookup.heartbeat_interval,
         on_peer_lost=peer_lost,
-        own_address=address,
+        own_address=mesh_address,  # peers link back to our mesh port
     )
     lookup = clients.lookup
 
@@ -151,9 +156,9 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     peer = PeerServicer(
         server_id,
         epoch,
-        settings.auth.service_credential,
         PeerEventDispatcher(hub, presence.received),
         on_hello=links.hello_from,
+        require_identity=mesh_auth_required(settings),
     )
 
     async def join_peers(_: ServerApp) -> None:
@@ -208,7 +213,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         services,
         on_start=on_start,
         on_stop=on_stop,
-        components={"sessions": sessions, "presence": presence, "chat": chat},
+        components={"sessions": sessions, "presence": presence, "chat": chat, "links": links},
         # tokens are verified by the sessions: cached until expiry, logouts refused at once
         verifier=manager,
     )

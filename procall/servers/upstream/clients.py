@@ -10,7 +10,8 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.errors import NotFound, Unavailable
 from procall.mesh.lookup.v1 import lookup_pb2
-from procall.servers.runtime.identity import service_channel
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import role_target
 from procall.servers.upstream.directory import DirectoryClient
 from procall.servers.upstream.lookup import LookupClient
 from procall.session.ports import AuthenticatedUser
@@ -52,27 +53,29 @@ class _NotConfigured:
 class UpstreamClients:
     """gRPC clients of the Directory and the Lookup named in the settings."""
 
-    def __init__(self, settings: Settings, role: str = "ucserver") -> None:
-        self._settings = settings
-        self._role = role
+    def __init__(self, settings: Settings, channels: MeshChannels) -> None:
+        self._mesh = channels
         self._channels: list[grpc.aio.Channel] = []
         self.directory: DirectoryClient | None = None
         self.lookup: LookupClient | None = None
         if settings.directory.address:
-            self.directory = DirectoryClient(self._channel(settings.directory.address))
+            self.directory = DirectoryClient(
+                self._channel(settings.directory.address, role_target("directory"))
+            )
         if settings.lookup.address:
-            self.lookup = LookupClient(self._channel(settings.lookup.address))
+            self.lookup = LookupClient(
+                self._channel(settings.lookup.address, role_target("lookup"))
+            )
         self._missing_directory = _NotConfigured("Directory")
         self._missing_lookup = _NotConfigured("Lookup")
 
-    def _channel(self, address: str) -> grpc.aio.Channel:
-        channel = service_channel(
-            address,
-            role=self._role,
-            server_id=self._settings.server.server_id,
-            credential=self._settings.auth.service_credential,
-            options=_CHANNEL_OPTIONS,
-        )
+    @property
+    def channels(self) -> MeshChannels:
+        """Makes this server's channels to other procall servers."""
+        return self._mesh
+
+    def _channel(self, address: str, target: str) -> grpc.aio.Channel:
+        channel = self._mesh.channel(address, target, _CHANNEL_OPTIONS)
         self._channels.append(channel)
         return channel
 

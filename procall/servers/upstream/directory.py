@@ -9,7 +9,8 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.errors import Unavailable
 from procall.routing.models import HomeAssignment
-from procall.servers.runtime.identity import service_channel
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import role_target
 from procall.servers.upstream.errors import domain_error
 from procall.session.ports import AuthenticatedUser
 
@@ -83,20 +84,11 @@ class GrpcHomeDirectory:
     slower than ``timeout``) is ``Unavailable`` naming the Directory.
     """
 
-    def __init__(
-        self,
-        address: str,
-        *,
-        timeout: float = 2.0,
-        server_id: str = "",
-        credential: str = "",
-    ) -> None:
-        self._channel = service_channel(
+    def __init__(self, address: str, *, channels: MeshChannels, timeout: float = 2.0) -> None:
+        self._channel = channels.channel(
             address,
-            role="lookup",
-            server_id=server_id,
-            credential=credential,
-            options=[
+            role_target("directory"),
+            [
                 # come back within a second of the Directory returning, not minutes
                 ("grpc.initial_reconnect_backoff_ms", 100),
                 ("grpc.min_reconnect_backoff_ms", 100),

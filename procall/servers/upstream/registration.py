@@ -14,38 +14,40 @@ from collections.abc import Callable
 import grpc
 
 from procall import __version__
-from procall.errors import Aborted, InvalidArgument, Unavailable
+from procall.errors import (
+    Aborted,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.routing.models import HeartbeatAck, ServerInfo, ServerRole
 from procall.routing.registration import Registrar, ServerIdentity
 from procall.servers.codecs.routing import server_to_proto
 from procall.servers.runtime.app import ServerApp
-from procall.servers.runtime.identity import service_channel
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import role_target
 from procall.settings import Settings
 
 __all__ = ["GrpcLookupPort", "LookupRegistration", "lookup_channel"]
 
 
 def lookup_channel(
-    address: str,
-    reconnect_max_ms: int = 1000,
-    *,
-    role: str = "",
-    server_id: str = "",
-    credential: str = "",
+    address: str, channels: MeshChannels, reconnect_max_ms: int = 1000
 ) -> grpc.aio.Channel:
     """A channel to a Lookup that reconnects within about a second once it is back.
 
     grpc's default reconnect backoff grows to two minutes, far longer than a
     registration's TTL; a heartbeat channel must not sit out a Lookup's return.
+    The channel proves this server's identity (``channels``): the Lookup takes
+    a heartbeat or deregistration only from the server it names.
     """
-    return service_channel(
+    return channels.channel(
         address,
-        role=role,
-        server_id=server_id,
-        credential=credential,
-        options=[
+        role_target("lookup"),
+        [
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", max(100, reconnect_max_ms)),
@@ -76,6 +78,12 @@ class GrpcLookupPort:
                 raise Aborted("the Lookup refused a stale epoch") from err
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(err.details() or "the Lookup refused the heartbeat") from err
+            if err.code() == grpc.StatusCode.PERMISSION_DENIED:
+                raise PermissionDenied(err.details() or "the Lookup refused this server") from err
+            if err.code() == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated(
+                    err.details() or "the Lookup does not know this server"
+                ) from err
             raise Unavailable.backend("Lookup") from err
         return HeartbeatAck(epoch=response.epoch, ttl_seconds=float(response.ttl_seconds))
 
@@ -127,12 +135,9 @@ class LookupRegistration:
     async def on_start(self, app: ServerApp) -> None:
         """Start heartbeating (does not wait for the Lookup: it may be down for now)."""
         lookup = self._settings.lookup
+        channels = MeshChannels(self._settings, self._role.value.lower(), app.server_id)
         self._channel = lookup_channel(
-            lookup.address,
-            reconnect_max_ms=int(lookup.heartbeat_interval * 1000),
-            role=app.role,
-            server_id=app.server_id,
-            credential=self._settings.auth.service_credential,
+            lookup.address, channels, reconnect_max_ms=int(lookup.heartbeat_interval * 1000)
         )
         identity = ServerIdentity(
             server_id=app.server_id,
@@ -140,7 +145,14 @@ class LookupRegistration:
             address=app.address,
             capacity=self._capacity,
             version=__version__,
+            mesh_address=app.mesh_address,
         )
+
+        async def routable(serving: bool) -> None:
+            # out of the routing view (not for a Lookup outage): say so in health
+            for service in ["", *app.grpc.service_names]:
+                await app.grpc.set_serving(serving, service)
+
         # a heartbeat slower than half the TTL is as good as lost
         port = GrpcLookupPort(self._channel, timeout=max(0.2, lookup.heartbeat_ttl / 2))
         self.registrar = Registrar(
@@ -151,6 +163,7 @@ class LookupRegistration:
             draining=self._draining,
             degraded=self._degraded,
             outbox_depth=self._outbox_depth,
+            on_routable=routable,
         )
         self.registrar.start()
 

@@ -125,6 +125,7 @@ def encode_state(server: ServerInfo) -> str:
             "degraded": server.degraded,
             "version": server.version,
             "outbox_depth": server.outbox_depth,
+            "mesh_address": server.mesh_address,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -159,6 +160,7 @@ def decode_server(
         heartbeat_time=_time(heartbeat_ms),
         version=fields.get("version", ""),
         outbox_depth=int(fields.get("outbox_depth", 0)),
+        mesh_address=str(fields.get("mesh_address", "")),
     )
 
 

@@ -15,6 +15,9 @@ from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.links import PeerLink
 from procall.servers.peering.servicer import PeerServicer
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import ServiceAuthenticator, ServiceIdentityInterceptor
+from procall.settings import Settings
 from tests.helpers.topology import wait_for
 
 CREDENTIAL = "service-secret"
@@ -53,8 +56,17 @@ class _OlderPeer(peer_grpc.PeerServiceServicer):
                 )
 
 
+def _channels(server_id: str) -> MeshChannels:
+    settings = Settings()
+    settings.auth.service_credential = CREDENTIAL
+    return MeshChannels(settings, "ucserver", server_id)
+
+
 async def _serve(servicer: peer_grpc.PeerServiceServicer) -> tuple[grpc.aio.Server, str]:
-    server = grpc.aio.server()
+    proving = ServiceAuthenticator(
+        role="ucserver", server_id="uc-2", tls=False, credential=CREDENTIAL
+    )
+    server = grpc.aio.server(interceptors=[ServiceIdentityInterceptor(proving)])
     peer_grpc.add_PeerServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -71,12 +83,10 @@ async def test_a_burst_arrives_once_and_in_order(older: bool) -> None:
 
     old = _OlderPeer()
     servicer = (
-        old
-        if older
-        else PeerServicer("uc-2", 7, CREDENTIAL, sink, on_hello=lambda s, a: hellos.append((s, a)))
+        old if older else PeerServicer("uc-2", 7, sink, on_hello=lambda s, a: hellos.append((s, a)))
     )
     server, address = await _serve(servicer)
-    link = PeerLink("uc-1", 1, "uc-2", address, CREDENTIAL, own_address=lambda: "10.0.0.1:5")
+    link = PeerLink("uc-1", 1, "uc-2", address, _channels("uc-1"), own_address=lambda: "10.0.0.1:5")
     notes = [f"n{i}" for i in range(500)]
     try:
         for note in notes[:250]:  # queued before the stream even exists

@@ -1,9 +1,11 @@
-"""A running system (Directory, Lookup, one UCServer) with alice, bob and the admin root."""
+"""Fixtures of the security tests: real servers over a real Redis, with TLS or plain proofs;
+``secured`` is a running system (Directory, Lookup, one UCServer) with alice, bob and root."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -65,3 +67,26 @@ async def secured(
     tokens = {name: (await login(address, name)).session_token for name in ("alice", "bob", "root")}
     async with grpc.aio.insecure_channel(system.directory.address) as raw:
         yield Secured(system, tokens, raw)
+
+
+HOMES = [("alice", "uc-1"), ("bob", "uc-2")]
+
+
+@pytest.fixture
+def settings(redis_url: str, make_settings: Callable[..., Settings]) -> Callable[[], Settings]:
+    """Quick settings on the test Redis, with the plain-mode credential set."""
+    return lambda: fast_settings(make_settings, redis_url)
+
+
+@pytest.fixture
+async def plain_system(start_app: StartApp, settings: Callable[[], Settings]) -> System:
+    """Directory, Lookup and UCServers uc-1 and uc-2 in plain mode (per-call proofs)."""
+    return await start_system(start_app, settings, HOMES)
+
+
+@pytest.fixture
+async def tls_system(
+    start_app: StartApp, settings: Callable[[], Settings], tmp_path: Path
+) -> System:
+    """The same system with mutual TLS between the servers and TLS for clients."""
+    return await start_system(start_app, settings, HOMES, tls_dir=tmp_path / "tls")

@@ -96,6 +96,7 @@ class ServerInfo(_message.Message):
     HEARTBEAT_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     OUTBOX_DEPTH_FIELD_NUMBER: _builtins.int
+    MESH_ADDRESS_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier, unique in the system."""
     role: Global___Role.ValueType
@@ -117,6 +118,11 @@ class ServerInfo(_message.Message):
     outbox_depth: _builtins.int
     """Chat and journal writes waiting in the server's local outbox for the central
     database (UCServers); above 0 while that database is unreachable or catching up.
+    """
+    mesh_address: _builtins.str
+    """gRPC address other procall servers use, host:port: the mesh port, which asks for the
+    caller's certificate (mutual TLS). Empty, or equal to `address`, when the server has a
+    single port (plain mode); clients always use `address`.
     """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
@@ -141,10 +147,11 @@ class ServerInfo(_message.Message):
         heartbeat_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.str = ...,
         outbox_depth: _builtins.int = ...,
+        mesh_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "mesh_address", b"mesh_address", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
