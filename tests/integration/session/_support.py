@@ -158,6 +158,13 @@ class Stream:
             ):
                 return event.presence_changed.presence
 
+    def drained(self) -> list[session_pb2.Event | grpc.aio.AioRpcError]:
+        """What the stream received and nobody read yet (events and a final error)."""
+        items = []
+        while not self.events.empty():
+            items.append(self.events.get_nowait())
+        return items
+
     async def ack(self, sequence: int) -> None:
         await self.call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
 
