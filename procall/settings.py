@@ -30,6 +30,7 @@ __all__ = [
     "DatabaseSettings",
     "DirectorySettings",
     "LdapSettings",
+    "LimitsSettings",
     "LookupSettings",
     "MediaSettings",
     "RedisSettings",
@@ -102,13 +103,24 @@ class DatabaseSettings:
     chat_url: str = ""
     #: Configuration database.
     config_url: str = ""
+    #: Audit log database. Empty: the chat and journal database on UCServers and the user
+    #: database on the Directory, which is where ListAuditEvents reads both.
+    audit_url: str = ""
     #: Seconds to wait for a connection before answering UNAVAILABLE.
     connect_timeout: float = 3.0
 
     def resolved(self, name: str) -> str:
-        """The URL of the named database (``users``, ``chat`` or ``config``)."""
+        """The URL of the named database (``users``, ``chat``, ``config`` or ``audit``)."""
         value: str = getattr(self, f"{name}_url")
         return value or self.url
+
+    def audit_urls(self) -> list[str]:
+        """Where audit events are written: ``audit_url`` alone when set, else the user
+        database (the Directory's own writes) and the chat and journal database (the
+        UCServers'), once each when they are the same database."""
+        if self.audit_url:
+            return [self.audit_url]
+        return list(dict.fromkeys([self.resolved("users"), self.resolved("chat")]))
 
 
 @dataclass
@@ -121,9 +133,13 @@ class DirectorySettings:
     backend: str = "sql"
     #: host:port of the Directory server, for UCServers.
     address: str = ""
-    #: Failed logins per account before logins are throttled.
+    #: Failed logins for one account from one network source before that source is locked
+    #: out of the account (other sources still log in).
     max_failed_logins: int = 5
-    #: Seconds a throttled account waits.
+    #: Failed logins for one account from all sources together before the account is locked
+    #: everywhere (a distributed guessing attack); 0 turns the account-wide lock off.
+    max_failed_logins_per_account: int = 100
+    #: Seconds a throttled account (or account and source) waits.
     lockout_seconds: float = 30.0
     #: argon2id cost of password hashes (SQL backend); changing them rehashes on next login.
     argon2_time_cost: int = 3
@@ -265,6 +281,31 @@ class ChatSettings:
 
 
 @dataclass
+class LimitsSettings:
+    """Caps on what one user or one network source may take of a server."""
+
+    #: Concurrent sessions (and so licenses) per user. At the cap the oldest session
+    #: without an open stream is ended to make room (a client that crashed); when every
+    #: session has a stream, Login answers RESOURCE_EXHAUSTED (LIMIT_EXCEEDED).
+    sessions_per_user: int = 5
+    #: Open Connect streams per user on one UCServer.
+    streams_per_user: int = 10
+    #: Requests per second (and at once) of one user's sessions; administrators are exempt.
+    user_rate: float = 100.0
+    user_burst: float = 400.0
+    #: Requests per second (and at once) without a session (Login) from one network address.
+    source_rate: float = 50.0
+    source_burst: float = 500.0
+    #: Largest request message of client-facing methods, unless ``method_message_bytes``
+    #: names the method (``"procall.api.chat.v1.ChatService/SendMessage" = "65536"``).
+    client_message_bytes: int = 256 * 1024
+    method_message_bytes: dict[str, str] = field(default_factory=dict)
+    #: Seconds a stream may go without a message from its caller (acks and keepalives count)
+    #: before it is ended; 0 turns the bound off.
+    stream_idle_seconds: float = 300.0
+
+
+@dataclass
 class MediaSettings:
     """The MediaServer."""
 
@@ -293,6 +334,7 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)

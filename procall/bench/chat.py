@@ -33,6 +33,17 @@ from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grp
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
 
+#: Seconds one setup call (creating a user) may take.
+_SETUP_TIMEOUT = 60.0
+
+#: The [limits] of a benchmark's servers: one host plays thousands of clients.
+_BENCH_LIMITS: dict[str, str | int | float | bool] = {
+    "source_rate": 1e9,
+    "source_burst": 1e9,
+    "user_rate": 1e9,
+    "user_burst": 1e9,
+}
+
 __all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
 
 PASSWORD = "bench-password"
@@ -61,7 +72,8 @@ async def _create_users(
                             home_server_id=_HOMES[side],
                         ),
                         password=PASSWORD,
-                    )
+                    ),
+                    timeout=_SETUP_TIMEOUT,
                 )
             made[pair, side] = {
                 "username": username,
@@ -169,6 +181,8 @@ def _run(
                 "argon2_parallelism": 1,
                 "max_failed_logins": 1_000_000,
             },
+            # every simulated client connects from this one host, as fast as it can
+            "limits": _BENCH_LIMITS,
         },
     )
     say("starting the DataCenter")

@@ -48,6 +48,8 @@ ACK_EVERY = ClientOptions().ack_every
 ACK_INTERVAL = ClientOptions().ack_interval
 #: Setup calls in flight at once.
 _SETUP_CONCURRENCY = 64
+#: Seconds one unary call of the setup or teardown may take (logins queue behind argon2).
+_CALL_TIMEOUT = 60.0
 #: Conversation creations in flight at once (SQLite takes one writer at a time).
 _SQL_CONCURRENCY = 4
 #: Clients sharing one connection: several connections per server, as many clients make.
@@ -245,7 +247,8 @@ class _Run:
         async def login(client: _Client) -> None:
             async with self.gate:
                 reply = await session_grpc.SessionServiceStub(client.channel).Login(
-                    session_pb.LoginRequest(username=client.username, password=password)
+                    session_pb.LoginRequest(username=client.username, password=password),
+                    timeout=_CALL_TIMEOUT,
                 )
             client.metadata = (("authorization", f"Bearer {reply.session_token}"),)
 
@@ -266,7 +269,7 @@ class _Run:
                 try:
                     async with sql_gate:
                         reply = await first.chat.CreateConversation(
-                            request, metadata=first.metadata
+                            request, metadata=first.metadata, timeout=_CALL_TIMEOUT
                         )
                     return str(reply.conversation.conversation_id)
                 except grpc.aio.AioRpcError as error:
@@ -321,6 +324,7 @@ class _Run:
                 conversation_id=conversation_id, text=_TEXT, request_id=request_id
             ),
             metadata=client.metadata,
+            timeout=_CALL_TIMEOUT,
         )
 
     async def measure(self) -> dict[str, Any]:

@@ -49,6 +49,8 @@ ACK_EVERY = ClientOptions().ack_every
 ACK_INTERVAL = ClientOptions().ack_interval
 #: Setup calls in flight at once.
 _SETUP_CONCURRENCY = 64
+#: Seconds one unary call of the setup or teardown may take (logins queue behind argon2).
+_CALL_TIMEOUT = 60.0
 #: Contact-list writes in flight at once (the bench's SQLite takes one writer at a time).
 _SQL_CONCURRENCY = 4
 #: Streams per channel: grpc holds at most this many concurrent streams on one connection
@@ -189,7 +191,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     async def login(client: _Client) -> None:
         stub = session_grpc.SessionServiceStub(client.channel)
         reply = await stub.Login(
-            session_pb.LoginRequest(username=client.username, password=password)
+            session_pb.LoginRequest(username=client.username, password=password),
+            timeout=_CALL_TIMEOUT,
         )
         client.token = reply.session_token
         client.metadata = (("authorization", f"Bearer {client.token}"),)
@@ -235,7 +238,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             try:
                 async with sql_gate:
                     await presence_grpc.PresenceServiceStub(client.channel).AddContacts(
-                        request, metadata=client.metadata
+                        request, metadata=client.metadata, timeout=_CALL_TIMEOUT
                     )
                 return
             except grpc.aio.AioRpcError as error:
@@ -318,7 +321,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     async def logout(client: _Client) -> None:
         with contextlib.suppress(grpc.aio.AioRpcError):
             await session_grpc.SessionServiceStub(client.channel).Logout(
-                session_pb.LogoutRequest(), metadata=client.metadata
+                session_pb.LogoutRequest(), metadata=client.metadata, timeout=_CALL_TIMEOUT
             )
 
     await asyncio.gather(*(_gated(gate, logout(c)) for c in clients))

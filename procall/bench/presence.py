@@ -26,7 +26,18 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenter, DataCenterError
 
+#: The [limits] of a benchmark's servers: one host plays thousands of clients.
+_BENCH_LIMITS: dict[str, str | int | float | bool] = {
+    "source_rate": 1e9,
+    "source_burst": 1e9,
+    "user_rate": 1e9,
+    "user_burst": 1e9,
+}
+
 __all__ = ["run_presence_bench"]
+
+#: Seconds one setup call (creating a user) may take.
+_SETUP_TIMEOUT = 60.0
 
 PASSWORD = "bench-password"
 
@@ -48,7 +59,8 @@ async def _create_users(
                             username=f"u{i:05d}", display_name=f"User {i}", home_server_id=home
                         ),
                         password=PASSWORD,
-                    )
+                    ),
+                    timeout=_SETUP_TIMEOUT,
                 )
             users.append((reply.user.username, reply.user.user_id, home))
 
@@ -76,6 +88,8 @@ def run_presence_bench(
                     "argon2_parallelism": 1,
                     "max_failed_logins": 1_000_000,
                 },
+                # every simulated client connects from this one host, as fast as it can
+                "limits": _BENCH_LIMITS,
             },
         )
         center.start()

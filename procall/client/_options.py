@@ -61,6 +61,10 @@ class ClientOptions:
     ack_interval: float = 2.0
     #: ... and at once after this many processed, unacknowledged events.
     ack_every: int = 64
+    #: With nothing to ack, the last ack is sent again after this many seconds, as a
+    #: keepalive: servers end streams whose client sent nothing for a while
+    #: (``[limits] stream_idle_seconds``, 300 s by default).
+    stream_keepalive: float = 60.0
     #: Reconnect backoff: first delay, cap (seconds), and the random spread (0..1)
     #: taken off each delay so that the clients of a restarted server do not return
     #: in lockstep.

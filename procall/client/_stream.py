@@ -412,18 +412,25 @@ class EventStream:
         raise error
 
     async def _send_acks(self, call: _Call, epoch: int) -> None:
+        """Ack processed events; with nothing to ack, repeat the last ack now and then as a
+        keepalive (the server ends streams that stay silent)."""
         sent = 0
+        loop = asyncio.get_running_loop()
+        written = loop.time()
+        interval = min(self._options.ack_interval, self._options.stream_keepalive)
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ack_now.wait(), self._options.ack_interval)
+                await asyncio.wait_for(self._ack_now.wait(), interval)
             self._ack_now.clear()
             processed_epoch, sequence = self._processed
-            if processed_epoch == epoch and sequence > sent:
-                try:
-                    await call.write(
-                        session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence))
-                    )
-                except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                    return  # the stream is gone; the reader notices and reconnects
-                sent = sequence
-                self._unacked = 0
+            if processed_epoch != epoch or sequence <= sent:
+                if loop.time() - written < self._options.stream_keepalive:
+                    continue
+                sequence = sent  # a keepalive: the same ack again
+            written = loop.time()
+            try:
+                await call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                return  # the stream is gone; the reader notices and reconnects
+            sent = sequence
+            self._unacked = 0

@@ -9,12 +9,15 @@ assignments still work (the LDAP backend keeps them in its SQL side database).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
+from procall.audit import AuditEvent, AuditLog, AuditOutcome
 from procall.directory.models import (
     USER_MUTABLE_FIELDS,
+    Account,
     BackendInfo,
     BackendKind,
     Group,
@@ -53,6 +56,7 @@ from procall.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
 )
 from procall.paging import decode_page_token, encode_page_token, page_size
@@ -91,7 +95,10 @@ class Directory:
         hasher: PasswordHasher,
         throttle: LoginThrottle,
         policy: PasswordPolicy | None = None,
+        audit: AuditLog | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``audit`` records failed logins (``auth.login_failed``)."""
         self.info = info
         self._reader = reader
         self._auth = authenticator
@@ -100,32 +107,67 @@ class Directory:
         self._hasher = hasher
         self._throttle = throttle
         self._policy = policy or PasswordPolicy()
+        self._audit = audit
+        self._clock = clock
 
     # -- authentication -------------------------------------------------------------------
 
-    async def authenticate(self, login: str, password: str) -> User:
+    async def authenticate(self, login: str, password: str, source: str = "") -> User:
         """The user whose login name and password these are.
 
         Unknown names, wrong passwords and disabled accounts all give the same
-        ``Unauthenticated``; too many failures give ``ResourceExhausted``.
+        ``Unauthenticated``; too many failures from ``source`` (the client's network
+        address), or from everywhere together, give ``ResourceExhausted``.
         """
         login = login.strip()
+        source = source[:128]
         keys = [f"login:{normalize_key(login)[:256]}"]
-        self._throttle.check(keys)
         account = None
-        if is_searchable(login) and 0 < len(password) <= self._policy.max_chars:
-            account = await self._auth.find_account(login)
-        if account is not None:
-            keys.append(f"user:{account.user.user_id}")
-            self._throttle.check(keys)
+        try:
+            self._throttle.check(keys, source)
+            if is_searchable(login) and 0 < len(password) <= self._policy.max_chars:
+                account = await self._auth.find_account(login)
+            if account is not None:
+                keys.append(f"user:{account.user.user_id}")
+                self._throttle.check(keys, source)
+        except ResourceExhausted:
+            await self._failed_login(login, account, source, AuditOutcome.DENIED, "RATE_LIMITED")
+            raise
         usable = account if account is not None and not account.user.disabled else None
         if usable is None or not await self._auth.check_password(usable, password):
             if usable is None and account is not None:
                 await self._auth.check_password(None, password)  # same time as a wrong password
-            self._throttle.failure(keys)
+            self._throttle.failure(keys, source)
+            await self._failed_login(login, account, source, AuditOutcome.FAILED, "BAD_CREDENTIALS")
             raise Unauthenticated("wrong username or password")
-        self._throttle.success(keys)
+        self._throttle.success(keys, source)
         return usable.user
+
+    async def _failed_login(
+        self,
+        login: str,
+        account: Account | None,
+        source: str,
+        outcome: AuditOutcome,
+        reason: str,
+    ) -> None:
+        """Record a refused login: the name tried (never the password), the account it
+        named, if any, and where it came from."""
+        if self._audit is None:
+            return
+        event = AuditEvent(
+            time=self._clock(),
+            actor=login[:64] or "anonymous",
+            action="auth.login_failed",
+            outcome=outcome,
+            subject=account.user.user_id if account is not None else "",
+            source=source,
+            detail={"reason": reason},
+        )
+        try:
+            await self._audit.record(event)
+        except Exception:  # the audit log never fails a login
+            pass
 
     # -- reading users --------------------------------------------------------------------
 

@@ -6,6 +6,14 @@ makes there (``Connect`` or any other: ``touch``), so the home server knows
 every session of its users, wherever they logged in. A session without a
 stream lives for the resume window after its last call.
 
+One user holds at most ``sessions_per_user`` sessions (and so licenses). At the
+cap, the oldest session whose client has gone (no open stream, and either its
+stream dropped or it made no call within ``CONNECT_GRACE`` seconds) is ended
+and revoked to make room: a client that crashed does not lock its user out.
+When every session is in use, the new one is refused with RESOURCE_EXHAUSTED
+(``LIMIT_EXCEEDED``): the caps protect the license pool from one account,
+and a live client is never thrown out by another login.
+
 Every call's token goes through ``verify`` (called by the policy enforcer): the
 signature check is cached per token (a busy client sends the same token
 thousands of times), expiry and revocation are checked on every call. A logout
@@ -29,9 +37,12 @@ from procall.session.resume import decode_resume_token, encode_resume_token, res
 from procall.session.revocations import RevocationList, RevocationStore
 from procall.session.tokens import SessionClaims, TokenSigner
 
-__all__ = ["Attachment", "LoginResult", "SessionManager"]
+__all__ = ["CONNECT_GRACE", "Attachment", "LoginResult", "SessionManager"]
 
 P = TypeVar("P")
+
+#: Seconds a new session may go without a stream before a login at the cap may end it.
+CONNECT_GRACE = 60.0
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,9 @@ class SessionManager(Generic[P]):
         clock: Clock,
         observers: Sequence[SessionObserver] = (),
         revocations: RevocationStore | None = None,
+        sessions_per_user: int = 0,
     ) -> None:
+        """``sessions_per_user`` caps the sessions of one user (0: no cap)."""
         self.server_id = server_id
         self.observers = list(observers)
         self.run_id = run_id
@@ -99,6 +112,9 @@ class SessionManager(Generic[P]):
         self._revocation_store = revocations
         #: Sessions whose tokens are refused (logged out here or elsewhere).
         self.revoked = RevocationList()
+        self.sessions_per_user = sessions_per_user
+        #: Sessions of a user being opened right now (counted against the cap).
+        self._opening: dict[str, int] = {}
 
     def is_live(self, session_id: str) -> bool:
         """Whether the session is live on this server (it may have no stream right now)."""
@@ -126,9 +142,12 @@ class SessionManager(Generic[P]):
             raise Unauthenticated("this session has ended (logged out); log in again")
         return claims
 
-    async def login(self, username: str, password: str, client_name: str) -> LoginResult:
-        """Authenticate, issue a token and say where the home server is."""
-        user = await self._auth.authenticate(username, password)
+    async def login(
+        self, username: str, password: str, client_name: str, source: str = ""
+    ) -> LoginResult:
+        """Authenticate (``source``: the client's network address), issue a token and say
+        where the home server is."""
+        user = await self._auth.authenticate(username, password, source)
         if not user.home_server_id:
             raise FailedPrecondition(
                 "no home server is assigned to this user; ask an administrator"
@@ -160,13 +179,21 @@ class SessionManager(Generic[P]):
         existing = self.hub.get(claims.session_id)
         if existing is not None:
             return existing
-        if not await self._licenses.take(claims.session_id):
-            raise ResourceExhausted(
-                "all licenses of the system are in use; try again later or ask an "
-                "administrator to extend the license pool",
-                reason="LICENSE_POOL_EXHAUSTED",
-            )
-        session = self.hub.add(claims, client_name)
+        user_id = claims.user_id
+        self._opening[user_id] = self._opening.get(user_id, 0) + 1
+        try:
+            await self._make_room(user_id)
+            if not await self._licenses.take(claims.session_id):
+                raise ResourceExhausted(
+                    "all licenses of the system are in use; try again later or ask an "
+                    "administrator to extend the license pool",
+                    reason="LICENSE_POOL_EXHAUSTED",
+                )
+            session = self.hub.add(claims, client_name)
+        finally:
+            left = self._opening.pop(user_id) - 1
+            if left:
+                self._opening[user_id] = left
         for observer in self.observers:
             await observer.session_opened(claims, client_name)
         return session
@@ -191,6 +218,39 @@ class SessionManager(Generic[P]):
         session = self.hub.get(session_id)
         if session is not None:
             await self._end(session.claims)
+
+    async def _make_room(self, user_id: str) -> None:
+        """Keep ``user_id`` below the session cap: end sessions whose clients have gone,
+        or refuse with ``ResourceExhausted`` when all are in use (see the module doc)."""
+        cap = self.sessions_per_user
+        if cap <= 0:
+            return
+        live = self.hub.sessions_of(user_id)
+        # the sessions being opened (this one included) count, so that logins racing
+        # each other cannot pass the cap together
+        excess = len(live) + self._opening.get(user_id, 0) - cap
+        if excess <= 0:
+            return
+        now = self._clock()
+        gone = sorted(
+            (
+                s
+                for s in live
+                # no stream now: it had one that dropped, or none and no call for a while
+                if s.streams == 0
+                and (s.generation > 0 or now - (s.detached_at or s.created_at) >= CONNECT_GRACE)
+            ),
+            key=lambda s: s.detached_at or s.created_at,
+        )
+        if len(gone) < excess:
+            raise ResourceExhausted(
+                f"this user already has {len(live)} sessions in use (at most {cap}); log out "
+                "of another device first",
+                reason="LIMIT_EXCEEDED",
+                metadata={"limit": "sessions_per_user", "max": str(cap)},
+            )
+        for session in gone[:excess]:
+            await self.logout(session.claims)
 
     async def check_home(self, claims: SessionClaims) -> None:
         """``FailedPrecondition(WRONG_HOME_SERVER)`` naming the home when this is not it."""

@@ -30,8 +30,11 @@ class AuthenticatedUser:
 class Authenticator(Protocol):
     """Checks credentials (the Directory)."""
 
-    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
-        """The user, or ``Unauthenticated`` / ``ResourceExhausted`` / ``Unavailable``."""
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
+        """The user, or ``Unauthenticated`` / ``ResourceExhausted`` / ``Unavailable``;
+        ``source`` is the client's network address (failures are throttled per source)."""
         ...
 
 

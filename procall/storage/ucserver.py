@@ -22,6 +22,7 @@ from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.presence import RedisPresenceStore
 from procall.storage.redis.revocations import RedisRevocationStore
 from procall.storage.redis.sessions import RedisSessionRegistry
+from procall.storage.sql.audit import SqlAuditStore
 from procall.storage.sql.central_writer import SqlCentralWriter
 from procall.storage.sql.chat_conversations import SqlConversationStore
 from procall.storage.sql.chat_messages import SqlMessageStore
@@ -30,9 +31,10 @@ from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.journal import SqlJournalStore
 from procall.storage.sql.migrate import upgrade_to_head
 
-__all__ = ["UCServerStores", "open_ucserver_stores"]
+__all__ = ["UCServerStores", "audit_stores", "open_ucserver_stores"]
 
 _log = logging.getLogger(__name__)
+_AUDIT_DATABASE = "audit database"
 #: Seconds the database may take to close its connections at shutdown.
 _DISPOSE_TIMEOUT = 5.0
 
@@ -55,8 +57,15 @@ class UCServerStores:
     central: SqlCentralWriter
     #: The local half of the durable write path (opened by the chat part).
     outbox: SqliteOutbox
+    #: Where this server's audit events go (``[database] audit_url``, else the chat and
+    #: journal database) ...
+    audit: SqlAuditStore
+    #: ... and every store ListAuditEvents reads (see ``audit_stores``).
+    audit_readers: tuple[SqlAuditStore, ...]
     _redis: aioredis.Redis
     _database: SqlDatabase
+    #: Databases opened for the audit log only.
+    _audit_databases: tuple[SqlDatabase, ...] = ()
 
     @property
     def database_name(self) -> str:
@@ -67,6 +76,9 @@ class UCServerStores:
         """Bring the chat, journal and contacts schema up to date; ``Unavailable`` when the
         database does not answer."""
         await upgrade_to_head(self._database, name=self._database.name)
+        for database in self._audit_databases:  # the Directory migrates the user database
+            if database.name == _AUDIT_DATABASE:
+                await upgrade_to_head(database, name=database.name)
 
     async def close(self) -> None:
         """Close the database connections (bounded) and the Redis client."""
@@ -74,6 +86,11 @@ class UCServerStores:
             await asyncio.wait_for(self._database.dispose(), _DISPOSE_TIMEOUT)
         except TimeoutError:
             _log.warning("%s did not close its connections in time", self._database.name)
+        for database in self._audit_databases:
+            try:
+                await asyncio.wait_for(database.dispose(), _DISPOSE_TIMEOUT)
+            except TimeoutError:
+                _log.warning("%s did not close its connections in time", database.name)
         await self._redis.aclose()
 
 
@@ -94,6 +111,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         name="chat and journal database",
         connect_timeout=settings.database.connect_timeout,
     )
+    audit, readers, opened = audit_stores(settings, database)
     ttl = settings.lookup.heartbeat_ttl
     chat = settings.chat
     return UCServerStores(
@@ -112,6 +130,37 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
             chat.outbox_max_records,
             chat.outbox_max_bytes,
         ),
+        audit=audit,
+        audit_readers=readers,
         _redis=redis,
         _database=database,
+        _audit_databases=opened,
     )
+
+
+def audit_stores(
+    settings: Settings, chat_database: SqlDatabase
+) -> tuple[SqlAuditStore, tuple[SqlAuditStore, ...], tuple[SqlDatabase, ...]]:
+    """Where a UCServer records audit events, where ListAuditEvents reads them, and the
+    databases opened for that.
+
+    A UCServer records into the chat and journal database it already uses, or into
+    ``[database] audit_url`` when that is set; the Directory records its writes and the
+    failed logins into the user database (or the same ``audit_url``). ListAuditEvents
+    therefore reads ``audit_url`` alone when it is set, and otherwise both the user
+    database and the chat and journal database (once, when they are one database),
+    merged newest first: ``audit_url`` on every server puts the whole log in one place.
+    """
+    urls = settings.database
+    known = {urls.resolved("chat"): chat_database}
+    opened: list[SqlDatabase] = []
+
+    def database(url: str, name: str) -> SqlDatabase:
+        if url not in known:
+            known[url] = SqlDatabase(url, name=name, connect_timeout=urls.connect_timeout)
+            opened.append(known[url])
+        return known[url]
+
+    writes = database(urls.audit_url, _AUDIT_DATABASE) if urls.audit_url else chat_database
+    readers = tuple(SqlAuditStore(database(url, "user database")) for url in urls.audit_urls())
+    return SqlAuditStore(writes), readers, tuple(opened)

@@ -12,7 +12,7 @@ from procall.api.presence.v1 import presence_pb2
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
-from tests.helpers.topology import auth
+from tests.helpers.topology import ChannelFor, auth
 
 __all__ = ["EventStream"]
 
@@ -20,8 +20,15 @@ __all__ = ["EventStream"]
 class EventStream:
     """A client's Connect stream, reading events in the background."""
 
-    def __init__(self, address: str, token: str, resume_token: str = "") -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        channel_for: ChannelFor = grpc.aio.insecure_channel,
+        resume_token: str = "",
+    ) -> None:
+        """``channel_for`` makes the channel (``system.channel`` for a TLS system)."""
+        self.channel = channel_for(address)
         self.call = session_grpc.SessionServiceStub(self.channel).Connect(metadata=auth(token))
         self.events: asyncio.Queue[session_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()
         self._resume = resume_token
@@ -71,6 +78,13 @@ class EventStream:
     async def ack(self, sequence: int) -> None:
         """Acknowledge the events up to ``sequence``."""
         await self.call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
+
+    def drained(self) -> list[session_pb2.Event | grpc.aio.AioRpcError]:
+        """What the stream received and nobody read yet (events and a final error)."""
+        items = []
+        while not self.events.empty():
+            items.append(self.events.get_nowait())
+        return items
 
     def drain(self, kind: str) -> list[session_pb2.Event]:
         """The events of ``kind`` already received (others are dropped)."""

@@ -67,6 +67,34 @@ SURFACE: dict[str, set[str]] = {
         "ExtraMetadata", "MeshChannels", "calling_channel", "metadata_channel", "proofs_for",
         "proving_channel",
     },
+    "procall.servers.runtime.limits": {
+        "LimitsInterceptor",
+        "call_limits",
+        "source_of",
+    },
+    "procall.servers.runtime.audit": {"AuditInterceptor", "AuditRule", "actor_of"},
+    "procall.limits": {
+        "CLIENT_API_PREFIX",
+        "DEFAULT_METHOD_MESSAGE_BYTES",
+        "CallLimits",
+        "KeyedBuckets",
+        "LimitsConfig",
+        "StreamSlot",
+        "TokenBucket",
+        "stream_idle",
+    },
+    "procall.audit": {
+        "AuditEvent",
+        "AuditListing",
+        "AuditLog",
+        "AuditOutcome",
+        "AuditPage",
+        "AuditQuery",
+        "AuditReader",
+        "AuditSink",
+        "BufferedAuditLog",
+        "StoredAuditEvent",
+    },
     "procall.launch.redis": {"RedisProcess", "RedisStartError", "find_redis_server", "free_port"},
     "procall.security": {
         "PRIVATE_DIR_MODE",
@@ -102,7 +130,6 @@ SURFACE: dict[str, set[str]] = {
         "DEFAULT_SESSIONS_PAGE", "AdminViews", "LicenseCounter", "LicenseUsage", "LiveServers",
         "LoggedOnSession", "LoggedOnSessions", "ServerState", "SessionFilter", "state_of",
     },
-    "procall.audit": {"AuditEvent", "AuditLog", "AuditOutcome"},
     "procall.chat": {
         "MAX_GROUP_MEMBERS", "MAX_REQUEST_ID_CHARS", "MAX_TEXT_BYTES", "MAX_TITLE_CHARS",
         "Allocation", "ChatEventSink", "ChatMessage", "ChatState", "Conversation",
@@ -220,7 +247,12 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
     "procall.admin_views": {
         "model": ("model",), "ports": ("ports",), "use_cases": ("views",), "internal": (),
     },
-    "procall.audit": {"model": ("model",), "ports": ("ports",), "use_cases": (), "internal": ()},
+    "procall.audit": {
+        "model": ("model",),
+        "ports": ("ports",),
+        "use_cases": ("buffer", "listing"),
+        "internal": (),
+    },
     "procall.chat": {
         "model": ("model",),
         "ports": ("ports",),

@@ -74,3 +74,29 @@ def test_tls_is_all_three_files_or_an_error(tmp_path: Path) -> None:
     settings = load_settings(config, env)
     assert settings.tls.enabled and settings.tls.mesh_port == 7443
     assert not load_settings(env={}).tls.enabled
+
+
+def test_limits_and_the_audit_databases(tmp_path: Path) -> None:
+    from procall.servers.runtime.limits import call_limits
+
+    config = tmp_path / "procall.toml"
+    config.write_text(
+        "[limits]\nsessions_per_user = 3\nuser_rate = 5\n"
+        '[limits.method_message_bytes]\n"procall.api.chat.v1.ChatService/SendMessage" = "65536"\n'
+        '[database]\nusers_url = "sqlite+aiosqlite:///users.db"\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config, env={"PROCALL_LIMITS_STREAM_IDLE_SECONDS": "30"})
+    assert settings.limits.sessions_per_user == 3
+    assert settings.limits.user_rate == 5.0
+    assert settings.limits.stream_idle_seconds == 30.0
+    limits = call_limits(settings)
+    assert limits.message_limit("procall.api.chat.v1.ChatService/SendMessage") == 65536
+    # the Directory's and the UCServers' audit events are read from both databases ...
+    assert settings.database.audit_urls() == ["sqlite+aiosqlite:///users.db", settings.database.url]
+    # ... unless audit_url puts them in one
+    settings.database.audit_url = "sqlite+aiosqlite:///audit.db"
+    assert settings.database.audit_urls() == ["sqlite+aiosqlite:///audit.db"]
+    settings.limits.method_message_bytes = {"X/Y": "lots"}
+    with pytest.raises(ConfigError, match="method_message_bytes"):
+        call_limits(settings)

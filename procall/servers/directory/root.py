@@ -16,8 +16,11 @@ themselves when the backend is back.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.audit import BufferedAuditLog
 from procall.directory import (
     BackendInfo,
     BackendKind,
@@ -31,9 +34,15 @@ from procall.directory import (
     UserReader,
 )
 from procall.errors import Unavailable
+from procall.servers.directory.audited import DIRECTORY_AUDIT_RULES
 from procall.servers.directory.servicer import DirectoryServicer
 from procall.servers.runtime.app import ServerApp, StartupError, binding
+from procall.servers.runtime.audit import AuditInterceptor
+from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.settings import DirectorySettings, Settings
+
+if TYPE_CHECKING:
+    from procall.storage.sql import SqlDatabase
 
 __all__ = ["build_directory", "hash_parameters"]
 
@@ -70,6 +79,7 @@ async def build_directory(settings: Settings) -> ServerApp:
         SqlUserStore,
         upgrade_to_head,
     )
+    from procall.storage.sql.audit import SqlAuditStore
 
     backend = settings.directory.backend.strip().lower()
     if backend not in ("sql", "ldap"):
@@ -94,8 +104,14 @@ async def build_directory(settings: Settings) -> ServerApp:
         await database.dispose()
         raise StartupError(f"the {name} at {database.description} does not answer") from None
 
+    audit_database = database
+    if settings.database.audit_url:
+        audit_database = await _audit_database(settings)
+    audit = BufferedAuditLog(SqlAuditStore(audit_database))
     throttle = LoginThrottle(
-        settings.directory.max_failed_logins, settings.directory.lockout_seconds
+        settings.directory.max_failed_logins,
+        settings.directory.lockout_seconds,
+        max_account_failures=settings.directory.max_failed_logins_per_account,
     )
     policy = PasswordPolicy(min_chars=settings.directory.min_password_length)
     gateway: LdapGateway | None = None
@@ -111,6 +127,7 @@ async def build_directory(settings: Settings) -> ServerApp:
             hasher=hasher,
             throttle=throttle,
             policy=policy,
+            audit=audit,
         )
         delegation_users = store
     else:
@@ -130,14 +147,21 @@ async def build_directory(settings: Settings) -> ServerApp:
             hasher=hasher,
             throttle=throttle,
             policy=policy,
+            audit=audit,
         )
         delegation_users = ldap
     delegations = Delegations(SqlDelegationStore(database), delegation_users)
 
+    async def start(_: ServerApp) -> None:
+        audit.start()
+
     async def close(_: ServerApp) -> None:
+        await audit.stop()
         if gateway is not None:
             await gateway.close()
         await database.dispose()
+        if audit_database is not database:
+            await audit_database.dispose()
 
     services = [
         binding(
@@ -147,4 +171,38 @@ async def build_directory(settings: Settings) -> ServerApp:
             "DirectoryService",
         )
     ]
-    return ServerApp("directory", settings, services, on_stop=[close])
+    return ServerApp(
+        "directory",
+        settings,
+        services,
+        on_start=[start],
+        on_stop=[close],
+        interceptors=[
+            LimitsInterceptor(call_limits(settings), limit_anonymous=False),
+            AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
+        ],
+        audit=audit,
+        components={"audit": audit},
+    )
+
+
+async def _audit_database(settings: Settings) -> SqlDatabase:
+    """The separate audit database of ``[database] audit_url``, migrated."""
+    from procall.storage.sql import SqlConfigError, SqlDatabase, upgrade_to_head
+
+    try:
+        database = SqlDatabase(
+            settings.database.audit_url,
+            name="audit database",
+            connect_timeout=settings.database.connect_timeout,
+        )
+    except SqlConfigError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        await upgrade_to_head(database)
+    except Unavailable:
+        await database.dispose()
+        raise StartupError(
+            f"the audit database at {database.description} does not answer"
+        ) from None
+    return database

@@ -38,6 +38,7 @@ from procall.directory import (
 from procall.errors import PermissionDenied
 from procall.servers.codecs.time import timestamp_of
 from procall.servers.runtime.auth import current_claims, current_claims_or_none, current_service
+from procall.servers.runtime.limits import source_of
 from procall.servers.runtime.policy import Roles
 
 __all__ = ["SELF_SERVICE_FIELDS", "DirectoryServicer", "phone_book_entry", "user_to_pb"]
@@ -169,8 +170,11 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     async def Authenticate(
         self, request: svc.AuthenticateRequest, context: Context
     ) -> svc.AuthenticateResponse:
-        """Check a login name and password."""
-        user = await self._directory.authenticate(request.username, request.password)
+        """Check a login name and password (throttled per account and source)."""
+        # only UCServers may call Authenticate (the policy table), so the source they
+        # pass on is the client's; without one, the caller itself is the source
+        source = request.source or source_of(context.peer() or "")
+        user = await self._directory.authenticate(request.username, request.password, source)
         return svc.AuthenticateResponse(user=user_to_pb(user))
 
     async def GetDirectoryInfo(

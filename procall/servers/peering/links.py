@@ -61,6 +61,12 @@ _CHANNEL_OPTIONS = [
 _Call = grpc.aio.StreamStreamCall[peer_pb.ExchangeRequest, peer_pb.ExchangeResponse]
 
 
+#: Seconds without a delivery after which a link sends a keepalive (receivers end streams
+#: that stay silent for ``[limits] stream_idle_seconds``, 300 s by default).
+KEEPALIVE_SECONDS = 30.0
+_KEEPALIVE = peer_pb.ExchangeRequest(keepalive=peer_pb.PeerKeepalive())
+
+
 class _Pending(NamedTuple):
     sequence: int
     recipients: Sequence[str]
@@ -186,8 +192,12 @@ class PeerLink:
             self._wake.clear()
             if self._first_after(sent_upto) >= len(self._backlog):
                 wake = asyncio.create_task(self._wake.wait())
-                await asyncio.wait({wake, reader}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    {wake, reader}, timeout=KEEPALIVE_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 wake.cancel()
+                if not done:  # nothing to send for a while: the receiver ends silent streams
+                    await call.write(_KEEPALIVE)
 
     def _next_message(self, position: int, batches: bool) -> tuple[peer_pb.ExchangeRequest, int]:
         """The message carrying the deliveries from ``position`` on, and the last sequence."""

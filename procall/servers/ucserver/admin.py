@@ -7,6 +7,7 @@ from procall.admin_views.views import AdminViews
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
+from procall.audit import AuditListing
 from procall.errors import InvalidArgument
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
@@ -40,11 +41,12 @@ def admin_binding(
     logged_on: LoggedOnSessions,
     licenses: LicenseCounter,
     clients: UpstreamClients,
+    audit: AuditListing | None = None,
 ) -> ServiceBinding:
-    """The AdminService, answering from the shared state and the Lookup."""
+    """The AdminService, answering from the shared state, the Lookup and the audit log."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions),
+        AdminServicer(views, sessions, audit),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

@@ -1,7 +1,8 @@
 """AdminService: system-wide sessions, servers and the license pool (thin).
 
-Every RPC needs an admin session. Configuration, edit leases, moving users,
-draining and the audit log belong to a later release and answer UNIMPLEMENTED.
+Every RPC needs an admin session. The audit log is read from every database that
+holds audit events (``AuditListing``). Configuration, edit leases, moving users and
+draining belong to a later release and answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from procall.admin_views.views import AdminViews, SessionFilter
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
+from procall.audit import AuditListing
 from procall.errors import PermissionDenied, Unimplemented
 from procall.servers.codecs.admin import (
     license_pool_to_proto,
@@ -19,6 +21,7 @@ from procall.servers.codecs.admin import (
     server_role_from_proto,
     server_status_to_proto,
 )
+from procall.servers.codecs.audit import audit_event_to_pb, audit_query_of
 from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
@@ -37,9 +40,15 @@ def _later(method: str) -> Unimplemented:
 class AdminServicer(admin_grpc.AdminServiceServicer):
     """Decodes requests, calls the admin views, encodes replies."""
 
-    def __init__(self, views: AdminViews, sessions: SessionManager[session_pb2.Event]) -> None:
+    def __init__(
+        self,
+        views: AdminViews,
+        sessions: SessionManager[session_pb2.Event],
+        audit: AuditListing | None = None,
+    ) -> None:
         self._views = views
         self._sessions = sessions
+        self._audit = audit
 
     def _admin(self, context: Context) -> SessionClaims:
         claims = current_claims()
@@ -133,5 +142,14 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     async def ListAuditEvents(
         self, request: admin_pb.ListAuditEventsRequest, context: Context
     ) -> admin_pb.ListAuditEventsResponse:
-        """Not served by this release."""
-        raise _later("ListAuditEvents")
+        """A page of the audit log (every server's records), newest first."""
+        self._admin(context)
+        if self._audit is None:
+            raise _later("ListAuditEvents")
+        page = await self._audit.page(
+            audit_query_of(request), request.page_size, request.page_token
+        )
+        return admin_pb.ListAuditEventsResponse(
+            events=[audit_event_to_pb(e) for e in page.events],
+            next_page_token=page.next_page_token,
+        )

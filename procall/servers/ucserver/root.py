@@ -18,6 +18,7 @@ from collections.abc import Callable
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.session.v1 import session_pb2
+from procall.audit import AuditListing, BufferedAuditLog
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.routing.models import ServerRole
@@ -35,9 +36,12 @@ from procall.servers.runtime.app import (
     not_yet_served,
     token_signer,
 )
+from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.channels import MeshChannels
 from procall.servers.runtime.identity import mesh_auth_required
+from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.servers.ucserver.admin import admin_binding
+from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
@@ -74,6 +78,7 @@ def _session_manager(
         licenses=stores.licenses,
         clock=time.time,
         revocations=stores.revocations,
+        sessions_per_user=settings.limits.sessions_per_user,
     )
 
 
@@ -167,8 +172,16 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     async def leave_peers(_: ServerApp) -> None:
         await links.stop()
 
+    # the audit log: queued, written in batches (never slowing or failing the audited call)
+    audit = BufferedAuditLog(stores.audit)
+    audit_listing = AuditListing(stores.audit_readers)
+
+    async def start_audit(_: ServerApp) -> None:
+        audit.start()
+
     async def close_connections(_: ServerApp) -> None:
         await clients.close()
+        await audit.stop()
         await stores.close()
 
     services = [
@@ -176,7 +189,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *presence.bindings(),
         *chat.bindings(),
         binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
-        admin_binding(manager, stores.sessions, stores.licenses, clients),
+        admin_binding(manager, stores.sessions, stores.licenses, clients, audit_listing),
         binding(
             not_yet_served(call_grpc.CallServiceServicer),
             call_pb,
@@ -184,7 +197,14 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "CallService",
         ),
     ]
-    on_start: list[Hook] = [schema.start, join_peers, presence.start, chat.start, sessions.start]
+    on_start: list[Hook] = [
+        schema.start,
+        start_audit,
+        join_peers,
+        presence.start,
+        chat.start,
+        sessions.start,
+    ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
     # queued, the peer links close, pending chat writes reach the database or the outbox,
     # then the connections close
@@ -207,14 +227,28 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)
+    limits = call_limits(settings)
     app = ServerApp(
         "ucserver",
         settings,
         services,
         on_start=on_start,
         on_stop=on_stop,
-        components={"sessions": sessions, "presence": presence, "chat": chat, "links": links},
+        # inside the policy enforcer, which binds the verified caller they read
+        interceptors=[
+            LimitsInterceptor(limits),
+            AuditInterceptor(audit, UCSERVER_AUDIT_RULES),
+        ],
+        components={
+            "sessions": sessions,
+            "presence": presence,
+            "chat": chat,
+            "links": links,
+            "limits": limits,
+            "audit": audit,
+        },
         # tokens are verified by the sessions: cached until expiry, logouts refused at once
         verifier=manager,
+        audit=audit,
     )
     return app

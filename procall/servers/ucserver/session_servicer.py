@@ -26,6 +26,7 @@ from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.errors import InvalidArgument, Unavailable
 from procall.servers.codecs.time import timestamp
 from procall.servers.runtime.auth import current_claims
+from procall.servers.runtime.limits import source_of
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.manager import Attachment, SessionManager
 from procall.session.resume import resume_expired
@@ -170,7 +171,10 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         if not request.username:
             raise InvalidArgument.field("username", "must not be empty")
         result = await self._manager.login(
-            request.username, request.password, request.client_name[:200]
+            request.username,
+            request.password,
+            request.client_name[:200],
+            source_of(context.peer() or ""),
         )
         session = self._session_message(result.claims, result.home_address)
         session.client_name = request.client_name[:200]

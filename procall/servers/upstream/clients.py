@@ -37,7 +37,9 @@ class _NotConfigured:
             f"no {self._what} is configured for this UCServer", metadata={"backend": self._what}
         )
 
-    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
         raise self._error()
 
     async def may_act_for(self, actor_user_id: str, principal_user_id: str, scope: int) -> bool:

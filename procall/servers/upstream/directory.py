@@ -26,11 +26,15 @@ class DirectoryClient:
         self._stub = directory_grpc.DirectoryServiceStub(channel)
         self._timeout = timeout
 
-    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
-        """Check credentials (``Authenticator`` port)."""
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
+        """Check credentials of a login from ``source`` (``Authenticator`` port)."""
         try:
             reply = await self._stub.Authenticate(
-                directory_pb.AuthenticateRequest(username=username, password=password),
+                directory_pb.AuthenticateRequest(
+                    username=username, password=password, source=source
+                ),
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as error:

@@ -14,9 +14,12 @@ class TcpProxy:
     connections while keeping them open (a frozen server: only keepalive notices).
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, source_host: str | None = None) -> None:
+        """``source_host``: the local address the proxy connects from (``127.0.0.2``
+        makes the server see another network source than the test's own calls)."""
         host, _, port = target.rpartition(":")
         self._target = (host, int(port))
+        self._local = (source_host, 0) if source_host else None
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -41,7 +44,9 @@ class TcpProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            up_reader, up_writer = await asyncio.open_connection(
+                *self._target, local_addr=self._local
+            )
         except OSError:
             writer.transport.abort()
             return

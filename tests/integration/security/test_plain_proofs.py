@@ -18,7 +18,8 @@ from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.links import PeerLinks
 from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner, role_target
-from tests.helpers.topology import EventStream, System, login
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import System, login
 
 EXCHANGE = "/procall.mesh.peer.v1.PeerService/Exchange"
 HEARTBEAT = "/procall.mesh.lookup.v1.LookupService/Heartbeat"

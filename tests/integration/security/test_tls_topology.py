@@ -22,8 +22,9 @@ from procall.security import ensure_ca, issue
 from procall.servers.runtime.app import StartupError
 from procall.servers.runtime.grpc_server import BindError
 from procall.settings import Settings
+from tests.helpers.streams import EventStream
 from tests.helpers.tls import certificate, tls_channel, use_tls
-from tests.helpers.topology import EventStream, StartApp, System, auth, login
+from tests.helpers.topology import StartApp, System, auth, login
 
 
 async def test_login_and_presence_across_two_ucservers_over_mutual_tls(tls_system: System) -> None:

@@ -125,7 +125,7 @@ async def test_welcome_is_outside_the_sequence_and_events_count_from_1(center: C
     await stream.close()
 
     # the Welcome's resume token is the point the stream started from: before event 1
-    again = EventStream(center.uc1.address, alice.session_token, welcome.resume_token)
+    again = EventStream(center.uc1.address, alice.session_token, resume_token=welcome.resume_token)
     resumed = await again.open()
     assert resumed.welcome.resumed and resumed.sequence == 0
     assert [(await again.next()).sequence for _ in range(2)] == [1, 2]

@@ -81,7 +81,9 @@ async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
         )
     await asyncio.sleep(0.5)
 
-    resumed = EventStream(center.uc1.address, alice.session_token, last_seen.resume_token)
+    resumed = EventStream(
+        center.uc1.address, alice.session_token, resume_token=last_seen.resume_token
+    )
     welcome = await resumed.open()
     assert welcome.welcome.resumed
     replay = [await resumed.next() for _ in range(3)]
@@ -91,7 +93,7 @@ async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
         await resumed.next(timeout=0.5)  # nothing duplicated
     await resumed.close()
 
-    stale = EventStream(center.uc1.address, alice.session_token, "bm90LWEtdG9rZW4")
+    stale = EventStream(center.uc1.address, alice.session_token, resume_token="bm90LWEtdG9rZW4")
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stale.open()
     assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION

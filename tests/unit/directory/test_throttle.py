@@ -56,3 +56,46 @@ def test_memory_is_bounded() -> None:
     throttle.check(["login:user0"])  # forgotten: the oldest keys are dropped first
     with pytest.raises(ResourceExhausted):
         throttle.check(["login:user999"])
+
+
+def test_one_source_locks_only_itself_out() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(5, 30.0, max_account_failures=100, clock=clock)
+    for _ in range(5):
+        throttle.failure(["user:bob"], "ipv4:10.6.6.6")
+    with pytest.raises(ResourceExhausted) as failure:
+        throttle.check(["user:bob"], "ipv4:10.6.6.6")
+    assert "from this address" in failure.value.message
+    throttle.check(["user:bob"], "ipv4:10.1.1.1")  # bob at his desk still logs in
+
+
+def test_an_attacker_repeating_from_one_source_never_locks_the_account_everywhere() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(5, 30.0, max_account_failures=100, clock=clock)
+    for _ in range(120):  # an hour of five wrong passwords every 30 s
+        for _ in range(5):
+            throttle.check(["user:bob"], "ipv4:10.6.6.6")
+            throttle.failure(["user:bob"], "ipv4:10.6.6.6")
+        clock.now += 30.5
+        throttle.check(["user:bob"], "ipv4:10.1.1.1")
+
+
+def test_a_guessing_attack_from_many_sources_locks_the_account_everywhere() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(5, 30.0, max_account_failures=100, clock=clock)
+    for source in range(25):  # 25 sources x 4 guesses, none of them locked by itself
+        for _ in range(4):
+            throttle.failure(["user:bob"], f"ipv4:10.0.0.{source}")
+    with pytest.raises(ResourceExhausted) as failure:
+        throttle.check(["user:bob"], "ipv4:10.1.1.1")
+    assert "from all addresses" in failure.value.message
+    clock.now += 30.5
+    throttle.check(["user:bob"], "ipv4:10.1.1.1")  # only for the lockout period
+
+
+def test_the_account_wide_ceiling_can_be_turned_off() -> None:
+    throttle = LoginThrottle(5, 30.0, max_account_failures=0, clock=Clock())
+    for source in range(100):
+        for _ in range(4):
+            throttle.failure(["user:bob"], f"ipv4:10.0.0.{source}")
+    throttle.check(["user:bob"], "ipv4:10.1.1.1")

@@ -13,7 +13,9 @@ from procall.session.tokens import TokenSigner
 
 
 class _Directory:
-    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
         return AuthenticatedUser(f"id-{username}", username, "uc-1", False)
 
 

@@ -25,7 +25,9 @@ class _Clock:
 
 
 class _Auth:
-    async def authenticate(self, username: str, password: str) -> AuthenticatedUser:
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
         return AuthenticatedUser("u-" + username, username, "uc-1", False)
 
 

@@ -108,6 +108,34 @@ SERVER_STATE_DOWN: ServerState.ValueType  # 4
 """Its heartbeat has expired."""
 Global___ServerState: _TypeAlias = ServerState  # noqa: Y015
 
+class _AuditOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AuditOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AuditOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIT_OUTCOME_UNSPECIFIED: _AuditOutcome.ValueType  # 0
+    """Not set."""
+    AUDIT_OUTCOME_SUCCESS: _AuditOutcome.ValueType  # 1
+    """The action succeeded."""
+    AUDIT_OUTCOME_DENIED: _AuditOutcome.ValueType  # 2
+    """The caller was refused (not authenticated, not allowed, throttled)."""
+    AUDIT_OUTCOME_FAILED: _AuditOutcome.ValueType  # 3
+    """The action failed for another reason (wrong password, invalid request, backend down)."""
+
+class AuditOutcome(_AuditOutcome, metaclass=_AuditOutcomeEnumTypeWrapper):
+    """AuditOutcome says how an audited action ended."""
+
+AUDIT_OUTCOME_UNSPECIFIED: AuditOutcome.ValueType  # 0
+"""Not set."""
+AUDIT_OUTCOME_SUCCESS: AuditOutcome.ValueType  # 1
+"""The action succeeded."""
+AUDIT_OUTCOME_DENIED: AuditOutcome.ValueType  # 2
+"""The caller was refused (not authenticated, not allowed, throttled)."""
+AUDIT_OUTCOME_FAILED: AuditOutcome.ValueType  # 3
+"""The action failed for another reason (wrong password, invalid request, backend down)."""
+Global___AuditOutcome: _TypeAlias = AuditOutcome  # noqa: Y015
+
 @_typing.final
 class ConfigProperty(_message.Message):
     """ConfigProperty is one configuration value."""
@@ -372,7 +400,9 @@ Global___LicensePool: _TypeAlias = LicensePool  # noqa: Y015
 
 @_typing.final
 class AuditEvent(_message.Message):
-    """AuditEvent is one recorded admin change."""
+    """AuditEvent is one recorded action: an authentication failure, an
+    administrator's action or the use of a delegation.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -382,16 +412,31 @@ class AuditEvent(_message.Message):
     RESOURCE_FIELD_NUMBER: _builtins.int
     DETAILS_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
+    SUBJECT_USER_ID_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     audit_event_id: _builtins.str
     """Stable identifier."""
     actor_user_id: _builtins.str
-    """The admin who acted."""
+    """Who acted: a user id, "service:<role>/<server id>" for a procall server,
+    "anonymous", or for a failed login the login name that was tried.
+    """
     action: _builtins.str
-    """What was done ("config.set", "user.move", "server.drain")."""
+    """What was done ("directory.CreateUser", "admin.MoveUser", "presence.SetPresence",
+    "auth.login_failed").
+    """
     resource: _builtins.str
-    """What it was done to."""
+    """What it was done to (the subject user's id, when there is one)."""
     details: _builtins.str
-    """Details (old and new value), without secrets."""
+    """Details as a JSON object, without secrets (never passwords or tokens)."""
+    subject_user_id: _builtins.str
+    """The user the action was for (an administrator's target, a delegate's principal,
+    the account of a failed login); empty when there is none.
+    """
+    outcome: Global___AuditOutcome.ValueType
+    """How the action ended."""
+    source: _builtins.str
+    """The network address the call came from ("ipv4:10.1.2.3")."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When."""
@@ -405,10 +450,13 @@ class AuditEvent(_message.Message):
         resource: _builtins.str = ...,
         details: _builtins.str = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
+        subject_user_id: _builtins.str = ...,
+        outcome: Global___AuditOutcome.ValueType = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "audit_event_id", b"audit_event_id", "details", b"details", "event_time", b"event_time", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "audit_event_id", b"audit_event_id", "details", b"details", "event_time", b"event_time", "outcome", b"outcome", "resource", b"resource", "source", b"source", "subject_user_id", b"subject_user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -620,19 +620,33 @@ class ListAuditEventsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ACTOR_USER_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_USER_ID_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
-    """Maximum number of events to return (default 100, at most 1000)."""
+    """Maximum number of events to return (default 50, at most 1000)."""
     page_token: _builtins.str
-    """Opaque token from a previous response's next_page_token."""
+    """Opaque token from a previous response's next_page_token (valid for the same filters)."""
+    actor_user_id: _builtins.str
+    """Only events of this actor (exact), when set."""
+    subject_user_id: _builtins.str
+    """Only events for this user (exact), when set."""
+    action: _builtins.str
+    """Only this action ("directory.CreateUser"), or the actions under a prefix ending
+    in a dot ("directory."), when set.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        actor_user_id: _builtins.str = ...,
+        subject_user_id: _builtins.str = ...,
+        action: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor_user_id", b"actor_user_id", "page_size", b"page_size", "page_token", b"page_token", "subject_user_id", b"subject_user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

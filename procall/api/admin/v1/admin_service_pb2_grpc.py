@@ -197,7 +197,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAuditEvents(self, request, context):
-        """Lists recorded admin changes, newest first.
+        """Lists the audit log (authentication failures, administrators' actions, the use
+        of delegations), newest first, from every server's records.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -64,7 +64,9 @@ class AdminServiceStub:
     DrainServer: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DrainServerRequest, _admin_service_pb2.DrainServerResponse]
     """Puts a UCServer into draining: no new sessions, its users are moved to the others."""
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditEventsRequest, _admin_service_pb2.ListAuditEventsResponse]
-    """Lists recorded admin changes, newest first."""
+    """Lists the audit log (authentication failures, administrators' actions, the use
+    of delegations), newest first, from every server's records.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -102,7 +104,9 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DrainServer: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DrainServerRequest, _admin_service_pb2.DrainServerResponse]  # type: ignore[assignment]
     """Puts a UCServer into draining: no new sessions, its users are moved to the others."""
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditEventsRequest, _admin_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
-    """Lists recorded admin changes, newest first."""
+    """Lists the audit log (authentication failures, administrators' actions, the use
+    of delegations), newest first, from every server's records.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService is served by every UCServer and administers the whole system:
@@ -215,6 +219,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.ListAuditEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.ListAuditEventsResponse, _abc.Awaitable[_admin_service_pb2.ListAuditEventsResponse]]:
-        """Lists recorded admin changes, newest first."""
+        """Lists the audit log (authentication failures, administrators' actions, the use
+        of delegations), newest first, from every server's records.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -74,6 +74,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The server is draining or shutting down (UNAVAILABLE); reconnect elsewhere."""
     ERROR_REASON_NOT_A_MEMBER: _ErrorReason.ValueType  # 22
     """The caller is not a member of the conversation (PERMISSION_DENIED)."""
+    ERROR_REASON_STREAM_IDLE: _ErrorReason.ValueType  # 23
+    """A stream's caller sent nothing (not even an ack or keepalive) for longer than the
+    server's idle bound (UNAVAILABLE); ErrorInfo metadata "idle_seconds" gives the bound.
+    Reconnect and resume.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists the machine-readable reasons procall puts into
@@ -134,4 +139,9 @@ ERROR_REASON_SERVER_DRAINING: ErrorReason.ValueType  # 21
 """The server is draining or shutting down (UNAVAILABLE); reconnect elsewhere."""
 ERROR_REASON_NOT_A_MEMBER: ErrorReason.ValueType  # 22
 """The caller is not a member of the conversation (PERMISSION_DENIED)."""
+ERROR_REASON_STREAM_IDLE: ErrorReason.ValueType  # 23
+"""A stream's caller sent nothing (not even an ack or keepalive) for longer than the
+server's idle bound (UNAVAILABLE); ErrorInfo metadata "idle_seconds" gives the bound.
+Reconnect and resume.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

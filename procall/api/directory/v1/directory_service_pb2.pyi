@@ -61,19 +61,26 @@ class AuthenticateRequest(_message.Message):
 
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     username: _builtins.str
     """Username or principal name."""
     password: _builtins.str
     """Password in clear text; never logged or stored."""
+    source: _builtins.str
+    """The network address the login came from, as the UCServer that received it saw
+    it ("ipv4:10.1.2.3"). Failed logins are throttled per account and source, so
+    that one source cannot lock a user out everywhere; empty: the caller's address.
+    """
     def __init__(
         self,
         *,
         username: _builtins.str = ...,
         password: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password", "source", b"source", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -198,6 +198,23 @@ class PeerAck(_message.Message):
 Global___PeerAck: _TypeAlias = PeerAck  # noqa: Y015
 
 @_typing.final
+class PeerKeepalive(_message.Message):
+    """PeerKeepalive says that the calling server is still there; it carries nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PeerKeepalive: _TypeAlias = PeerKeepalive  # noqa: Y015
+
+@_typing.final
 class ExchangeRequest(_message.Message):
     """Request of Exchange (one message of the caller-to-callee stream)."""
 
@@ -207,6 +224,7 @@ class ExchangeRequest(_message.Message):
     DELIVERY_FIELD_NUMBER: _builtins.int
     INTEREST_FIELD_NUMBER: _builtins.int
     DELIVERY_BATCH_FIELD_NUMBER: _builtins.int
+    KEEPALIVE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___PeerHello:
         """Identifies the caller; first and only once."""
@@ -225,6 +243,12 @@ class ExchangeRequest(_message.Message):
         PEER_FEATURE_DELIVERY_BATCH.
         """
 
+    @_builtins.property
+    def keepalive(self) -> Global___PeerKeepalive:
+        """Sent when the caller has had nothing else to send for a while, so that the
+        receiving server does not end the stream as idle.
+        """
+
     def __init__(
         self,
         *,
@@ -232,12 +256,13 @@ class ExchangeRequest(_message.Message):
         delivery: Global___Delivery | None = ...,
         interest: Global___Interest | None = ...,
         delivery_batch: Global___DeliveryBatch | None = ...,
+        keepalive: Global___PeerKeepalive | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "keepalive", b"keepalive", "payload", b"payload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "payload", b"payload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivery", b"delivery", "delivery_batch", b"delivery_batch", "hello", b"hello", "interest", b"interest", "keepalive", b"keepalive", "payload", b"payload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "delivery", "interest", "delivery_batch"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["hello", "delivery", "interest", "delivery_batch", "keepalive"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -1,0 +1,41 @@
+"""What a UCServer audits: every AdminService call, and the use of delegations
+(setting someone else's presence)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.servers.runtime.audit import AuditRule
+
+__all__ = ["UCSERVER_AUDIT_RULES"]
+
+
+def _for_someone_else(request: Any, actor: str) -> bool:
+    return bool(request.user_id) and request.user_id != actor
+
+
+def _user_id(request: Any, response: Any) -> str:
+    return str(getattr(request, "user_id", ""))
+
+
+def _admin_rules() -> dict[str, AuditRule]:
+    service = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
+    return {
+        f"{service.full_name}/{method.name}": AuditRule(
+            action=f"admin.{method.name}", subject=_user_id
+        )
+        for method in service.methods
+    }
+
+
+#: The audited methods of a UCServer.
+UCSERVER_AUDIT_RULES: dict[str, AuditRule] = {
+    **_admin_rules(),
+    "procall.api.presence.v1.PresenceService/SetPresence": AuditRule(
+        action="presence.SetPresence",
+        subject=_user_id,
+        when=_for_someone_else,
+        detail=lambda r: {"delegation": "presence.set"},
+    ),
+}
