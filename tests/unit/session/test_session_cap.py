@@ -58,7 +58,7 @@ def _manager(clock: _Clock, licenses: _SlowLicenses, cap: int) -> SessionManager
         run_id="r",
         own_address=lambda: "127.0.0.1:1",
         hub=SessionHub[str](clock),
-        signer=TokenSigner("0123456789abcdef0123", 3600, clock),
+        signer=TokenSigner.ephemeral(3600, clock=clock),
         authenticator=_Auth(),
         locator=_Locator(),
         licenses=licenses,
