@@ -96,6 +96,13 @@ class RoutingService:
         Raises ``Aborted`` (``STALE_VERSION``) for a stale epoch: a newer run of the
         same server id registered, or this run deregistered.
         """
+        self.check_server(server)
+        # the registry stamps its own heartbeat time
+        epoch = await self._registry.heartbeat(replace(server, heartbeat_time=None), self._ttl)
+        return HeartbeatAck(epoch=epoch, ttl_seconds=self._ttl)
+
+    def check_server(self, server: ServerInfo) -> None:
+        """Raise ``InvalidArgument`` naming the first field of ``server`` a heartbeat refuses."""
         _require_id("server.server_id", server.server_id)
         if not server.address:
             raise InvalidArgument.field("server.address", "is required")
@@ -107,9 +114,6 @@ class RoutingService:
             raise InvalidArgument.field("server.load", "load and capacity must fit in 32 bits")
         if len(server.version) > _MAX_ID_LENGTH:
             raise InvalidArgument.field("server.version", "is too long")
-        # the registry stamps its own heartbeat time
-        epoch = await self._registry.heartbeat(replace(server, heartbeat_time=None), self._ttl)
-        return HeartbeatAck(epoch=epoch, ttl_seconds=self._ttl)
 
     async def deregister(self, server_id: str, epoch: int) -> None:
         """Remove run ``epoch`` of the server at once; an older run's call changes nothing."""

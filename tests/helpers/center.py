@@ -101,7 +101,7 @@ async def start_center(
         )
 
     async def both_registered() -> bool:
-        async with operator_channel(lookup.address) as channel:
+        async with operator_channel(lookup.address, target="lookup") as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
             )

@@ -100,7 +100,7 @@ async def test_undecodable_request_body_answers_invalid_argument(
     make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
     app = await start_app("media", make_settings())
-    async with operator_channel(app.address, role="ucserver") as channel:
+    async with operator_channel(app.address, role="ucserver", target=app.server_id) as channel:
         call = channel.unary_unary("/procall.mesh.media.v1.MediaService/GetLoad")
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await call(b"\xff\xff\xff\xff garbage", timeout=5)

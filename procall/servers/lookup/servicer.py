@@ -57,6 +57,7 @@ class LookupServicer(lookup_grpc.LookupServiceServicer):
         if not request.HasField("server"):
             raise InvalidArgument.field("server", "is required")
         server = server_from_proto(request.server)
+        self._service.check_server(server)  # a malformed request says so, whoever sends it
         self._only_itself(server.server_id, server.role)
         ack = await self._service.heartbeat(server)
         return lookup_pb.HeartbeatResponse(

@@ -62,7 +62,7 @@ async def _history(user: User, conversation_id: str) -> list[chat_pb2.Message]:
 
 async def _outbox_reported(system: System, wanted: Callable[[int], bool]) -> bool:
     """Whether every UCServer reports an outbox depth (and degraded state) as ``wanted``."""
-    async with operator_channel(system.lookup.address) as channel:
+    async with operator_channel(system.lookup.address, target="lookup") as channel:
         reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
             lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
         )

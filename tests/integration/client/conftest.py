@@ -157,7 +157,7 @@ def _task_stacks() -> str:
 
 async def _wait_registered(lookup: str, expected: set[str], timeout: float = 10) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    async with operator_channel(lookup) as channel:
+    async with operator_channel(lookup, target="lookup") as channel:
         stub = lookup_grpc.LookupServiceStub(channel)
         while True:
             reply = await stub.ListServers(

@@ -15,8 +15,9 @@ from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
+from procall.servers.runtime.identity import PROOF_HEADER, ProofSigner, role_target
 from procall.settings import Settings
-from tests.helpers.topology import operator_channel
+from tests.helpers.topology import SERVICE_CREDENTIAL
 
 #: Short enough that expiry tests are quick, long enough for a loaded 2-core box.
 TTL = 1.0
@@ -42,13 +43,48 @@ def lookup_settings(
     return make
 
 
+_ROLES = {lookup_pb2.ROLE_UCSERVER: "ucserver", lookup_pb2.ROLE_MEDIA: "media"}
+
+
+def _as_named_server(details: Any, request: Any) -> Any:
+    """``details`` with a proof of the server ``request`` names (a heartbeat's server, a
+    deregistration's id), or of a UCServer "tests" for reads: these tests are about
+    routing, and the Lookup takes a heartbeat only from the server it names."""
+    role, server_id = "ucserver", "tests"
+    if isinstance(request, lookup_pb.HeartbeatRequest):
+        role, server_id = _ROLES.get(request.server.role, "ucserver"), request.server.server_id
+    elif isinstance(request, lookup_pb.DeregisterRequest):
+        server_id = request.server_id
+        role = "media" if server_id.startswith("media") else "ucserver"
+    method = details.method
+    method = method.decode() if isinstance(method, bytes) else str(method)
+    signer = ProofSigner(SERVICE_CREDENTIAL, role, server_id or "tests")
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    metadata.add(PROOF_HEADER, signer.proof(role_target("lookup"), method))
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _UnaryAsNamed(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_as_named_server(details, request), request)
+
+
+class _StreamAsNamed(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_as_named_server(details, request), request)
+
+
 @pytest.fixture
 async def channels() -> AsyncIterator[Callable[[str], Stub]]:
     """Open LookupService stubs (``channels(address)``); channels are closed after the test."""
     opened: list[grpc.aio.Channel] = []
 
     def stub(address: str) -> Stub:
-        channel = operator_channel(address, role="ucserver")
+        channel = grpc.aio.insecure_channel(
+            address, interceptors=[_UnaryAsNamed(), _StreamAsNamed()]
+        )
         opened.append(channel)
         return lookup_grpc.LookupServiceStub(channel)
 
