@@ -39,6 +39,8 @@ from procall.servers.upstream.lookup import LookupClient
 
 __all__ = ["PeerLink", "PeerLinks"]
 
+_EXCHANGE = "/procall.mesh.peer.v1.PeerService/Exchange"
+
 _log = logging.getLogger(__name__)
 
 #: Unacked deliveries kept per peer; beyond it the oldest are dropped (and logged).
@@ -154,9 +156,10 @@ class PeerLink:
 
     async def _session(self) -> None:
         # mutual TLS, or a proof valid only at this peer: nothing a fake peer could replay
-        channel = self._channels.channel(self.address, self.peer_id, _CHANNEL_OPTIONS)
+        channel = self._channels.channel(self.address, self.peer_id, _CHANNEL_OPTIONS, prove=False)
         async with channel:
-            call = peer_grpc.PeerServiceStub(channel).Exchange()
+            proof = self._channels.proof(self.peer_id, _EXCHANGE)
+            call = peer_grpc.PeerServiceStub(channel).Exchange(metadata=proof)
             hello = peer_pb.PeerHello(
                 server_id=self.own_id,
                 epoch=self.epoch,

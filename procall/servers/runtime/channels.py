@@ -188,16 +188,27 @@ class MeshChannels:
         elif settings.auth.service_credential:
             self._signer = ProofSigner(settings.auth.service_credential, role, server_id)
 
+    def proof(self, target: str, method: str) -> tuple[tuple[str, str], ...]:
+        """Metadata proving this server to ``target`` for one call of ``method`` (nothing
+        with TLS, where the certificate proves it)."""
+        if self._signer is None:
+            return ()
+        return ((PROOF_HEADER, self._signer.proof(target, method)),)
+
     @property
     def tls(self) -> bool:
         """Whether channels use mutual TLS."""
         return self._credentials is not None
 
-    def channel(self, address: str, target: str, options: ChannelOptions = ()) -> grpc.aio.Channel:
+    def channel(
+        self, address: str, target: str, options: ChannelOptions = (), *, prove: bool = True
+    ) -> grpc.aio.Channel:
         """A channel to the server at ``address``.
 
         ``target`` is the server id it is meant to reach, or ``role_target(role)`` for a
         server dialled by configured address; plain-mode proofs are valid only there.
+        With ``prove`` False the caller adds ``proof(target, method)`` to its calls itself
+        (long-lived streams: grpc's intercepted streaming calls can hang a channel's close).
         """
-        extra = proofs_for(self._signer, target) if self._signer is not None else None
+        extra = proofs_for(self._signer, target) if prove and self._signer is not None else None
         return calling_channel(address, credentials=self._credentials, extra=extra, options=options)

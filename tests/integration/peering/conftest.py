@@ -13,8 +13,18 @@ from procall.api.presence.v1 import presence_pb2
 from procall.api.session.v1 import session_pb2
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.servicer import PeerServicer
+from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.identity import ServiceAuthenticator, ServiceIdentityInterceptor
+from procall.settings import Settings
 
 CREDENTIAL = "service-secret"
+
+
+def mesh_channels(server_id: str) -> MeshChannels:
+    """The channels of UCServer ``server_id`` (plain mode: a proof on every call)."""
+    settings = Settings()
+    settings.auth.service_credential = CREDENTIAL
+    return MeshChannels(settings, "ucserver", server_id)
 
 
 def note_event(note: str) -> session_pb2.Event:
@@ -51,7 +61,10 @@ async def start_peer() -> AsyncIterator[StartPeer]:
     started: list[Peer] = []
 
     async def start(server_id: str) -> Peer:
-        server = grpc.aio.server()
+        proving = ServiceAuthenticator(
+            role="ucserver", server_id=server_id, tls=False, credential=CREDENTIAL
+        )
+        server = grpc.aio.server(interceptors=[ServiceIdentityInterceptor(proving)])
         port = server.add_insecure_port("127.0.0.1:0")
         peer = Peer(server_id, f"127.0.0.1:{port}", server)
 
@@ -59,7 +72,7 @@ async def start_peer() -> AsyncIterator[StartPeer]:
             peer.received.append((tuple(recipients), event.presence_changed.presence.note))
 
         servicer = PeerServicer(
-            server_id, 1, CREDENTIAL, sink, on_hello=lambda s, a: peer.hellos.append((s, a))
+            server_id, 1, sink, on_hello=lambda s, a: peer.hellos.append((s, a))
         )
         peer_grpc.add_PeerServiceServicer_to_server(servicer, server)
         await server.start()

@@ -16,7 +16,7 @@ from procall.servers.peering.router import EventRouter
 from procall.session.hub import SessionHub
 from procall.session.tokens import SessionClaims
 from tests.helpers.topology import wait_for
-from tests.integration.peering.conftest import CREDENTIAL, Peer, StartPeer, note_event
+from tests.integration.peering.conftest import Peer, StartPeer, mesh_channels, note_event
 
 
 @dataclass
@@ -56,7 +56,7 @@ async def here(start_peer: StartPeer) -> AsyncIterator[Here]:
     hub: SessionHub[session_pb2.Event] = SessionHub(lambda: 0.0)
     for session_id, user in (("s1", "alice"), ("s2", "alice"), ("s3", "carol")):
         hub.add(SessionClaims(session_id, user, user, "uc-1", False, 0.0, 1e12), "desk")
-    links = PeerLinks("uc-1", 1, CREDENTIAL, None, 1.0)
+    links = PeerLinks("uc-1", 1, mesh_channels("uc-1"), None, 1.0)
     peers = {server_id: await start_peer(server_id) for server_id in ("uc-2", "uc-3")}
     for server_id, peer in peers.items():
         links.hello_from(server_id, peer.address)

@@ -10,12 +10,12 @@ import pytest
 
 from procall.servers.peering.links import PeerLinks
 from tests.helpers.topology import wait_for
-from tests.integration.peering.conftest import CREDENTIAL, Peer, StartPeer, note_event
+from tests.integration.peering.conftest import Peer, StartPeer, mesh_channels, note_event
 
 
 @pytest.fixture
 async def links() -> AsyncIterator[PeerLinks]:
-    mesh = PeerLinks("uc-1", 1, CREDENTIAL, None, 1.0, own_address=lambda: "10.0.0.1:5")
+    mesh = PeerLinks("uc-1", 1, mesh_channels("uc-1"), None, 1.0, own_address=lambda: "10.0.0.1:5")
     await mesh.start()
     yield mesh
     await mesh.stop()

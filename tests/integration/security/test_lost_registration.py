@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.settings import Settings
-from tests.helpers.topology import StartApp, wait_for
+from tests.helpers.topology import StartApp, operator_channel, wait_for
 
 
 async def _health(address: str) -> int:
@@ -32,7 +32,7 @@ async def test_a_fenced_server_reports_not_serving(
     assert await _health(first.address) == health_pb2.HealthCheckResponse.SERVING
 
     async def listed_at(address: str) -> bool:
-        async with grpc.aio.insecure_channel(lookup.address) as channel:
+        async with operator_channel(lookup.address, target="lookup") as channel:
             reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
                 lookup_pb.ListServersRequest(), timeout=5
             )
@@ -67,7 +67,7 @@ async def test_a_server_the_lookup_refuses_reports_not_serving(
         return await _health(media.address) == health_pb2.HealthCheckResponse.NOT_SERVING
 
     await wait_for(refused)
-    async with grpc.aio.insecure_channel(lookup.address) as channel:
+    async with operator_channel(lookup.address, target="lookup") as channel:
         reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
             lookup_pb.ListServersRequest(), timeout=5
         )

@@ -128,6 +128,14 @@ async def test_a_proof_works_once_and_only_for_the_server_it_names(plain_system:
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def _servers(system: System) -> lookup_pb.ListServersResponse:
+    """The Lookup's listing, read by the operator."""
+    async with system.operator_channel(system.lookup) as channel:
+        return await lookup_grpc.LookupServiceStub(channel).ListServers(
+            lookup_pb.ListServersRequest()
+        )
+
+
 async def test_the_lookup_takes_registrations_only_from_the_server_itself(
     plain_system: System,
 ) -> None:
@@ -135,7 +143,7 @@ async def test_the_lookup_takes_registrations_only_from_the_server_itself(
     credential = system.lookup.settings.auth.service_credential
     async with grpc.aio.insecure_channel(system.lookup.address) as channel:
         stub = lookup_grpc.LookupServiceStub(channel)
-        listed = await stub.ListServers(lookup_pb.ListServersRequest())
+        listed = await _servers(system)
         uc1 = next(s for s in listed.servers if s.server_id == "uc-1")
         takeover = lookup_pb2.ServerInfo(
             server_id="uc-1", role=lookup_pb2.ROLE_UCSERVER, address="127.0.0.1:9"
@@ -171,6 +179,6 @@ async def test_the_lookup_takes_registrations_only_from_the_server_itself(
                 grpc.StatusCode.UNAUTHENTICATED,
                 grpc.StatusCode.PERMISSION_DENIED,
             )
-        after = await stub.ListServers(lookup_pb.ListServersRequest())
+        after = await _servers(system)
     still = next(s for s in after.servers if s.server_id == "uc-1")
     assert (still.address, still.epoch) == (uc1.address, uc1.epoch)

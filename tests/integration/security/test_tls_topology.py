@@ -61,7 +61,7 @@ async def test_the_lookup_lists_both_addresses_and_redirects_to_the_client_one(
     tls_system: System,
 ) -> None:
     system = tls_system
-    async with system.channel(system.lookup.address) as channel:
+    async with system.operator_channel(system.lookup) as channel:
         reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
             lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_UCSERVER)
         )
@@ -125,7 +125,7 @@ async def test_a_server_registers_and_removes_only_itself_over_tls(
     uc2 = certificate(tmp_path / "tls", "ucserver", "uc-2")
     operator = certificate(tmp_path / "tls", "operator", "local")
     stub_for = lookup_grpc.LookupServiceStub
-    async with system.channel(system.lookup.address) as channel:
+    async with system.operator_channel(system.lookup) as channel:
         listed = await stub_for(channel).ListServers(lookup_pb.ListServersRequest())
     uc1_info = next(s for s in listed.servers if s.server_id == "uc-1")
     takeover = lookup_pb2.ServerInfo(
@@ -141,7 +141,7 @@ async def test_a_server_registers_and_removes_only_itself_over_tls(
                     lookup_pb.DeregisterRequest(server_id="uc-1", epoch=uc1_info.epoch)
                 )
             assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    async with system.channel(system.lookup.address) as channel:
+    async with system.operator_channel(system.lookup) as channel:
         after = await stub_for(channel).ListServers(lookup_pb.ListServersRequest())
     still = next(s for s in after.servers if s.server_id == "uc-1")
     assert (still.address, still.epoch) == (uc1_info.address, uc1_info.epoch)
