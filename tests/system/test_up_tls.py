@@ -79,7 +79,8 @@ def _readme_blocks() -> list[str]:
 def test_readme_buf_curl_lines_work_as_printed(datacenter: Path) -> None:
     variables = {
         "D": str(datacenter),
-        "ADDR": str(_one(datacenter, "ucserver")["address"]),
+        "ADDR": str(_one(datacenter, "directory")["address"]),
+        "UC": str(_one(datacenter, "ucserver")["address"]),
         "MESH": str(_one(datacenter, "lookup")["mesh_address"]),
     }
     blocks = _readme_blocks()
@@ -87,7 +88,11 @@ def test_readme_buf_curl_lines_work_as_printed(datacenter: Path) -> None:
     outputs = []
     for block in blocks:
         # the README's placeholder assignments (`ADDR=127.0.0.1:PORT`) are replaced by real values
-        lines = [line for line in block.splitlines() if not re.match(r"^[A-Z]+=", line)]
+        lines = [
+            line
+            for line in block.splitlines()
+            if not re.match(r"^[A-Z]+=(127\.0\.0\.1:PORT|\.procall/datacenter)( |$)", line)
+        ]
         script = "set -e\n" + "".join(f"{k}={v}\n" for k, v in variables.items())
         script += "\n".join(lines)
         run = subprocess.run(
@@ -100,8 +105,9 @@ def test_readme_buf_curl_lines_work_as_printed(datacenter: Path) -> None:
         assert run.returncode == 0, run.stderr
         outputs.append(run.stdout)
     assert '"status": "SERVING"' in outputs[0]
-    assert "procall.api.session.v1.SessionService/Login" in outputs[0]
-    assert '"sessionToken"' in outputs[0]
+    assert "procall.api.directory.v1.DirectoryService/SearchUsers" in outputs[0]
+    # alice's token from the UCServer found her in the Directory's phone book
+    assert '"username": "alice"' in outputs[0]
     servers = json.loads(outputs[1])["servers"]
     assert {s["role"] for s in servers} == {"ROLE_UCSERVER", "ROLE_MEDIA"}
     assert all(s["meshAddress"] != s["address"] for s in servers)
