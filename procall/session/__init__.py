@@ -22,7 +22,12 @@ from procall.session.resume import (
     encode_resume_token,
     resume_expired,
 )
-from procall.session.revocations import RevocationList, RevocationStore
+from procall.session.revocations import (
+    RevocationList,
+    RevocationStore,
+    RevokingVerifier,
+    TokenCheck,
+)
 from procall.session.tokens import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
@@ -45,6 +50,8 @@ __all__ = [
     "ReplayGap",
     "ResumePoint",
     "RevocationList",
+    "RevokingVerifier",
+    "TokenCheck",
     "RevocationStore",
     "SequencedEvent",
     "ServerLocator",

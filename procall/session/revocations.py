@@ -13,12 +13,20 @@ token meanwhile and the others learn of it once the store answers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from procall.clock import UnixTime
+from procall.clock import Clock, UnixTime
+from procall.errors import Unauthenticated, Unavailable
+from procall.session.tokens import SessionClaims
 
-__all__ = ["RevocationList", "RevocationStore"]
+__all__ = ["RevocationList", "RevocationStore", "RevokingVerifier", "TokenCheck"]
+
+_log = logging.getLogger(__name__)
 
 
 class RevocationStore(Protocol):
@@ -64,3 +72,74 @@ class RevocationList:
         """Forget revocations whose tokens have all expired."""
         self._until = {s: u for s, u in self._until.items() if u > now}
         self.unsaved = {s: u for s, u in self.unsaved.items() if u > now}
+
+
+class TokenCheck(Protocol):
+    """Checks a session token's signature and expiry (``TokenVerifier``)."""
+
+    def verify(self, token: str) -> SessionClaims:
+        """The claims of a valid token; ``Unauthenticated`` for any other."""
+        ...
+
+
+class RevokingVerifier:
+    """A token checker for servers that hold no sessions (the Directory, MediaServers):
+    valid tokens of sessions that logged out anywhere are refused too.
+
+    It follows the shared revocation store (every revocation in force, then each new
+    one) from ``start`` to ``stop``, and checks each token against that list in
+    memory, so a call costs no round trip. While the store cannot be followed it
+    keeps what it learnt and tries again every ``retry`` seconds.
+    """
+
+    def __init__(
+        self,
+        verifier: TokenCheck,
+        store: RevocationStore,
+        *,
+        clock: Clock = time.time,
+        retry: float = 1.0,
+    ) -> None:
+        self._verifier = verifier
+        self._store = store
+        self._clock = clock
+        self._retry = retry
+        #: The revoked sessions learnt from the store.
+        self.revoked = RevocationList()
+        self._pruned_size = 1024
+        self._task: asyncio.Task[None] | None = None
+
+    def verify(self, token: str) -> SessionClaims:
+        """The claims of a valid token of a session still open; ``Unauthenticated`` else."""
+        claims = self._verifier.verify(token)
+        if self.revoked.is_revoked(claims.session_id, self._clock()):
+            raise Unauthenticated("this session has ended (logged out); log in again")
+        return claims
+
+    async def start(self) -> None:
+        """Start following the revocation store."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name="revocations")
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                async for session_id, until in self._store.follow():
+                    self.revoked.add(session_id, until)
+                    # forget the expired ones now and then (pruning is linear)
+                    if len(self.revoked) > 2 * self._pruned_size:
+                        self.revoked.prune(self._clock())
+                        self._pruned_size = max(1024, len(self.revoked))
+            except Unavailable:
+                _log.warning("the revocation store is unavailable: following it again soon")
+            except Exception:  # a background task must outlive any one failure
+                _log.exception("following session revocations failed")
+            await asyncio.sleep(self._retry)

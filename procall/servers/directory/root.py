@@ -36,9 +36,10 @@ from procall.directory import (
 from procall.errors import Unavailable
 from procall.servers.directory.audited import DIRECTORY_AUDIT_RULES
 from procall.servers.directory.servicer import DirectoryServicer
-from procall.servers.runtime.app import ServerApp, StartupError, binding
+from procall.servers.runtime.app import ServerApp, StartupError, binding, token_verifier
 from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
+from procall.session.revocations import RevokingVerifier
 from procall.settings import DirectorySettings, Settings
 
 if TYPE_CHECKING:
@@ -152,11 +153,27 @@ async def build_directory(settings: Settings) -> ServerApp:
         delegation_users = ldap
     delegations = Delegations(SqlDelegationStore(database), delegation_users)
 
+    # tokens are checked here without sessions: follow the UCServers' logouts to refuse them
+    tokens = token_verifier(settings.auth)
+    revoking: RevokingVerifier | None = None
+    close_revocations = None
+    if tokens is not None:
+        from procall.storage.revocations import open_revocation_store
+
+        revocations, close_revocations = open_revocation_store(settings)
+        revoking = RevokingVerifier(tokens, revocations, retry=settings.lookup.heartbeat_interval)
+
     async def start(_: ServerApp) -> None:
         audit.start()
+        if revoking is not None:
+            await revoking.start()
 
     async def close(_: ServerApp) -> None:
         await audit.stop()
+        if revoking is not None:
+            await revoking.stop()
+        if close_revocations is not None:
+            await close_revocations()
         if gateway is not None:
             await gateway.close()
         await database.dispose()
@@ -182,6 +199,7 @@ async def build_directory(settings: Settings) -> ServerApp:
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
         ],
         audit=audit,
+        verifier=revoking,
         components={"audit": audit},
     )
 

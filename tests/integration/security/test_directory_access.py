@@ -13,7 +13,9 @@ from google.protobuf import field_mask_pb2
 from procall.api.directory.v1 import directory_pb2 as pb
 from procall.api.directory.v1 import directory_service_pb2 as svc
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from tests.helpers.topology import PASSWORD, error_info, login, operator_channel
+from procall.api.session.v1 import session_service_pb2 as session_pb
+from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
+from tests.helpers.topology import PASSWORD, error_info, login, operator_channel, wait_for
 from tests.integration.security.conftest import Secured
 
 
@@ -240,3 +242,30 @@ async def test_the_phone_book_shows_no_account_state_or_connection_strings(
     info = await secured.directory.GetDirectoryInfo(svc.GetDirectoryInfoRequest(), metadata=alice)
     assert info.writable and info.description == ""
     assert "sqlite" not in str(info).lower()
+
+
+async def test_a_token_of_a_session_that_logged_out_is_refused_by_the_directory(
+    secured: Secured,
+) -> None:
+    bob = secured.auth("bob")
+    search = svc.SearchUsersRequest(query="alice")
+    found = await secured.directory.SearchUsers(search, metadata=bob)
+    assert [u.username for u in found.users] == ["alice"]
+    async with grpc.aio.insecure_channel(secured.system.ucservers["uc-1"].address) as channel:
+        await session_grpc.SessionServiceStub(channel).Logout(
+            session_pb.LogoutRequest(), metadata=bob
+        )
+
+    async def refused() -> bool:
+        try:
+            await secured.directory.SearchUsers(search, metadata=bob)
+        except grpc.aio.AioRpcError as error:
+            assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert "logged out" in (error.details() or "")
+            return True
+        return False
+
+    # the Directory follows the UCServers' logouts through the shared revocation store
+    await wait_for(refused, timeout=5)
+    alice = await secured.directory.SearchUsers(search, metadata=secured.auth("alice"))
+    assert [u.username for u in alice.users] == ["alice"]  # other sessions are unaffected
