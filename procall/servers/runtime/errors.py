@@ -143,13 +143,20 @@ def _safe_deserializer(
     return wrapped
 
 
+def _checked_request(request: Any, streaming: bool) -> Any:
+    """The request a handler receives: request streams checked message by message, a single
+    request that could not be decoded refused with INVALID_ARGUMENT."""
+    if streaming:
+        return _checked_iterator(request)
+    if request is _MALFORMED:
+        raise _malformed()
+    return request
+
+
 def _wrap_unary_response(behaviour: Callable[..., Any], method: str, streaming: bool) -> Any:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            if streaming:
-                request = _checked_iterator(request)
-            elif request is _MALFORMED:
-                raise _malformed()
+            request = _checked_request(request, streaming)
             result = behaviour(request, context)
             if inspect.isawaitable(result):
                 result = await result
@@ -165,10 +172,7 @@ def _wrap_unary_response(behaviour: Callable[..., Any], method: str, streaming: 
 def _wrap_stream_response(behaviour: Callable[..., Any], method: str, streaming: bool) -> Any:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            if streaming:
-                request = _checked_iterator(request)
-            elif request is _MALFORMED:
-                raise _malformed()
+            request = _checked_request(request, streaming)
             result = behaviour(request, context)
             if inspect.isasyncgen(result):
                 async for item in result:
