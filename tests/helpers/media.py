@@ -137,15 +137,51 @@ def opus_only() -> list[RTCRtpCodecCapability]:
     ]
 
 
-class LoopbackPeer:
-    """A participant's aiortc peer on 127.0.0.1 that sends a tone and records what it hears."""
+class TaggedPacketTrack(MediaStreamTrack):
+    """Pre-encoded "audio": numbered byte strings as packets every 20 ms, send times kept.
 
-    def __init__(self, frequency: float) -> None:
-        self.tone = ToneTrack(frequency)
+    No decoder can read them, and any re-encoding would change them, so a far end that
+    receives exactly these bytes proves the path between did neither.
+    """
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._index = 0
+        self._start: float | None = None
+        #: payload -> monotonic time it was handed to the sender
+        self.sent_at: dict[bytes, float] = {}
+
+    async def recv(self) -> av.Packet:
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        delay = self._start + self._index * FRAME_SECONDS - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        payload = b"procall-tagged-%06d" % self._index
+        packet = av.Packet(payload)
+        packet.pts = self._index * FRAME_SAMPLES
+        packet.time_base = Fraction(1, SAMPLE_RATE)
+        self.sent_at[payload] = time.monotonic()
+        self._index += 1
+        return packet
+
+
+class LoopbackPeer:
+    """A participant's aiortc peer on 127.0.0.1 that sends a tone and records what it hears.
+
+    ``source`` is a tone frequency, or any audio track to send instead.
+    """
+
+    def __init__(self, source: float | MediaStreamTrack) -> None:
+        self.source = ToneTrack(source) if isinstance(source, float | int) else source
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
-        transceiver = self.pc.addTransceiver(self.tone, direction="sendrecv")
+        transceiver = self.pc.addTransceiver(self.source, direction="sendrecv")
+        self.transceiver = transceiver
         transceiver.setCodecPreferences(opus_only())
         self.recorder: Recorder | None = None
         self.answered_at: float | None = None

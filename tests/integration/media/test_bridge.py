@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from procall.media import LOOPBACK, Bridge, MediaConfig
-from tests.helpers.media import LoopbackPeer, tone_power
+from procall.media import LOOPBACK, Bridge, ForwardedTrack, MediaConfig, tap_receiver
+from tests.helpers.media import LoopbackPeer, TaggedPacketTrack, tone_power
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -26,6 +26,15 @@ async def _connect(bridge: Bridge, name: str, peer: LoopbackPeer) -> None:
     await peer.accept(await bridge.answer(name, await peer.offer()))
 
 
+async def _nothing_left_running(tasks_before: set[asyncio.Task[object]]) -> None:
+    """Nothing of the call is left running (aiortc's own tasks end with their connections)."""
+    deadline = time.monotonic() + 3
+    while leftover := asyncio.all_tasks() - tasks_before - {asyncio.current_task()}:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"tasks left running: {leftover}")
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def call() -> AsyncIterator[tuple[Bridge, LoopbackPeer, LoopbackPeer]]:
     tasks_before = asyncio.all_tasks()
@@ -36,12 +45,7 @@ async def call() -> AsyncIterator[tuple[Bridge, LoopbackPeer, LoopbackPeer]]:
     await bridge.close()
     await alice.close()
     await bob.close()
-    # Nothing of the call is left running (aiortc's own tasks end with their connections).
-    deadline = time.monotonic() + 3
-    while leftover := asyncio.all_tasks() - tasks_before - {asyncio.current_task()}:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"tasks left running: {leftover}")
-        await asyncio.sleep(0.05)
+    await _nothing_left_running(tasks_before)
 
 
 async def test_each_side_hears_the_other_tone(
@@ -108,3 +112,63 @@ async def test_a_leg_whose_peer_goes_away_is_ended(
     await asyncio.wait_for(bridge.wait_closed(), 5)
     assert bridge.leg("alice").ended
     await asyncio.wait_for(heard_by_alice.ended.wait(), 5)
+
+
+async def test_the_bridge_forwards_the_bytes_unchanged() -> None:
+    """Alice sends numbered bytes no decoder could read; Bob receives exactly them, in order."""
+    tasks_before = asyncio.all_tasks()
+    bridge = Bridge(("alice", "bob"), MediaConfig(host_addresses=LOOPBACK))
+    tagged = TaggedPacketTrack()
+    alice, bob = LoopbackPeer(tagged), LoopbackPeer(BOB_HZ)
+    # Bob's peer keeps what arrives encoded, with the same tap the bridge uses.
+    arrived = ForwardedTrack(max_packets=1000)
+    tap_receiver(bob.transceiver.receiver, arrived, "audio/opus")
+    try:
+        await asyncio.gather(_connect(bridge, "alice", alice), _connect(bridge, "bob", bob))
+        received: list[bytes] = []
+        latencies: list[float] = []
+        deadline = time.monotonic() + 5
+        while len(received) < 50 and time.monotonic() < deadline:
+            packet = await asyncio.wait_for(arrived.recv(), 5)
+            received.append(bytes(packet))
+            latencies.append(time.monotonic() - tagged.sent_at[bytes(packet)])
+        assert len(received) == 50
+        assert received == sorted(received)
+        assert set(received) <= set(tagged.sent_at)
+        latencies.sort()
+        print(
+            f"alice -> bridge -> bob, per packet: median {latencies[25] * 1000:.1f} ms,"
+            f" max {latencies[-1] * 1000:.1f} ms"
+        )
+        assert latencies[25] < 0.1
+    finally:
+        await bridge.close()
+        await alice.close()
+        await bob.close()
+    await _nothing_left_running(tasks_before)
+
+
+async def test_a_leg_whose_connection_fails_is_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer is gone before ICE completes: the leg's connection fails and the call ends.
+
+    aioice retransmits each connectivity check 6 times (31.5 s in all); one retransmission
+    makes the failure come in about 1.5 s, through the same path.
+    """
+    import aioice.stun
+
+    monkeypatch.setattr(aioice.stun, "RETRY_MAX", 1)
+    tasks_before = asyncio.all_tasks()
+    bridge = Bridge(("alice", "bob"), MediaConfig(host_addresses=LOOPBACK))
+    alice = LoopbackPeer(ALICE_HZ)
+    offer = await alice.offer()
+    await alice.close()
+    states: list[str] = []
+    leg = bridge.leg("alice")
+    await bridge.answer("alice", offer)
+    pc = leg.peer_connection
+    assert pc is not None
+    pc.on("connectionstatechange", lambda: states.append(pc.connectionState))
+    await asyncio.wait_for(bridge.wait_closed(), 8)
+    assert "failed" in states
+    assert leg.ended and bridge.leg("bob").ended
+    await _nothing_left_running(tasks_before)

@@ -11,12 +11,13 @@ from procall.media import LOOPBACK, Bridge, ForwardedTrack, Leg, MediaConfig, ho
 CONFIG = MediaConfig(host_addresses=LOOPBACK)
 
 
-async def _offer(kind: str) -> tuple[RTCPeerConnection, str]:
+async def _offer(*kinds: str) -> tuple[RTCPeerConnection, str]:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    if kind == "data":
-        pc.createDataChannel("chat")
-    else:
-        pc.addTransceiver(kind)
+    for kind in kinds:
+        if kind == "data":
+            pc.createDataChannel("chat")
+        else:
+            pc.addTransceiver(kind)
     with host_addresses(LOOPBACK):
         await pc.setLocalDescription(await pc.createOffer())
     assert pc.localDescription is not None
@@ -62,3 +63,16 @@ async def test_a_bridge_closes_before_anyone_joined() -> None:
 def test_a_bridge_joins_two_different_participants() -> None:
     with pytest.raises(InvalidArgument):
         Bridge(("alice", "alice"))
+
+
+async def test_sections_other_than_the_first_audio_are_made_inactive() -> None:
+    peer, offer = await _offer("audio", "video")
+    leg = Leg("alice", CONFIG)
+    try:
+        answer = await leg.answer(offer, outbound=ForwardedTrack())
+        audio, video = answer.split("m=")[1:]
+        assert audio.startswith("audio") and "a=sendrecv" in audio
+        assert video.startswith("video") and "a=inactive" in video
+    finally:
+        await leg.close()
+        await peer.close()
