@@ -224,6 +224,13 @@ SURFACE: dict[str, set[str]] = {
     "procall.servers.codecs.routing": {
         "CHANGE_KINDS", "role_from_proto", "role_to_proto", "server_from_proto", "server_to_proto",
     },
+    # the MediaServer's media core (aiortc, no grpc)
+    "procall.media": {
+        "AUDIO_CODEC", "DEFAULT_QUEUE_PACKETS", "LOOPBACK", "VERIFIED_AIORTC_VERSION", "Bridge",
+        "EndListener", "ForwardedTrack", "Leg", "MediaConfig", "PacketTap",
+        "PassThroughJitterBuffer", "aiortc_internals_problems", "host_addresses",
+        "install_host_address_hook", "tap_receiver",
+    },
     # the client SDK
     "procall.client": {
         "DEFAULT_CLIENT_NAME", "Availability", "Backoff", "CallChanged", "ChannelFactory",

@@ -1,0 +1,40 @@
+"""The MediaServer's media core: aiortc legs and encoded audio forwarding between them.
+
+No gRPC and no servers here: a servicer (a later brick of issue #11) hands SDP offers in and
+answers out. A :class:`Leg` is one participant's peer connection; a :class:`Bridge` joins two
+legs and forwards each one's Opus packets to the other without decoding them
+(:mod:`procall.media.forwarding`, relying on the aiortc internals named in
+:mod:`procall.media.internals`). ICE host candidates are limited to configured addresses
+(:mod:`procall.media.ice`); no public STUN server is ever used.
+"""
+
+from procall.media.bridge import Bridge
+from procall.media.config import AUDIO_CODEC, MediaConfig
+from procall.media.forwarding import (
+    DEFAULT_QUEUE_PACKETS,
+    ForwardedTrack,
+    PacketTap,
+    PassThroughJitterBuffer,
+    tap_receiver,
+)
+from procall.media.ice import LOOPBACK, host_addresses, install_host_address_hook
+from procall.media.internals import VERIFIED_AIORTC_VERSION, aiortc_internals_problems
+from procall.media.leg import EndListener, Leg
+
+__all__ = [
+    "AUDIO_CODEC",
+    "DEFAULT_QUEUE_PACKETS",
+    "LOOPBACK",
+    "VERIFIED_AIORTC_VERSION",
+    "Bridge",
+    "EndListener",
+    "ForwardedTrack",
+    "Leg",
+    "MediaConfig",
+    "PacketTap",
+    "PassThroughJitterBuffer",
+    "aiortc_internals_problems",
+    "host_addresses",
+    "install_host_address_hook",
+    "tap_receiver",
+]
