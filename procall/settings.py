@@ -309,8 +309,13 @@ class LimitsSettings:
 class MediaSettings:
     """The MediaServer."""
 
-    #: Concurrent calls this server declares it can carry.
+    #: Concurrent calls (bridges) this server declares it can carry; more are refused.
     capacity: int = 40
+    #: The only local IP addresses offered to WebRTC peers as ICE host candidates. Empty
+    #: (the default): every address of every interface, loopback excepted, as aioice finds
+    #: them (``procall.media.MediaConfig.host_addresses = None``). Set the media addresses
+    #: clients reach; ``["127.0.0.1"]`` keeps media on loopback (tests). No STUN/TURN is used.
+    host_addresses: list[str] = field(default_factory=list)
 
 
 @dataclass

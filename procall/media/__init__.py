@@ -1,14 +1,15 @@
 """The MediaServer's media core: aiortc legs and encoded audio forwarding between them.
 
-No gRPC and no servers here: a servicer (a later brick of issue #11) hands SDP offers in and
-answers out. A :class:`Leg` is one participant's peer connection; a :class:`Bridge` joins two
-legs and forwards each one's Opus packets to the other without decoding them
-(:mod:`procall.media.forwarding`, relying on the aiortc internals named in
-:mod:`procall.media.internals`). ICE host candidates are limited to configured addresses
-(:mod:`procall.media.ice`); no public STUN server is ever used.
+No gRPC and no servers here: the MediaService servicer hands SDP offers in and answers out
+through :class:`Bridges`, the registry of bridges and legs by id. A :class:`Leg` is one
+participant's peer connection; a :class:`Bridge` joins two legs and forwards each one's
+Opus packets to the other without decoding them (:mod:`procall.media.forwarding`, relying
+on the aiortc internals named in :mod:`procall.media.internals`). ICE host candidates are
+limited to configured addresses (:mod:`procall.media.ice`); no public STUN server is used.
 """
 
-from procall.media.bridge import Bridge
+from procall.media.bridge import Bridge, BridgeListener
+from procall.media.bridges import BridgeInfo, Bridges, LegInfo, LegState, MediaLoad
 from procall.media.config import AUDIO_CODEC, MediaConfig
 from procall.media.forwarding import (
     DEFAULT_QUEUE_PACKETS,
@@ -27,10 +28,16 @@ __all__ = [
     "LOOPBACK",
     "VERIFIED_AIORTC_VERSION",
     "Bridge",
+    "BridgeInfo",
+    "BridgeListener",
+    "Bridges",
     "EndListener",
     "ForwardedTrack",
     "Leg",
+    "LegInfo",
+    "LegState",
     "MediaConfig",
+    "MediaLoad",
     "PacketTap",
     "PassThroughJitterBuffer",
     "aiortc_internals_problems",

@@ -35,13 +35,19 @@ class Leg:
     :attr:`inbound`, which a bridge gives to another leg as that leg's outgoing track. The leg
     ends on :meth:`close`, or by itself when its connection fails or is closed by the peer;
     then :attr:`inbound` ends and the end listeners are called once.
+
+    ``inbound`` may be given by the leg's owner (a bridge whose other leg's sender reads it
+    before this leg exists); the owner then ends it, the leg leaves it live when it ends.
     """
 
-    def __init__(self, name: str, config: MediaConfig) -> None:
+    def __init__(
+        self, name: str, config: MediaConfig, inbound: ForwardedTrack | None = None
+    ) -> None:
         self.name = name
         self._config = config
+        self._owns_inbound = inbound is None
         #: The participant's audio, still encoded, for another leg's sender.
-        self.inbound = ForwardedTrack(max_packets=config.queue_packets)
+        self.inbound = inbound or ForwardedTrack(max_packets=config.queue_packets)
         self._pc: RTCPeerConnection | None = None
         self._tap: PacketTap | None = None
         self._end_task: asyncio.Task[None] | None = None
@@ -140,7 +146,8 @@ class Leg:
         await self._ended.wait()
 
     async def _end(self) -> None:
-        self.inbound.stop()
+        if self._owns_inbound:
+            self.inbound.stop()
         try:
             if self._pc is not None:
                 # Also waits for a close aiortc started by itself (peer gone, DTLS closed).

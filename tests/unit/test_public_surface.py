@@ -218,6 +218,9 @@ SURFACE: dict[str, set[str]] = {
     },
     "procall.servers.lookup.root": {"build_lookup", "sweep_interval"},
     "procall.servers.lookup.servicer": {"LookupServicer"},
+    "procall.servers.media.root": {"build_media"},
+    "procall.servers.media.servicer": {"MediaServicer"},
+    "procall.servers.codecs.media": {"bridge_to_proto", "leg_to_proto"},
     "procall.servers.upstream.registration": {
         "GrpcLookupPort", "LookupRegistration", "lookup_channel",
     },
@@ -227,7 +230,8 @@ SURFACE: dict[str, set[str]] = {
     # the MediaServer's media core (aiortc, no grpc)
     "procall.media": {
         "AUDIO_CODEC", "DEFAULT_QUEUE_PACKETS", "LOOPBACK", "VERIFIED_AIORTC_VERSION", "Bridge",
-        "EndListener", "ForwardedTrack", "Leg", "MediaConfig", "PacketTap",
+        "BridgeInfo", "BridgeListener", "Bridges", "EndListener", "ForwardedTrack", "Leg",
+        "LegInfo", "LegState", "MediaConfig", "MediaLoad", "PacketTap",
         "PassThroughJitterBuffer", "aiortc_internals_problems", "host_addresses",
         "install_host_address_hook", "tap_receiver",
     },

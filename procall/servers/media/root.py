@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from procall.media import Bridges, MediaConfig
 from procall.mesh.media.v1 import media_service_pb2 as media_pb
 from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
 from procall.routing.models import ServerRole
 from procall.routing.registration import LoadGauge
-from procall.servers.runtime.app import Hook, ServerApp, binding, not_yet_served
+from procall.servers.media.servicer import MediaServicer
+from procall.servers.runtime.app import Hook, ServerApp, binding
 from procall.servers.upstream.registration import LookupRegistration
 from procall.settings import Settings
 
@@ -15,19 +17,24 @@ __all__ = ["build_media"]
 
 async def build_media(settings: Settings) -> ServerApp:
     """Wire the MediaService (and its registration with the Lookup, when configured)."""
-    calls = LoadGauge()  # concurrent calls carried, reported in heartbeats
+    calls = LoadGauge()  # open bridges (concurrent calls), reported in heartbeats
+    config = MediaConfig(host_addresses=tuple(settings.media.host_addresses) or None)
+    bridges = Bridges(config, settings.media.capacity, on_count=calls.set)
+
+    async def close_bridges(_: ServerApp) -> None:
+        await bridges.close()
+
     services = [
         binding(
-            not_yet_served(media_grpc.MediaServiceServicer),
+            MediaServicer(bridges),
             media_pb,
             media_grpc.add_MediaServiceServicer_to_server,
             "MediaService",
         )
     ]
     on_start: list[Hook] = []
-    on_stop: list[Hook] = []
+    on_stop: list[Hook] = [close_bridges]  # stop hooks run in reverse: bridges close last
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
-        # the call count grows with the media legs once MediaService is served
         registration = LookupRegistration(
             settings, ServerRole.MEDIA, settings.media.capacity, calls
         )

@@ -65,6 +65,20 @@ def test_a_bridge_joins_two_different_participants() -> None:
         Bridge(("alice", "alice"))
 
 
+async def test_legs_join_a_bridge_one_at_a_time_two_at_most() -> None:
+    bridge = Bridge((), CONFIG)
+    bridge.add_leg("alice")
+    with pytest.raises(InvalidArgument):
+        bridge.add_leg("alice")
+    bridge.add_leg("bob")
+    assert bridge.full and [leg.name for leg in bridge.legs] == ["alice", "bob"]
+    with pytest.raises(FailedPrecondition):
+        bridge.add_leg("carol")
+    await bridge.close()
+    with pytest.raises(FailedPrecondition):
+        bridge.add_leg("carol")
+
+
 async def test_sections_other_than_the_first_audio_are_made_inactive() -> None:
     peer, offer = await _offer("audio", "video")
     leg = Leg("alice", CONFIG)
