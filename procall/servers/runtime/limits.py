@@ -174,6 +174,19 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             return None
         return self.limits.open_stream(claims.user_id)
 
+    def _checked_request(
+        self, request: Any, method: str, limit: int | None
+    ) -> tuple[Any, _IdleWatch | None]:
+        """The request a handler receives, and the idle watch of a request stream: streams
+        are checked message by message, a single request over ``limit`` is refused."""
+        if hasattr(request, "__aiter__"):
+            idle = self.limits.config.stream_idle_seconds
+            watch = _IdleWatch(idle) if idle > 0 else None
+            return _checked(request, method, self.limits, watch), watch
+        if isinstance(request, _TooLarge):
+            raise self.limits.too_large(method, request.size, limit or 0)
+        return request, None
+
     # -- the wrappers ---------------------------------------------------------------------
 
     def _unary(
@@ -184,13 +197,7 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
 
         async def handler(request: Any, context: Context) -> Any:
             self._admit(context, rated)
-            watch: _IdleWatch | None = None
-            if hasattr(request, "__aiter__"):
-                if idle > 0:
-                    watch = _IdleWatch(idle)
-                request = _checked(request, method, limits, watch)
-            elif isinstance(request, _TooLarge):
-                raise limits.too_large(method, request.size, limit or 0)
+            request, watch = self._checked_request(request, method, limit)
             try:
                 result = behaviour(request, context)
                 if inspect.isawaitable(result):
@@ -218,12 +225,7 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             slot = self._open_stream(claims)
             watch: _IdleWatch | None = None
             try:
-                if hasattr(request, "__aiter__"):
-                    if idle > 0:
-                        watch = _IdleWatch(idle)
-                    request = _checked(request, method, limits, watch)
-                elif isinstance(request, _TooLarge):
-                    raise limits.too_large(method, request.size, limit or 0)
+                request, watch = self._checked_request(request, method, limit)
                 result = behaviour(request, context)
                 try:
                     if inspect.isasyncgen(result):

@@ -224,13 +224,14 @@ async def test_a_user_cannot_open_more_streams_than_the_cap(
             await stream.close()
 
 
+def _idle_after_a_second(settings: Settings) -> None:
+    settings.limits.stream_idle_seconds = 1.0
+
+
 async def test_an_idle_stream_is_ended_and_an_acking_one_lives(
     redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
-    def idle(settings: Settings) -> None:
-        settings.limits.stream_idle_seconds = 1.0
-
-    center = await _start(redis_url, make_settings, start_app, idle)
+    center = await _start(redis_url, make_settings, start_app, _idle_after_a_second)
     address = center.uc1.address
     alice = await log_in(address, "alice")
     carol = await log_in(address, "carol")
@@ -258,10 +259,7 @@ async def test_an_idle_stream_is_ended_and_an_acking_one_lives(
 async def test_the_client_sdk_keeps_a_quiet_stream_alive(
     redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
 ) -> None:
-    def idle(settings: Settings) -> None:
-        settings.limits.stream_idle_seconds = 1.0
-
-    center = await _start(redis_url, make_settings, start_app, idle)
+    center = await _start(redis_url, make_settings, start_app, _idle_after_a_second)
     address = center.uc1.address
     keeping = await ProcallClient.login(
         address, "alice", PASSWORD, options=ClientOptions(stream_keepalive=0.3)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from procall.clock import Clock, UnixTime
 from procall.errors import Unavailable
+from procall.session.ports import AuthenticatedUser
 
 __all__ = ["MemoryRevocationStore"]
 
@@ -63,3 +64,35 @@ class MemoryRevocationStore:
                 yield entry
         finally:
             self._followers.remove(queue)
+
+
+class StepClock:
+    """A clock tests move by hand (starts at Unix time 1000)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestAuthenticator:
+    """Accepts every password; users are homed on uc-1."""
+
+    __test__ = False
+
+    async def authenticate(
+        self, username: str, password: str, source: str = ""
+    ) -> AuthenticatedUser:
+        """``u-<username>``, homed on uc-1, not an administrator."""
+        return AuthenticatedUser("u-" + username, username, "uc-1", False)
+
+
+class TestLocator:
+    """Every server is at 127.0.0.1:1."""
+
+    __test__ = False
+
+    async def address_of(self, server_id: str) -> str | None:
+        """The one address."""
+        return "127.0.0.1:1"

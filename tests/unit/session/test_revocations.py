@@ -10,30 +10,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from procall.errors import Unauthenticated
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
-from procall.session.ports import AuthenticatedUser
 from procall.session.revocations import RevocationList
 from procall.session.tokens import TokenSigner
 from tests.unit.session.fakes import MemoryRevocationStore
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _Auth:
-    async def authenticate(
-        self, username: str, password: str, source: str = ""
-    ) -> AuthenticatedUser:
-        return AuthenticatedUser("u-" + username, username, "uc-1", False)
-
-
-class _Locator:
-    async def address_of(self, server_id: str) -> str | None:
-        return "127.0.0.1:1"
+from tests.unit.session.fakes import StepClock as _Clock
+from tests.unit.session.fakes import TestAuthenticator as _Auth
+from tests.unit.session.fakes import TestLocator as _Locator
 
 
 class _Licenses:

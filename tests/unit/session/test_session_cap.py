@@ -10,28 +10,10 @@ import pytest
 from procall.errors import ResourceExhausted, Unauthenticated
 from procall.session.hub import SessionHub
 from procall.session.manager import CONNECT_GRACE, SessionManager
-from procall.session.ports import AuthenticatedUser
 from procall.session.tokens import TokenSigner
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _Auth:
-    async def authenticate(
-        self, username: str, password: str, source: str = ""
-    ) -> AuthenticatedUser:
-        return AuthenticatedUser("u-" + username, username, "uc-1", False)
-
-
-class _Locator:
-    async def address_of(self, server_id: str) -> str | None:
-        return "127.0.0.1:1"
+from tests.unit.session.fakes import StepClock as _Clock
+from tests.unit.session.fakes import TestAuthenticator as _Auth
+from tests.unit.session.fakes import TestLocator as _Locator
 
 
 class _SlowLicenses:
