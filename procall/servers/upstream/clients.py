@@ -19,6 +19,7 @@ from procall.settings import Settings
 
 __all__ = ["UpstreamClients"]
 
+_WATCH_TOPOLOGY = "/procall.mesh.lookup.v1.LookupService/WatchTopology"
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 10_000),
     ("grpc.keepalive_timeout_ms", 2_000),
@@ -65,8 +66,12 @@ class UpstreamClients:
                 self._channel(settings.directory.address, role_target("directory"))
             )
         if settings.lookup.address:
+            lookup = role_target("lookup")
             self.lookup = LookupClient(
-                self._channel(settings.lookup.address, role_target("lookup"))
+                self._channel(settings.lookup.address, lookup),
+                # the long-lived stream proves itself per call, without an interceptor
+                watch_channel=self._channel(settings.lookup.address, lookup, prove=False),
+                watch_metadata=lambda: channels.proof(lookup, _WATCH_TOPOLOGY),
             )
         self._missing_directory = _NotConfigured("Directory")
         self._missing_lookup = _NotConfigured("Lookup")
@@ -76,8 +81,8 @@ class UpstreamClients:
         """Makes this server's channels to other procall servers."""
         return self._mesh
 
-    def _channel(self, address: str, target: str) -> grpc.aio.Channel:
-        channel = self._mesh.channel(address, target, _CHANNEL_OPTIONS)
+    def _channel(self, address: str, target: str, *, prove: bool = True) -> grpc.aio.Channel:
+        channel = self._mesh.channel(address, target, _CHANNEL_OPTIONS, prove=prove)
         self._channels.append(channel)
         return channel
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -18,8 +18,20 @@ __all__ = ["LookupClient"]
 class LookupClient:
     """Calls the LookupService (``ServerLocator`` port)."""
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 3.0) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        timeout: float = 3.0,
+        *,
+        watch_channel: grpc.aio.Channel | None = None,
+        watch_metadata: Callable[[], tuple[tuple[str, str], ...]] = tuple,
+    ) -> None:
+        """``watch_channel`` (default ``channel``) carries ``WatchTopology`` with the
+        metadata ``watch_metadata`` makes per call: a channel whose streaming calls go
+        through grpc client interceptors can hang when it is closed mid-stream."""
         self._stub = lookup_grpc.LookupServiceStub(channel)
+        self._watch_stub = lookup_grpc.LookupServiceStub(watch_channel or channel)
+        self._watch_metadata = watch_metadata
         self._timeout = timeout
 
     async def servers(
@@ -62,7 +74,9 @@ class LookupClient:
         Ends with ``Unavailable`` (or the mapped error) when the stream breaks; the caller
         watches again and reconciles with ``LookupClient.servers`` for what it missed.
         """
-        call = self._stub.WatchTopology(lookup_pb.WatchTopologyRequest(role=role))
+        call = self._watch_stub.WatchTopology(
+            lookup_pb.WatchTopologyRequest(role=role), metadata=self._watch_metadata()
+        )
         try:
             async for reply in call:
                 yield reply.change
