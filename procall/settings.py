@@ -281,6 +281,21 @@ class ChatSettings:
 
 
 @dataclass
+class CallSettings:
+    """Softphone calls on a UCServer."""
+
+    #: Seconds a call rings before it ends unanswered (NO_ANSWER).
+    ring_seconds: float = 30.0
+    #: Seconds a call's shared state lives unless refreshed; the parties' UCServers refresh
+    #: connected calls, so only a call whose servers all died expires.
+    live_ttl_seconds: float = 120.0
+    #: Seconds an ended call stays readable (GetCall, retried requests).
+    ended_ttl_seconds: float = 300.0
+    #: Seconds a PlaceCall request id is remembered for idempotent retries.
+    request_id_ttl_seconds: float = 3600.0
+
+
+@dataclass
 class LimitsSettings:
     """Caps on what one user or one network source may take of a server."""
 
@@ -339,6 +354,7 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)

@@ -26,6 +26,7 @@ class JournalKind(enum.IntEnum):
     CALL_PICKED_UP = 5
     NOTE = 6
     DELEGATE_ACTION = 7
+    CALL_DECLINED = 8
 
 
 def entry_id_for(user_id: str, request_id: str) -> str:

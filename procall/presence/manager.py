@@ -17,7 +17,13 @@ from dataclasses import replace
 
 from procall.clock import Clock
 from procall.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
-from procall.presence.model import Availability, Capabilities, Presence, PresenceChange
+from procall.presence.model import (
+    Availability,
+    Capabilities,
+    Presence,
+    PresenceChange,
+    TelephonyState,
+)
 from procall.presence.policy import contacts_page
 from procall.presence.ports import (
     ContactStore,
@@ -127,6 +133,10 @@ class PresenceManager:
                 f"you may not set the presence of {target}: no presence.set delegation"
             )
         return await self._apply(target, change, "" if actor == target else actor)
+
+    async def set_telephony(self, user_id: str, state: TelephonyState) -> Presence:
+        """The call flow's change of a user's telephony state (set by the user's home server)."""
+        return await self._apply(user_id, PresenceChange(telephony=state), "")
 
     async def session_started(self, user_id: str, session_id: str, caps: Capabilities) -> None:
         """A client of a user homed here connected: online, its capabilities count."""

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from procall.settings import Settings
 from procall.storage.outbox import SqliteOutbox
+from procall.storage.redis.calls import RedisCallStore
 from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
 from procall.storage.redis.licenses import LicensePool
@@ -50,6 +51,8 @@ class UCServerStores:
     presence: RedisPresenceStore
     contacts: SqlContactStore
     chat_state: RedisChatState
+    #: Calls (shared by every UCServer).
+    calls: RedisCallStore
     conversations: SqlConversationStore
     messages: SqlMessageStore
     journal: SqlJournalStore
@@ -121,6 +124,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         presence=RedisPresenceStore(redis),
         contacts=SqlContactStore(database),
         chat_state=RedisChatState(redis),
+        calls=RedisCallStore(redis),
         conversations=SqlConversationStore(database),
         messages=SqlMessageStore(database),
         journal=SqlJournalStore(database),

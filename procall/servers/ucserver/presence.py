@@ -18,7 +18,7 @@ from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_pb2
 from procall.errors import Unavailable
 from procall.presence.manager import PresenceManager
-from procall.presence.model import Capabilities, Presence
+from procall.presence.model import Capabilities, Presence, TelephonyState
 from procall.presence.ports import ContactStore, DelegationChecker, PresenceStore, UserDirectory
 from procall.servers.codecs.presence import presence_from_proto, presence_to_proto
 from procall.servers.peering.links import PeerLinks
@@ -133,6 +133,10 @@ class PresenceComponent:
         presence = presence_from_proto(event.presence_changed.presence)
         self._notifier.remember(presence, event)
         await self._manager.received(presence)
+
+    async def set_telephony(self, user_id: str, state: TelephonyState) -> None:
+        """A call changed the telephony state of a user whose clients are here."""
+        await self._manager.set_telephony(user_id, state)
 
     # -- SessionObserver ----------------------------------------------------------------
 

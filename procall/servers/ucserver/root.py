@@ -15,8 +15,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-from procall.api.call.v1 import call_service_pb2 as call_pb
-from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing, BufferedAuditLog
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
@@ -33,7 +31,6 @@ from procall.servers.runtime.app import (
     StartupError,
     binding,
     ensure_server_id,
-    not_yet_served,
     token_signer,
 )
 from procall.servers.runtime.audit import AuditInterceptor
@@ -42,6 +39,7 @@ from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
+from procall.servers.ucserver.calls import CallComponent
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
@@ -156,12 +154,23 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         sessions=manager,
         clients=clients,
     )
-    # the logged-on list first, then presence (as before: admins see a session go online)
-    manager.observers.extend([sessions, presence])
+    calls = CallComponent(
+        settings,
+        store=stores.calls,
+        presence_store=stores.presence,
+        telephony=presence,
+        journal=chat.journal,
+        clients=clients,
+        router=router,
+        hub=hub,
+    )
+    # the logged-on list first, then presence (as before: admins see a session go online),
+    # then the calls (a user whose last client left ends its calls)
+    manager.observers.extend([sessions, presence, calls])
     peer = PeerServicer(
         server_id,
         epoch,
-        PeerEventDispatcher(hub, presence.received),
+        PeerEventDispatcher(hub, presence.received, calls.received),
         on_hello=links.hello_from,
         require_identity=mesh_auth_required(settings),
     )
@@ -190,12 +199,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *chat.bindings(),
         binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
         admin_binding(manager, stores.sessions, stores.licenses, clients, audit_listing),
-        binding(
-            not_yet_served(call_grpc.CallServiceServicer),
-            call_pb,
-            call_grpc.add_CallServiceServicer_to_server,
-            "CallService",
-        ),
+        *calls.bindings(),
     ]
     on_start: list[Hook] = [
         schema.start,
@@ -203,6 +207,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         join_peers,
         presence.start,
         chat.start,
+        calls.start,
         sessions.start,
     ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
@@ -215,6 +220,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         leave_peers,
         presence.stop,
         sessions.stop,
+        calls.stop,  # first: the users' sessions end, but their calls go on
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
@@ -243,6 +249,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "sessions": sessions,
             "presence": presence,
             "chat": chat,
+            "calls": calls,
             "links": links,
             "limits": limits,
             "audit": audit,

@@ -103,6 +103,19 @@ class UpstreamClients:
             actor_user_id, principal_user_id, directory_pb2.DELEGATION_SCOPE_PRESENCE_SET
         )
 
+    async def may_pick_up(self, actor_user_id: str, target_user_id: str) -> bool:
+        """Whether ``actor`` may pick up calls ringing for ``target``: both in one pick-up
+        group, or the calls.pickup delegation of ``target``."""
+        directory = self.directory
+        if directory is None:
+            raise self._missing_directory._error()
+        groups = await directory.pickup_groups_of(actor_user_id)
+        if any(target_user_id in group.member_user_ids for group in groups):
+            return True
+        return await directory.may_act_for(
+            actor_user_id, target_user_id, directory_pb2.DELEGATION_SCOPE_CALLS_PICKUP
+        )
+
     async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
         """The ids among ``user_ids`` that name no user (``UserDirectory`` port); every id
         is taken as it comes when no Directory is configured (tests of a lone server)."""

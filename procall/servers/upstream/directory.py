@@ -80,6 +80,16 @@ class DirectoryClient:
             raise domain_error(error, _BACKEND) from None
         return bool(reply.allowed)
 
+    async def pickup_groups_of(self, user_id: str) -> list[directory_pb2.PickupGroup]:
+        """The pick-up groups ``user_id`` belongs to."""
+        try:
+            reply = await self._stub.ListPickupGroups(
+                directory_pb.ListPickupGroupsRequest(user_id=user_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+        return list(reply.pickup_groups)
+
 
 class GrpcHomeDirectory:
     """The Directory's ``GetUser`` as a ``procall.routing.ports.HomeDirectory``.

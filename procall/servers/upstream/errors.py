@@ -6,6 +6,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from procall.errors import (
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -35,6 +36,8 @@ def domain_error(error: grpc.aio.AioRpcError, backend: str) -> ProcallError:
         return PermissionDenied(details or "permission denied")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidArgument(details or "invalid request")
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPrecondition(details or f"{backend} refused the request")
     return Unavailable.backend(backend)
 
 

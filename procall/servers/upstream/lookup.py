@@ -66,6 +66,35 @@ class LookupClient:
             raise domain_error(error, "the Lookup") from None
         return reply.server.server_id or None
 
+    async def allocate_media(self, call_id: str) -> lookup_pb2.ServerInfo:
+        """The MediaServer of a call (the same one while it lives); ``Unavailable``
+        (MEDIA_UNAVAILABLE) when none can take it."""
+        try:
+            reply = await self._stub.AllocateMediaServer(
+                lookup_pb.AllocateMediaServerRequest(call_id=call_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise Unavailable(
+                    "no MediaServer can carry the call now", reason="MEDIA_UNAVAILABLE",
+                    retry_after=2.0,
+                ) from None  # fmt: skip
+            raise domain_error(error, "the Lookup") from None
+        return reply.server
+
+    async def release_media(self, call_id: str) -> None:
+        """End a call's MediaServer allocation."""
+        try:
+            await self._stub.ReleaseMediaServer(
+                lookup_pb.ReleaseMediaServerRequest(call_id=call_id), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, "the Lookup") from None
+
     async def watch_topology(
         self, role: lookup_pb2.Role.ValueType = lookup_pb2.ROLE_UNSPECIFIED
     ) -> AsyncIterator[lookup_pb2.TopologyChange]:

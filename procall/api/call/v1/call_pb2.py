@@ -26,23 +26,23 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprocall/api/call/v1/call.proto\x12\x13procall.api.call.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x03\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x03 \x01(\t\x12\x16\n\x0etarget_user_id\x18\x04 \x01(\t\x12\x1b\n\x13\x61nswered_by_user_id\x18\x05 \x01(\t\x12-\n\x05state\x18\x06 \x01(\x0e\x32\x1e.procall.api.call.v1.CallState\x12\x32\n\nend_reason\x18\x07 \x01(\x0e\x32\x1e.procall.api.call.v1.EndReason\x12\x17\n\x0fmedia_server_id\x18\x08 \x01(\t\x12\r\n\x05video\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswer_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x66orwarded_from_user_ids\x18\r \x03(\t\"6\n\x0b\x43\x61llChanged\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"\xac\x01\n\x0e\x46orwardingRule\x12;\n\tcondition\x18\x01 \x01(\x0e\x32(.procall.api.call.v1.ForwardingCondition\x12\x16\n\x0etarget_user_id\x18\x02 \x01(\t\x12\x34\n\x11no_answer_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08*\x8a\x01\n\tCallState\x12\x1a\n\x16\x43\x41LL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41LL_STATE_INITIATING\x10\x01\x12\x16\n\x12\x43\x41LL_STATE_RINGING\x10\x02\x12\x18\n\x14\x43\x41LL_STATE_CONNECTED\x10\x03\x12\x14\n\x10\x43\x41LL_STATE_ENDED\x10\x04*\xf0\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45ND_REASON_HANGUP\x10\x01\x12\x17\n\x13\x45ND_REASON_DECLINED\x10\x02\x12\x18\n\x14\x45ND_REASON_NO_ANSWER\x10\x03\x12\x13\n\x0f\x45ND_REASON_BUSY\x10\x04\x12\x17\n\x13\x45ND_REASON_CANCELED\x10\x05\x12\x1a\n\x16\x45ND_REASON_UNREACHABLE\x10\x06\x12\x1c\n\x18\x45ND_REASON_MEDIA_FAILURE\x10\x07\x12\x15\n\x11\x45ND_REASON_FAILED\x10\x08*\xc1\x01\n\x13\x46orwardingCondition\x12$\n FORWARDING_CONDITION_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x46ORWARDING_CONDITION_ALWAYS\x10\x01\x12\x1d\n\x19\x46ORWARDING_CONDITION_BUSY\x10\x02\x12\"\n\x1e\x46ORWARDING_CONDITION_NO_ANSWER\x10\x03\x12 \n\x1c\x46ORWARDING_CONDITION_OFFLINE\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1eprocall/api/call/v1/call.proto\x12\x13procall.api.call.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x03\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61ller_user_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63\x61llee_user_id\x18\x03 \x01(\t\x12\x16\n\x0etarget_user_id\x18\x04 \x01(\t\x12\x1b\n\x13\x61nswered_by_user_id\x18\x05 \x01(\t\x12-\n\x05state\x18\x06 \x01(\x0e\x32\x1e.procall.api.call.v1.CallState\x12\x32\n\nend_reason\x18\x07 \x01(\x0e\x32\x1e.procall.api.call.v1.EndReason\x12\x17\n\x0fmedia_server_id\x18\x08 \x01(\t\x12\r\n\x05video\x18\t \x01(\x08\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61nswer_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17\x66orwarded_from_user_ids\x18\r \x03(\t\x12\x1b\n\x13\x61nswered_session_id\x18\x0e \x01(\t\"6\n\x0b\x43\x61llChanged\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"\xac\x01\n\x0e\x46orwardingRule\x12;\n\tcondition\x18\x01 \x01(\x0e\x32(.procall.api.call.v1.ForwardingCondition\x12\x16\n\x0etarget_user_id\x18\x02 \x01(\t\x12\x34\n\x11no_answer_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0f\n\x07\x65nabled\x18\x04 \x01(\x08*\x8a\x01\n\tCallState\x12\x1a\n\x16\x43\x41LL_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x43\x41LL_STATE_INITIATING\x10\x01\x12\x16\n\x12\x43\x41LL_STATE_RINGING\x10\x02\x12\x18\n\x14\x43\x41LL_STATE_CONNECTED\x10\x03\x12\x14\n\x10\x43\x41LL_STATE_ENDED\x10\x04*\xf0\x01\n\tEndReason\x12\x1a\n\x16\x45ND_REASON_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45ND_REASON_HANGUP\x10\x01\x12\x17\n\x13\x45ND_REASON_DECLINED\x10\x02\x12\x18\n\x14\x45ND_REASON_NO_ANSWER\x10\x03\x12\x13\n\x0f\x45ND_REASON_BUSY\x10\x04\x12\x17\n\x13\x45ND_REASON_CANCELED\x10\x05\x12\x1a\n\x16\x45ND_REASON_UNREACHABLE\x10\x06\x12\x1c\n\x18\x45ND_REASON_MEDIA_FAILURE\x10\x07\x12\x15\n\x11\x45ND_REASON_FAILED\x10\x08*\xc1\x01\n\x13\x46orwardingCondition\x12$\n FORWARDING_CONDITION_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x46ORWARDING_CONDITION_ALWAYS\x10\x01\x12\x1d\n\x19\x46ORWARDING_CONDITION_BUSY\x10\x02\x12\"\n\x1e\x46ORWARDING_CONDITION_NO_ANSWER\x10\x03\x12 \n\x1c\x46ORWARDING_CONDITION_OFFLINE\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.api.call.v1.call_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CALLSTATE']._serialized_start=795
-  _globals['_CALLSTATE']._serialized_end=933
-  _globals['_ENDREASON']._serialized_start=936
-  _globals['_ENDREASON']._serialized_end=1176
-  _globals['_FORWARDINGCONDITION']._serialized_start=1179
-  _globals['_FORWARDINGCONDITION']._serialized_end=1372
+  _globals['_CALLSTATE']._serialized_start=824
+  _globals['_CALLSTATE']._serialized_end=962
+  _globals['_ENDREASON']._serialized_start=965
+  _globals['_ENDREASON']._serialized_end=1205
+  _globals['_FORWARDINGCONDITION']._serialized_start=1208
+  _globals['_FORWARDINGCONDITION']._serialized_end=1401
   _globals['_CALL']._serialized_start=121
-  _globals['_CALL']._serialized_end=561
-  _globals['_CALLCHANGED']._serialized_start=563
-  _globals['_CALLCHANGED']._serialized_end=617
-  _globals['_FORWARDINGRULE']._serialized_start=620
-  _globals['_FORWARDINGRULE']._serialized_end=792
+  _globals['_CALL']._serialized_end=590
+  _globals['_CALLCHANGED']._serialized_start=592
+  _globals['_CALLCHANGED']._serialized_end=646
+  _globals['_FORWARDINGRULE']._serialized_start=649
+  _globals['_FORWARDINGRULE']._serialized_end=821
 # @@protoc_insertion_point(module_scope)

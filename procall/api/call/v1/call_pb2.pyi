@@ -152,6 +152,7 @@ class Call(_message.Message):
     ANSWER_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
     FORWARDED_FROM_USER_IDS_FIELD_NUMBER: _builtins.int
+    ANSWERED_SESSION_ID_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """Stable, opaque identifier."""
     caller_user_id: _builtins.str
@@ -170,6 +171,10 @@ class Call(_message.Message):
     """The MediaServer bridging the call's legs."""
     video: _builtins.bool
     """Whether video was requested."""
+    answered_session_id: _builtins.str
+    """The session that answered (so that the answerer's other clients stop ringing and
+    know the call was taken elsewhere); empty until answered.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the call was placed."""
@@ -202,10 +207,11 @@ class Call(_message.Message):
         answer_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
         forwarded_from_user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        answered_session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "create_time", b"create_time", "end_time", b"end_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "answered_by_user_id", b"answered_by_user_id", "call_id", b"call_id", "callee_user_id", b"callee_user_id", "caller_user_id", b"caller_user_id", "create_time", b"create_time", "end_reason", b"end_reason", "end_time", b"end_time", "forwarded_from_user_ids", b"forwarded_from_user_ids", "media_server_id", b"media_server_id", "state", b"state", "target_user_id", b"target_user_id", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_time", b"answer_time", "answered_by_user_id", b"answered_by_user_id", "answered_session_id", b"answered_session_id", "call_id", b"call_id", "callee_user_id", b"callee_user_id", "caller_user_id", b"caller_user_id", "create_time", b"create_time", "end_reason", b"end_reason", "end_time", b"end_time", "forwarded_from_user_ids", b"forwarded_from_user_ids", "media_server_id", b"media_server_id", "state", b"state", "target_user_id", b"target_user_id", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

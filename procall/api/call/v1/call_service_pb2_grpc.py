@@ -123,7 +123,8 @@ class CallServiceServicer:
 
     def PickUpCall(self, request, context):
         """Picks up a call ringing for someone else (pick-up group or calls.pickup delegation);
-        exactly one of several concurrent pick-ups wins, the others get ABORTED.
+        exactly one of several concurrent pick-ups (and the target's own answer) wins, the
+        others get FAILED_PRECONDITION (CALL_NOT_RINGING).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

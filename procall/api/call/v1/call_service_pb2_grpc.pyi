@@ -45,7 +45,8 @@ class CallServiceStub:
     """Ends (or cancels) a call the caller is a party of."""
     PickUpCall: _grpc.UnaryUnaryMultiCallable[_call_service_pb2.PickUpCallRequest, _call_service_pb2.PickUpCallResponse]
     """Picks up a call ringing for someone else (pick-up group or calls.pickup delegation);
-    exactly one of several concurrent pick-ups wins, the others get ABORTED.
+    exactly one of several concurrent pick-ups (and the target's own answer) wins, the
+    others get FAILED_PRECONDITION (CALL_NOT_RINGING).
     """
     NegotiateMedia: _grpc.UnaryUnaryMultiCallable[_call_service_pb2.NegotiateMediaRequest, _call_service_pb2.NegotiateMediaResponse]
     """Exchanges the caller's WebRTC offer for the MediaServer's answer for this call."""
@@ -75,7 +76,8 @@ class CallServiceAsyncStub(CallServiceStub):
     """Ends (or cancels) a call the caller is a party of."""
     PickUpCall: _aio.UnaryUnaryMultiCallable[_call_service_pb2.PickUpCallRequest, _call_service_pb2.PickUpCallResponse]  # type: ignore[assignment]
     """Picks up a call ringing for someone else (pick-up group or calls.pickup delegation);
-    exactly one of several concurrent pick-ups wins, the others get ABORTED.
+    exactly one of several concurrent pick-ups (and the target's own answer) wins, the
+    others get FAILED_PRECONDITION (CALL_NOT_RINGING).
     """
     NegotiateMedia: _aio.UnaryUnaryMultiCallable[_call_service_pb2.NegotiateMediaRequest, _call_service_pb2.NegotiateMediaResponse]  # type: ignore[assignment]
     """Exchanges the caller's WebRTC offer for the MediaServer's answer for this call."""
@@ -132,7 +134,8 @@ class CallServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_call_service_pb2.PickUpCallResponse, _abc.Awaitable[_call_service_pb2.PickUpCallResponse]]:
         """Picks up a call ringing for someone else (pick-up group or calls.pickup delegation);
-        exactly one of several concurrent pick-ups wins, the others get ABORTED.
+        exactly one of several concurrent pick-ups (and the target's own answer) wins, the
+        others get FAILED_PRECONDITION (CALL_NOT_RINGING).
         """
 
     @_abc_1.abstractmethod

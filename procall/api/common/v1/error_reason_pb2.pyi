@@ -79,6 +79,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     server's idle bound (UNAVAILABLE); ErrorInfo metadata "idle_seconds" gives the bound.
     Reconnect and resume.
     """
+    ERROR_REASON_CALLEE_OFFLINE: _ErrorReason.ValueType  # 24
+    """The callee has no client logged on and no forwarding applies (FAILED_PRECONDITION)."""
+    ERROR_REASON_CALLEE_BUSY: _ErrorReason.ValueType  # 25
+    """The callee is already in a call and no forwarding applies (FAILED_PRECONDITION)."""
+    ERROR_REASON_CALL_NOT_RINGING: _ErrorReason.ValueType  # 26
+    """The call is no longer ringing: answered, picked up or ended (FAILED_PRECONDITION);
+    ErrorInfo metadata "state" gives its state.
+    """
+    ERROR_REASON_CALL_ENDED: _ErrorReason.ValueType  # 27
+    """The call has ended (FAILED_PRECONDITION)."""
+    ERROR_REASON_MEDIA_UNAVAILABLE: _ErrorReason.ValueType  # 28
+    """No MediaServer can carry the call (UNAVAILABLE); retry later."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists the machine-readable reasons procall puts into
@@ -144,4 +156,16 @@ ERROR_REASON_STREAM_IDLE: ErrorReason.ValueType  # 23
 server's idle bound (UNAVAILABLE); ErrorInfo metadata "idle_seconds" gives the bound.
 Reconnect and resume.
 """
+ERROR_REASON_CALLEE_OFFLINE: ErrorReason.ValueType  # 24
+"""The callee has no client logged on and no forwarding applies (FAILED_PRECONDITION)."""
+ERROR_REASON_CALLEE_BUSY: ErrorReason.ValueType  # 25
+"""The callee is already in a call and no forwarding applies (FAILED_PRECONDITION)."""
+ERROR_REASON_CALL_NOT_RINGING: ErrorReason.ValueType  # 26
+"""The call is no longer ringing: answered, picked up or ended (FAILED_PRECONDITION);
+ErrorInfo metadata "state" gives its state.
+"""
+ERROR_REASON_CALL_ENDED: ErrorReason.ValueType  # 27
+"""The call has ended (FAILED_PRECONDITION)."""
+ERROR_REASON_MEDIA_UNAVAILABLE: ErrorReason.ValueType  # 28
+"""No MediaServer can carry the call (UNAVAILABLE); retry later."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$procall/api/journal/v1/journal.proto\x12\x16procall.api.journal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x0cJournalEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x36\n\x04kind\x18\x03 \x01(\x0e\x32(.procall.api.journal.v1.JournalEntryKind\x12\x14\n\x0cpeer_user_id\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"H\n\x11JournalEntryAdded\x12\x33\n\x05\x65ntry\x18\x01 \x01(\x0b\x32$.procall.api.journal.v1.JournalEntry*\xb7\x02\n\x10JournalEntryKind\x12\"\n\x1eJOURNAL_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eJOURNAL_ENTRY_KIND_CALL_PLACED\x10\x01\x12$\n JOURNAL_ENTRY_KIND_CALL_RECEIVED\x10\x02\x12\"\n\x1eJOURNAL_ENTRY_KIND_CALL_MISSED\x10\x03\x12%\n!JOURNAL_ENTRY_KIND_CALL_FORWARDED\x10\x04\x12%\n!JOURNAL_ENTRY_KIND_CALL_PICKED_UP\x10\x05\x12\x1b\n\x17JOURNAL_ENTRY_KIND_NOTE\x10\x06\x12&\n\"JOURNAL_ENTRY_KIND_DELEGATE_ACTION\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$procall/api/journal/v1/journal.proto\x12\x16procall.api.journal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n\x0cJournalEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x36\n\x04kind\x18\x03 \x01(\x0e\x32(.procall.api.journal.v1.JournalEntryKind\x12\x14\n\x0cpeer_user_id\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"H\n\x11JournalEntryAdded\x12\x33\n\x05\x65ntry\x18\x01 \x01(\x0b\x32$.procall.api.journal.v1.JournalEntry*\xdd\x02\n\x10JournalEntryKind\x12\"\n\x1eJOURNAL_ENTRY_KIND_UNSPECIFIED\x10\x00\x12\"\n\x1eJOURNAL_ENTRY_KIND_CALL_PLACED\x10\x01\x12$\n JOURNAL_ENTRY_KIND_CALL_RECEIVED\x10\x02\x12\"\n\x1eJOURNAL_ENTRY_KIND_CALL_MISSED\x10\x03\x12%\n!JOURNAL_ENTRY_KIND_CALL_FORWARDED\x10\x04\x12%\n!JOURNAL_ENTRY_KIND_CALL_PICKED_UP\x10\x05\x12\x1b\n\x17JOURNAL_ENTRY_KIND_NOTE\x10\x06\x12&\n\"JOURNAL_ENTRY_KIND_DELEGATE_ACTION\x10\x07\x12$\n JOURNAL_ENTRY_KIND_CALL_DECLINED\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.api.journal.v1.jour
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOURNALENTRYKIND']._serialized_start=478
-  _globals['_JOURNALENTRYKIND']._serialized_end=789
+  _globals['_JOURNALENTRYKIND']._serialized_end=827
   _globals['_JOURNALENTRY']._serialized_start=130
   _globals['_JOURNALENTRY']._serialized_end=401
   _globals['_JOURNALENTRYADDED']._serialized_start=403

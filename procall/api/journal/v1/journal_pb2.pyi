@@ -41,6 +41,8 @@ class _JournalEntryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Jour
     """A note the user (or an integration) added."""
     JOURNAL_ENTRY_KIND_DELEGATE_ACTION: _JournalEntryKind.ValueType  # 7
     """Someone acted for the user (set presence or forwarding as a delegate)."""
+    JOURNAL_ENTRY_KIND_CALL_DECLINED: _JournalEntryKind.ValueType  # 8
+    """The user declined a call."""
 
 class JournalEntryKind(_JournalEntryKind, metaclass=_JournalEntryKindEnumTypeWrapper):
     """JournalEntryKind is what a journal entry records."""
@@ -61,6 +63,8 @@ JOURNAL_ENTRY_KIND_NOTE: JournalEntryKind.ValueType  # 6
 """A note the user (or an integration) added."""
 JOURNAL_ENTRY_KIND_DELEGATE_ACTION: JournalEntryKind.ValueType  # 7
 """Someone acted for the user (set presence or forwarding as a delegate)."""
+JOURNAL_ENTRY_KIND_CALL_DECLINED: JournalEntryKind.ValueType  # 8
+"""The user declined a call."""
 Global___JournalEntryKind: _TypeAlias = JournalEntryKind  # noqa: Y015
 
 @_typing.final

@@ -1,0 +1,232 @@
+"""The call part of a UCServer: the CallService, call events, ring timers, telephony.
+
+Every UCServer that sees a call change (it made the change, or a peer delivered the
+``CallChanged`` event to users homed here) does the same local upkeep for the parties
+whose clients are here: it sets their telephony state in presence (so watchers on every
+server see "ringing" and "on the phone"), arms the ring timeout of a ringing call (both
+parties' servers arm it: whichever fires first ends the call, the compare-and-set makes
+the other a no-op), and keeps connected calls' shared state alive while they last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from procall.api.call.v1 import call_pb2
+from procall.api.call.v1 import call_service_pb2 as call_pb
+from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
+from procall.api.session.v1 import session_pb2
+from procall.calls.model import Call, CallState, telephony_of
+from procall.calls.ports import CallJournal
+from procall.calls.service import Calls, CallTimings
+from procall.errors import ProcallError
+from procall.presence.model import Availability, TelephonyState
+from procall.presence.ports import PresenceStore
+from procall.servers.codecs.calls import call_to_proto
+from procall.servers.peering.router import EventRouter
+from procall.servers.runtime.app import ServerApp, binding
+from procall.servers.runtime.grpc_server import ServiceBinding
+from procall.servers.ucserver.calls_servicer import CallServicer
+from procall.servers.upstream.clients import UpstreamClients
+from procall.servers.upstream.media import MediaClient
+from procall.session.hub import SessionHub
+from procall.session.tokens import SessionClaims
+from procall.settings import Settings
+from procall.storage.redis.calls import RedisCallStore
+
+__all__ = ["CallComponent", "TelephonySetter"]
+
+_log = logging.getLogger(__name__)
+_OFFLINE = (Availability.OFFLINE, Availability.UNKNOWN)
+
+
+class TelephonySetter(Protocol):
+    """Sets a user's telephony state in presence (``PresenceComponent.set_telephony``)."""
+
+    async def set_telephony(self, user_id: str, state: TelephonyState) -> None:
+        """Set the state."""
+        ...
+
+
+class _Callees:
+    """The ``Callees`` port: the Directory knows users, presence knows who is online."""
+
+    def __init__(self, clients: UpstreamClients, presence: PresenceStore) -> None:
+        self._clients = clients
+        self._presence = presence
+
+    async def exists(self, user_id: str) -> bool:
+        return not await self._clients.unknown_users([user_id])
+
+    async def online(self, user_id: str) -> bool:
+        (presence,) = await self._presence.get_many([user_id])
+        return presence.availability not in _OFFLINE
+
+
+class _Events:
+    """The ``CallEvents`` port: routes ``CallChanged`` to the parties, then does this
+    server's upkeep for those of them whose clients are here."""
+
+    def __init__(self, router: EventRouter, component: CallComponent) -> None:
+        self._router = router
+        self._component = component
+
+    async def changed(self, call: Call) -> None:
+        event = session_pb2.Event(call_changed=call_pb2.CallChanged(call=call_to_proto(call)))
+        await self._router.route(call.parties(), event)
+        await self._component.observe(call, call.parties())
+
+
+class CallComponent:
+    """CallService of a UCServer and the local upkeep of the calls its users are in."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: RedisCallStore,
+        presence_store: PresenceStore,
+        telephony: TelephonySetter,
+        journal: CallJournal,
+        clients: UpstreamClients,
+        router: EventRouter,
+        hub: SessionHub[session_pb2.Event],
+    ) -> None:
+        conf = settings.calls
+        self._store = store
+        self._hub = hub
+        self._telephony = telephony
+        self._media = MediaClient(clients.lookup, clients.channels)
+        self.calls = Calls(
+            store,
+            self._media,
+            _Callees(clients, presence_store),
+            _Events(router, self),
+            journal,
+            clients,
+            time.time,
+            CallTimings(
+                ring_seconds=conf.ring_seconds,
+                live_ttl=conf.live_ttl_seconds,
+                ended_ttl=conf.ended_ttl_seconds,
+                request_ttl=conf.request_id_ttl_seconds,
+            ),
+        )
+        #: Calls that have not ended with a party whose clients are here (newest version).
+        self._live: dict[str, Call] = {}
+        self._ring_timers: dict[str, asyncio.Task[None]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def bindings(self) -> list[ServiceBinding]:
+        """CallService."""
+        return [
+            binding(
+                CallServicer(self.calls),
+                call_pb,
+                call_grpc.add_CallServiceServicer_to_server,
+                "CallService",
+            )
+        ]
+
+    # -- call changes ---------------------------------------------------------------------
+
+    async def received(self, recipients: Sequence[str], event: session_pb2.Event) -> None:
+        """A ``call_changed`` event a peer delivered for users homed here."""
+        await self._hub.deliver(recipients, event)
+        try:  # the stored call has what the event leaves out (its version, ring start)
+            call = await self._store.get(event.call_changed.call.call_id)
+        except ProcallError as error:
+            _log.info("call of a peer's event not read: %s", error.message)
+            return
+        if call is not None:
+            await self.observe(call, recipients)
+
+    async def observe(self, call: Call, users: Iterable[str]) -> None:
+        """Local upkeep of a call's change for ``users`` whose clients are on this server."""
+        here = [u for u in users if self._hub.sessions_of(u)]
+        if not here:
+            return
+        known = self._live.get(call.call_id)
+        if known is not None and known.version > call.version:
+            return  # a late, older change
+        if call.ended:
+            self._live.pop(call.call_id, None)
+        else:
+            self._live[call.call_id] = call
+        self._arm_ring_timer(call)
+        for user_id in here:
+            state = telephony_of(call, user_id)
+            if state is None:
+                continue
+            if state is TelephonyState.IDLE and self._other_live_call(user_id, call.call_id):
+                continue  # still in (or ringing for) another call
+            try:
+                await self._telephony.set_telephony(user_id, state)
+            except ProcallError as error:
+                _log.info("telephony of %s not set: %s", user_id, error.message)
+
+    def _other_live_call(self, user_id: str, call_id: str) -> bool:
+        return any(c.call_id != call_id and c.is_party(user_id) for c in self._live.values())
+
+    def _arm_ring_timer(self, call: Call) -> None:
+        timer = self._ring_timers.get(call.call_id)
+        if call.state is not CallState.RINGING:
+            if timer is not None:
+                self._ring_timers.pop(call.call_id)
+                timer.cancel()
+            return
+        if timer is None and not self._stopping:
+            delay = max(0.0, self.calls.ring_deadline(call) - time.time())
+            self._ring_timers[call.call_id] = asyncio.create_task(
+                self._ring_out(call.call_id, delay), name=f"ring-{call.call_id}"
+            )
+
+    async def _ring_out(self, call_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._ring_timers.pop(call_id, None)
+        await self.calls.ring_timeout(call_id)
+
+    # -- SessionObserver --------------------------------------------------------------------
+
+    async def session_opened(self, claims: SessionClaims, client_name: str) -> None:
+        """Nothing to do: a new client reads its calls with ListActiveCalls."""
+
+    async def session_closed(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """The user's last client here went away (logout, or its resume window lapsed):
+        its calls end. Not when this server stops: calls outlive their UCServer."""
+        if last_of_user and not self._stopping:
+            await self.calls.user_gone(claims.user_id)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, app: ServerApp) -> None:
+        """Keep connected calls alive in the shared state while their parties are here."""
+        self._refresher = asyncio.create_task(self._refresh(), name="call-refresh")
+
+    async def _refresh(self) -> None:
+        interval = max(0.5, self.calls.timings.live_ttl / 3)
+        while True:
+            await asyncio.sleep(interval)
+            connected = [c for c in self._live.values() if c.state is CallState.CONNECTED]
+            try:
+                await self._store.refresh(connected, self.calls.timings.live_ttl)
+            except ProcallError as error:
+                _log.warning("calls not refreshed (retrying): %s", error.message)
+
+    async def stop(self, app: ServerApp) -> None:
+        """Stop the timers (the calls go on: the other party's server or the TTLs end them)."""
+        self._stopping = True
+        tasks = [*self._ring_timers.values(), *([self._refresher] if self._refresher else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._ring_timers.clear()
+        await self._media.close()
