@@ -20,12 +20,26 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Index, Table
 from sqlalchemy.engine import Connection
 
-from procall.calls.forwarding import ForwardingCondition, ForwardingRule, ForwardingStore
+from procall.calls.forwarding import (
+    ForwardingCondition,
+    ForwardingRule,
+    ForwardingService,
+    ForwardingStore,
+    NoAnswer,
+    Route,
+)
+from procall.errors import FailedPrecondition, Unavailable
+from procall.launch.redis import free_port
 from procall.storage.sql import SqlDatabase, current_revision, head_revision, upgrade_to_head
 from procall.storage.sql.forwarding import SqlForwardingStore, call_forwarding
 from procall.storage.sql.migrate import load_all_tables, migration_sql
 from tests.helpers.postgres import PostgresCluster
-from tests.unit.calls.forwarding_fakes import MemoryForwardingStore
+from tests.unit.calls.forwarding_fakes import (
+    FakeDelegations,
+    FakeReachability,
+    FakeUsers,
+    MemoryForwardingStore,
+)
 
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _PG_DATABASE = "forwarding_tests"
@@ -146,6 +160,35 @@ async def test_concurrent_replaces_leave_one_whole_rule_set(store: ForwardingSto
     ]
     await asyncio.gather(*(store.replace("alice", rules) for rules in sets))
     assert await store.rules_of("alice") in sets
+
+
+async def test_the_service_sets_and_routes_over_the_store(store: ForwardingStore) -> None:
+    service = ForwardingService(store, FakeDelegations(), FakeUsers(["alice", "bob", "carol"]))
+    await service.set("bob", "", [rule(NO_ANSWER, "alice", 12.5), rule(ALWAYS, "carol")])
+    await service.set("carol", "", [rule(OFFLINE, "alice")])
+    with pytest.raises(FailedPrecondition):
+        await service.set("carol", "", [rule(ALWAYS, "bob")])
+    state = FakeReachability(offline=["carol"])
+    assert await service.route("bob", state, caller="alice") == Route(
+        "carol", ("bob",), loop_detected=True
+    )
+    await service.set("bob", "", [rule(NO_ANSWER, "alice", 12.5)])
+    assert await service.route("bob", state, caller="carol") == Route(
+        "bob", (), NoAnswer("alice", 12.5)
+    )
+
+
+async def test_a_database_that_does_not_answer_is_unavailable() -> None:
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/forwarding"
+    database = SqlDatabase(url, name="chat and journal database", connect_timeout=1.0)
+    try:
+        store = SqlForwardingStore(database)
+        with pytest.raises(Unavailable):
+            await store.rules_of("alice")
+        with pytest.raises(Unavailable):
+            await store.replace("alice", [rule(ALWAYS, "bob")])
+    finally:
+        await database.dispose()
 
 
 # -- the schema ---------------------------------------------------------------------------------
