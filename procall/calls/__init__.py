@@ -1,5 +1,5 @@
-"""Calls: placing, answering and ending softphone calls, and forwarding them (transport-free).
+"""Calls: placing, ringing, answering and ending softphone calls, and forwarding them.
 
-``procall.calls.forwarding`` holds users' forwarding rules, the checks of the rules a user
-sets, and the routing decision the call flow makes with them.
+Transport- and storage-free: the UCServer wires the stores (Redis), the MediaServers
+(through the Lookup) and the event routing in behind the ports.
 """
