@@ -45,6 +45,10 @@ def _offending(package: str, banned: tuple[str, ...]) -> list[str]:
         ("presence", ("grpc", "redis", "sqlalchemy", "procall.servers", "procall.storage")),
         ("chat", ("procall.outbox", "procall.journal", "procall.servers", "procall.storage")),
         ("journal", ("procall.outbox", "procall.chat", "procall.servers", "procall.storage")),
+        (
+            "calls",
+            ("grpc", "redis", "sqlalchemy", "procall.api", "procall.servers", "procall.storage"),
+        ),
         # the media core: aiortc, but no transport of the mesh, no store, no server
         (
             "media",

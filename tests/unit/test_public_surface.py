@@ -130,6 +130,12 @@ SURFACE: dict[str, set[str]] = {
         "DEFAULT_SESSIONS_PAGE", "AdminViews", "LicenseCounter", "LicenseUsage", "LiveServers",
         "LoggedOnSession", "LoggedOnSessions", "ServerState", "SessionFilter", "state_of",
     },
+    "procall.calls.forwarding": {
+        "DEFAULT_NO_ANSWER_TIMEOUT", "MAX_HOPS", "MAX_NO_ANSWER_TIMEOUT", "MAX_RULES",
+        "MIN_NO_ANSWER_TIMEOUT", "ForwardingCondition", "ForwardingDelegations", "ForwardingRule",
+        "ForwardingService", "ForwardingStore", "ForwardingUsers", "NoAnswer", "Reachability",
+        "ReachabilityOf", "Route", "check_rules",
+    },
     "procall.chat": {
         "MAX_GROUP_MEMBERS", "MAX_REQUEST_ID_CHARS", "MAX_TEXT_BYTES", "MAX_TITLE_CHARS",
         "Allocation", "ChatEventSink", "ChatMessage", "ChatState", "Conversation",
@@ -204,6 +210,7 @@ SURFACE: dict[str, set[str]] = {
         "unread_counts",
     },
     "procall.storage.sql.journal": {"SqlJournalStore", "entry_from_row", "journal_page"},
+    "procall.storage.sql.forwarding": {"SqlForwardingStore", "call_forwarding"},
     "procall.storage.sql.central_writer": {
         "SqlCentralWriter", "advance_markers", "bump_conversations", "existing_entry_ids",
         "existing_message_keys",
@@ -221,6 +228,9 @@ SURFACE: dict[str, set[str]] = {
     "procall.servers.media.root": {"build_media"},
     "procall.servers.media.servicer": {"MediaServicer"},
     "procall.servers.codecs.media": {"bridge_to_proto", "leg_to_proto"},
+    "procall.servers.codecs.forwarding": {
+        "rule_from_proto", "rule_to_proto", "rules_from_proto", "rules_to_proto",
+    },
     "procall.servers.upstream.registration": {
         "GrpcLookupPort", "LookupRegistration", "lookup_channel",
     },
