@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from procall.clock import UnixTime
 from procall.presence.model import TelephonyState
@@ -63,8 +63,10 @@ class Call:
     request_id: str = ""
     #: Grows with every change; a change is stored only over the version it was based on.
     version: int = 1
-    #: Users who negotiated a media leg (they are on the MediaServer's bridge).
-    legs: tuple[str, ...] = field(default=())
+    #: The current target's NO_ANSWER forwarding: whom the call moves to after ringing
+    #: ``no_answer_seconds`` unanswered (empty: it ends NO_ANSWER after the ring timeout).
+    no_answer_target: str = ""
+    no_answer_seconds: float = 0.0
 
     @property
     def ended(self) -> bool:
@@ -72,8 +74,13 @@ class Call:
         return self.state is CallState.ENDED
 
     def parties(self) -> tuple[str, ...]:
-        """Users told about every change: the caller, whom it rings for, who answered."""
+        """The users of the call now: the caller, whom it rings for, who answered."""
         return tuple(dict.fromkeys(u for u in (self.caller, self.target, self.answered_by) if u))
+
+    def notified(self) -> tuple[str, ...]:
+        """Users told about every change: the parties and those it was forwarded from (so
+        that their clients stop ringing when it moves on)."""
+        return tuple(dict.fromkeys((*self.forwarded_from, *self.parties())))
 
     def is_party(self, user_id: str) -> bool:
         """Whether ``user_id`` may see and act on the call."""
@@ -98,8 +105,8 @@ def telephony_of(call: Call, user_id: str) -> TelephonyState | None:
     """The telephony state ``call`` gives ``user_id`` (None: the call does not concern
     the user's phone any more, e.g. a call that rang for them and was picked up by
     someone else)."""
-    if call.ended:
-        return TelephonyState.IDLE if call.is_party(user_id) else None
+    if call.ended or not call.is_party(user_id):
+        return TelephonyState.IDLE if user_id in call.notified() else None
     if call.state is CallState.CONNECTED:
         if call.in_call(user_id):
             return TelephonyState.ON_THE_PHONE

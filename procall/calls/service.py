@@ -12,7 +12,9 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from procall.calls.forwarding import ForwardingService, Reachability, Route
 from procall.calls.model import Call, CallState, EndReason
 from procall.calls.ports import (
     Callees,
@@ -36,7 +38,7 @@ from procall.errors import (
 from procall.journal.model import JournalEntry, JournalKind, entry_id_for
 from procall.validation import check_id, check_request_id, reject_nul
 
-__all__ = ["CallTimings", "Calls", "journal_entries"]
+__all__ = ["MAX_SDP_CHARS", "CallTimings", "Calls", "journal_entries"]
 
 _log = logging.getLogger(__name__)
 #: Attempts at a compare-and-set before giving up with ABORTED (only under heavy contention).
@@ -92,6 +94,7 @@ class Calls:
         events: CallEvents,
         journal: CallJournal,
         pickup: PickupRights,
+        forwarding: ForwardingService,
         clock: Clock,
         timings: CallTimings | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
@@ -102,6 +105,7 @@ class Calls:
         self._events = events
         self._journal = journal
         self._pickup = pickup
+        self._forwarding = forwarding
         self._clock = clock
         self.timings = timings or CallTimings()
         self._new_id = new_id
@@ -122,14 +126,17 @@ class Calls:
                 return earlier
         if not await self._callees.exists(callee):
             raise NotFound(f"user {callee!r} does not exist", metadata={"user_id": callee})
-        if not await self._callees.online(callee):
+        route = await self._forwarding.route(callee, self._reachability, caller=caller)
+        target = route.target_user_id
+        reach = await self._reachability(target)
+        if not reach.online:
             raise FailedPrecondition(
-                f"{callee} has no client logged on", reason="CALLEE_OFFLINE",
-                metadata={"user_id": callee},
+                f"{target} has no client logged on", reason="CALLEE_OFFLINE",
+                metadata={"user_id": target},
             )  # fmt: skip
-        if await self._store.active_of(callee):
+        if reach.busy:
             raise FailedPrecondition(
-                f"{callee} is in another call", reason="CALLEE_BUSY", metadata={"user_id": callee}
+                f"{target} is in another call", reason="CALLEE_BUSY", metadata={"user_id": target}
             )
         call_id = self._new_id()
         media = await self._media.allocate(call_id)
@@ -138,7 +145,8 @@ class Calls:
             call_id=call_id,
             caller=caller,
             callee=callee,
-            target=callee,
+            target=target,
+            forwarded_from=route.forwarded_from,
             state=CallState.RINGING,
             create_time=now,
             ring_time=now,
@@ -147,6 +155,7 @@ class Calls:
             media_address=media.address,
             video=video,
             request_id=request_id,
+            **_no_answer(route),
         )
         stored = await self._store.create(call, self.timings.live_ttl, self.timings.request_ttl)
         if stored.call_id != call_id:  # a concurrent retry of the same request won
@@ -276,24 +285,57 @@ class Calls:
     # -- time and departures -----------------------------------------------------------------
 
     def ring_deadline(self, call: Call) -> float:
-        """When a ringing call ends unanswered."""
+        """When a ringing call moves on (NO_ANSWER forwarding) or ends unanswered."""
+        if call.no_answer_target:
+            return call.ring_time + call.no_answer_seconds
         return call.ring_time + self.timings.ring_seconds
 
-    async def ring_timeout(self, call_id: str) -> Call | None:
-        """End the call NO_ANSWER if it still rings past its deadline; returns the call
-        when this server ended it."""
+    async def _reachability(self, user_id: str) -> Reachability:
+        online = await self._callees.online(user_id)
+        return Reachability(online, online and bool(await self._store.active_of(user_id)))
 
-        def decide(call: Call) -> Call:
-            if call.state is not CallState.RINGING or self._clock() < self.ring_deadline(call):
-                return call
-            return self._ending(call, EndReason.NO_ANSWER)
+    async def _forward_unanswered(self, call: Call) -> Call | None:
+        """Where a call whose target did not answer moves on to (its NO_ANSWER rule, the
+        rules of that user applied in turn), or None when nobody there can take it."""
+        route = await self._forwarding.route(
+            call.no_answer_target,
+            self._reachability,
+            caller=call.caller,
+            forwarded_from=(*call.forwarded_from, call.target),
+        )
+        reach = await self._reachability(route.target_user_id)
+        if route.target_user_id in (call.caller, call.target) or not reach.online or reach.busy:
+            return None
+        return call.changed(
+            target=route.target_user_id,
+            forwarded_from=route.forwarded_from,
+            ring_time=self._clock(),
+            **_no_answer(route),
+        )
+
+    async def ring_timeout(self, call_id: str) -> Call | None:
+        """A call still ringing past its deadline moves on by its target's NO_ANSWER rule,
+        or ends NO_ANSWER; returns the call when this server changed it."""
 
         try:
-            call = await self._apply(call_id, decide)
+            call = await self._store.get(call_id)
+            if call is None or call.state is not CallState.RINGING:
+                return None
+            if self._clock() < self.ring_deadline(call):
+                return None
+            moved = await self._forward_unanswered(call) if call.no_answer_target else None
+            seen = call.version
+
+            def decide(current: Call) -> Call:
+                if current.version != seen:
+                    return current  # answered, ended or moved on meanwhile
+                return moved or self._ending(current, EndReason.NO_ANSWER)
+
+            changed = await self._apply(call_id, decide)
         except ProcallError as error:
             _log.warning("ring timeout of call %s not applied: %s", call_id, error.message)
             return None
-        return call if call is not None and call.end_reason is EndReason.NO_ANSWER else None
+        return changed if changed is not None and changed.version == seen + 1 else None
 
     async def user_gone(self, user_id: str) -> None:
         """The user's last client went away: calls it talks in end, calls ringing for it
@@ -371,6 +413,16 @@ class Calls:
             await self._journal.record(journal_entries(call))
         except Unavailable as error:
             _log.warning("journal of call %s not written: %s", call.call_id, error.message)
+
+
+def _no_answer(route: Route) -> dict[str, Any]:
+    """The call fields of a route's NO_ANSWER forwarding."""
+    if route.no_answer is None:
+        return {"no_answer_target": "", "no_answer_seconds": 0.0}
+    return {
+        "no_answer_target": route.no_answer.target_user_id,
+        "no_answer_seconds": route.no_answer.timeout_seconds,
+    }
 
 
 def journal_entries(call: Call) -> Sequence[JournalEntry]:

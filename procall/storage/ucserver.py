@@ -29,6 +29,7 @@ from procall.storage.sql.chat_conversations import SqlConversationStore
 from procall.storage.sql.chat_messages import SqlMessageStore
 from procall.storage.sql.contacts import SqlContactStore
 from procall.storage.sql.engine import SqlDatabase
+from procall.storage.sql.forwarding import SqlForwardingStore
 from procall.storage.sql.journal import SqlJournalStore
 from procall.storage.sql.migrate import upgrade_to_head
 
@@ -56,6 +57,8 @@ class UCServerStores:
     conversations: SqlConversationStore
     messages: SqlMessageStore
     journal: SqlJournalStore
+    #: Users' call forwarding rules.
+    forwarding: SqlForwardingStore
     #: The central half of the durable write path.
     central: SqlCentralWriter
     #: The local half of the durable write path (opened by the chat part).
@@ -128,6 +131,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         conversations=SqlConversationStore(database),
         messages=SqlMessageStore(database),
         journal=SqlJournalStore(database),
+        forwarding=SqlForwardingStore(database),
         central=SqlCentralWriter(database),
         outbox=SqliteOutbox(
             chat.outbox_path.replace("{server_id}", server_id),

@@ -130,6 +130,15 @@ SURFACE: dict[str, set[str]] = {
         "DEFAULT_SESSIONS_PAGE", "AdminViews", "LicenseCounter", "LicenseUsage", "LiveServers",
         "LoggedOnSession", "LoggedOnSessions", "ServerState", "SessionFilter", "state_of",
     },
+    "procall.calls": {
+        "DEFAULT_NO_ANSWER_TIMEOUT", "MAX_HOPS", "MAX_NO_ANSWER_TIMEOUT", "MAX_RULES",
+        "MAX_SDP_CHARS", "MIN_NO_ANSWER_TIMEOUT", "Call", "CallEvents", "CallJournal",
+        "CallState", "CallStore", "CallTimings", "Callees", "Calls", "EndReason",
+        "ForwardingCondition", "ForwardingDelegations", "ForwardingRule", "ForwardingService",
+        "ForwardingStore", "ForwardingUsers", "MediaAllocation", "MediaServers", "NoAnswer",
+        "PickupRights", "Reachability", "ReachabilityOf", "Route", "check_rules",
+        "journal_entries", "telephony_of",
+    },
     "procall.calls.forwarding": {
         "DEFAULT_NO_ANSWER_TIMEOUT", "MAX_HOPS", "MAX_NO_ANSWER_TIMEOUT", "MAX_RULES",
         "MIN_NO_ANSWER_TIMEOUT", "ForwardingCondition", "ForwardingDelegations", "ForwardingRule",
@@ -273,6 +282,12 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "model": ("model",),
         "ports": ("ports",),
         "use_cases": ("buffer", "listing"),
+        "internal": (),
+    },
+    "procall.calls": {
+        "model": ("model",),
+        "ports": ("ports",),
+        "use_cases": ("forwarding", "service"),
         "internal": (),
     },
     "procall.chat": {

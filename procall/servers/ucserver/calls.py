@@ -21,6 +21,7 @@ from procall.api.call.v1 import call_pb2
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.session.v1 import session_pb2
+from procall.calls.forwarding import ForwardingService, ForwardingStore
 from procall.calls.model import Call, CallState, telephony_of
 from procall.calls.ports import CallJournal
 from procall.calls.service import Calls, CallTimings
@@ -78,8 +79,8 @@ class _Events:
 
     async def changed(self, call: Call) -> None:
         event = session_pb2.Event(call_changed=call_pb2.CallChanged(call=call_to_proto(call)))
-        await self._router.route(call.parties(), event)
-        await self._component.observe(call, call.parties())
+        await self._router.route(call.notified(), event)
+        await self._component.observe(call, call.notified())
 
 
 class CallComponent:
@@ -90,6 +91,7 @@ class CallComponent:
         settings: Settings,
         *,
         store: RedisCallStore,
+        forwarding: ForwardingStore,
         presence_store: PresenceStore,
         telephony: TelephonySetter,
         journal: CallJournal,
@@ -102,6 +104,7 @@ class CallComponent:
         self._hub = hub
         self._telephony = telephony
         self._media = MediaClient(clients.lookup, clients.channels)
+        self.forwarding = ForwardingService(forwarding, clients, clients)
         self.calls = Calls(
             store,
             self._media,
@@ -109,6 +112,7 @@ class CallComponent:
             _Events(router, self),
             journal,
             clients,
+            self.forwarding,
             time.time,
             CallTimings(
                 ring_seconds=conf.ring_seconds,
@@ -127,7 +131,7 @@ class CallComponent:
         """CallService."""
         return [
             binding(
-                CallServicer(self.calls),
+                CallServicer(self.calls, self.forwarding),
                 call_pb,
                 call_grpc.add_CallServiceServicer_to_server,
                 "CallService",

@@ -6,9 +6,10 @@ import grpc
 
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
+from procall.calls.forwarding import ForwardingService
 from procall.calls.service import Calls
-from procall.errors import Unimplemented
 from procall.servers.codecs.calls import call_to_proto
+from procall.servers.codecs.forwarding import rules_from_proto, rules_to_proto
 from procall.servers.runtime.auth import current_claims
 
 __all__ = ["CallServicer"]
@@ -19,8 +20,9 @@ Context = grpc.aio.ServicerContext[object, object]
 class CallServicer(call_grpc.CallServiceServicer):
     """Decodes requests, calls :class:`Calls`, encodes replies."""
 
-    def __init__(self, calls: Calls) -> None:
+    def __init__(self, calls: Calls, forwarding: ForwardingService) -> None:
         self._calls = calls
+        self._forwarding = forwarding
 
     async def PlaceCall(
         self, request: call_pb.PlaceCallRequest, context: Context
@@ -87,9 +89,13 @@ class CallServicer(call_grpc.CallServiceServicer):
     async def GetForwarding(
         self, request: call_pb.GetForwardingRequest, context: Context
     ) -> call_pb.GetForwardingResponse:
-        raise Unimplemented("forwarding is not served yet")
+        rules = await self._forwarding.get(current_claims().user_id, request.user_id)
+        return call_pb.GetForwardingResponse(rules=rules_to_proto(rules))
 
     async def SetForwarding(
         self, request: call_pb.SetForwardingRequest, context: Context
     ) -> call_pb.SetForwardingResponse:
-        raise Unimplemented("forwarding is not served yet")
+        rules = await self._forwarding.set(
+            current_claims().user_id, request.user_id, rules_from_proto(request.rules)
+        )
+        return call_pb.SetForwardingResponse(rules=rules_to_proto(rules))

@@ -157,6 +157,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     calls = CallComponent(
         settings,
         store=stores.calls,
+        forwarding=stores.forwarding,
         presence_store=stores.presence,
         telephony=presence,
         journal=chat.journal,

@@ -103,6 +103,13 @@ class UpstreamClients:
             actor_user_id, principal_user_id, directory_pb2.DELEGATION_SCOPE_PRESENCE_SET
         )
 
+    async def may_forward(self, actor_user_id: str, principal_user_id: str) -> bool:
+        """Whether the Directory grants ``actor`` the calls.forward delegation of ``principal``."""
+        directory = self.directory or self._missing_directory
+        return await directory.may_act_for(
+            actor_user_id, principal_user_id, directory_pb2.DELEGATION_SCOPE_CALLS_FORWARD
+        )
+
     async def may_pick_up(self, actor_user_id: str, target_user_id: str) -> bool:
         """Whether ``actor`` may pick up calls ringing for ``target``: both in one pick-up
         group, or the calls.pickup delegation of ``target``."""

@@ -96,6 +96,8 @@ def encode_call(call: Call) -> str:
             "ended": call.end_time,
             "forwarded_from": list(call.forwarded_from),
             "request_id": call.request_id,
+            "no_answer_target": call.no_answer_target,
+            "no_answer_seconds": call.no_answer_seconds,
             "version": call.version,
         },
         separators=(",", ":"),
@@ -124,6 +126,8 @@ def decode_call(text: str | bytes) -> Call:
         end_time=raw.get("ended"),
         forwarded_from=tuple(raw.get("forwarded_from", ())),
         request_id=raw.get("request_id", ""),
+        no_answer_target=raw.get("no_answer_target", ""),
+        no_answer_seconds=float(raw.get("no_answer_seconds", 0.0)),
         version=int(raw["version"]),
     )
 
@@ -205,7 +209,7 @@ class RedisCallStore:
                 return False
             if call.ended:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for user_id in call.parties():
+                    for user_id in call.notified():
                         pipe.srem(_user_key(user_id), call.call_id)
                     await pipe.execute()
             else:
