@@ -293,6 +293,9 @@ class CallSettings:
     ended_ttl_seconds: float = 300.0
     #: Seconds a PlaceCall request id is remembered for idempotent retries.
     request_id_ttl_seconds: float = 3600.0
+    #: Seconds between two probes of each MediaServer carrying calls of this server's users;
+    #: a MediaServer that fails two probes in a row is left: its calls move to another one.
+    media_probe_seconds: float = 0.5
 
 
 @dataclass

@@ -67,6 +67,8 @@ class Call:
     #: ``no_answer_seconds`` unanswered (empty: it ends NO_ANSWER after the ring timeout).
     no_answer_target: str = ""
     no_answer_seconds: float = 0.0
+    #: MediaServers found failed while carrying this call (never chosen for it again).
+    failed_media: tuple[str, ...] = ()
 
     @property
     def ended(self) -> bool:

@@ -61,8 +61,9 @@ class MediaAllocation:
 class MediaServers(Protocol):
     """The MediaServers, reached through the Lookup's allocation."""
 
-    async def allocate(self, call_id: str) -> MediaAllocation:
-        """Choose (or find again) the MediaServer of a call; ``Unavailable`` when none."""
+    async def allocate(self, call_id: str, exclude: Sequence[str] = ()) -> MediaAllocation:
+        """Choose (or find again) the MediaServer of a call, never one of ``exclude``;
+        ``Unavailable`` (MEDIA_UNAVAILABLE) when none can take it."""
         ...
 
     async def release(self, call_id: str, media: MediaAllocation) -> None:
@@ -72,7 +73,12 @@ class MediaServers(Protocol):
     async def negotiate(
         self, media: MediaAllocation, call_id: str, user_id: str, sdp_offer: str
     ) -> str:
-        """Create the user's leg on the call's bridge; returns the SDP answer."""
+        """Create the user's leg on the call's bridge; returns the SDP answer.
+        ``Unavailable`` (MEDIA_UNAVAILABLE) when the MediaServer does not answer."""
+        ...
+
+    async def alive(self, media: MediaAllocation) -> bool:
+        """Whether the MediaServer answers (a cheap probe)."""
         ...
 
 

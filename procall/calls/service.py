@@ -33,6 +33,7 @@ from procall.errors import (
     NotFound,
     PermissionDenied,
     ProcallError,
+    ResourceExhausted,
     Unavailable,
 )
 from procall.journal.model import JournalEntry, JournalKind, entry_id_for
@@ -268,8 +269,40 @@ class Calls:
         if own and session_id and own != session_id:
             raise PermissionDenied(f"call {call.call_id} is on another of your clients")
         media = MediaAllocation(call.media_server_id, call.media_address)
-        answer = await self._media.negotiate(media, call.call_id, user_id, sdp_offer)
+        try:
+            answer = await self._media.negotiate(media, call.call_id, user_id, sdp_offer)
+        except Unavailable:
+            # the call's MediaServer is gone: the call moves (the clients hear of it and
+            # negotiate again) or ends MEDIA_FAILURE
+            await self.media_failed(call.call_id, call.media_server_id)
+            raise
         return answer, call
+
+    async def media_failed(self, call_id: str, server_id: str) -> Call | None:
+        """The call's MediaServer ``server_id`` failed: re-anchor the call on another one
+        (its parties negotiate again when they see the new ``media_server_id``), or end it
+        MEDIA_FAILURE when none is left. Returns the call when this server changed it."""
+        call = await self._store.get(call_id)
+        if call is None or call.ended or call.media_server_id != server_id:
+            return None  # ended, or another UCServer moved it already
+        failed = (*call.failed_media, server_id)
+        try:  # the Lookup keeps one choice per call: both parties' servers get the same
+            media: MediaAllocation | None = await self._media.allocate(call_id, failed)
+        except (Unavailable, ResourceExhausted) as error:
+            _log.warning("call %s lost its MediaServer and no other: %s", call_id, error.message)
+            media = None
+
+        def decide(current: Call) -> Call:
+            if current.ended or current.media_server_id != server_id:
+                return current
+            if media is None:
+                return self._ending(current, EndReason.MEDIA_FAILURE)
+            return current.changed(
+                media_server_id=media.server_id, media_address=media.address, failed_media=failed
+            )
+
+        changed = await self._apply(call_id, decide)
+        return changed if changed is not None and changed.version > call.version else None
 
     # -- reading -----------------------------------------------------------------------------
 

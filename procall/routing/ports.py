@@ -9,7 +9,7 @@ backend when it cannot be reached).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -79,8 +79,11 @@ class MediaAllocations(Protocol):
         """The call's live allocation, if any, and the candidates for a new one."""
         ...
 
-    async def claim(self, call_id: str, server: ServerInfo) -> ServerInfo | None:
-        """Bind the call to ``server`` unless it is bound to another live server already.
+    async def claim(
+        self, call_id: str, server: ServerInfo, exclude: Sequence[str] = ()
+    ) -> ServerInfo | None:
+        """Bind the call to ``server`` unless it is bound to another live server already
+        (one named in ``exclude`` does not count).
 
         Returns the server the call is bound to afterwards, or ``None`` when
         ``server`` (that run of it) is no longer live or is draining.

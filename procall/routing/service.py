@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -188,8 +188,13 @@ class RoutingService:
 
     # -- media ----------------------------------------------------------------------------
 
-    async def allocate_media_server(self, call_id: str) -> ServerInfo:
+    async def allocate_media_server(
+        self, call_id: str, exclude: Sequence[str] = ()
+    ) -> ServerInfo:
         """The call's MediaServer: its current one while that is live, else a new choice.
+
+        Servers in ``exclude`` (found failed by a UCServer re-anchoring the call) count as
+        dead for this call: neither kept nor chosen.
 
         A new choice goes to a live, non-draining MediaServer with headroom, by two
         random choices on load / capacity. Raises ``Unavailable`` (none live, all
@@ -198,10 +203,11 @@ class RoutingService:
         _require_id("call_id", call_id)
         for _ in range(_CLAIM_ATTEMPTS):
             state = await self._allocations.state(call_id)
-            if state.current is not None:
+            if state.current is not None and state.current.server_id not in exclude:
                 return state.current
-            choice = choose_two_random(state.candidates, self._rng)
-            bound = await self._allocations.claim(call_id, choice.server)
+            candidates = [c for c in state.candidates if c.server.server_id not in exclude]
+            choice = choose_two_random(candidates, self._rng)
+            bound = await self._allocations.claim(call_id, choice.server, exclude)
             if bound is not None:
                 return bound
         raise Unavailable(

@@ -104,7 +104,9 @@ class LookupServicer(lookup_grpc.LookupServiceServicer):
         self, request: lookup_pb.AllocateMediaServerRequest, context: Any
     ) -> lookup_pb.AllocateMediaServerResponse:
         """The call's MediaServer (sticky while it is live)."""
-        server = await self._service.allocate_media_server(request.call_id)
+        server = await self._service.allocate_media_server(
+            request.call_id, list(request.exclude_server_ids)
+        )
         return lookup_pb.AllocateMediaServerResponse(server=server_to_proto(server))
 
     async def ReleaseMediaServer(

@@ -23,7 +23,7 @@ from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
 from procall.api.session.v1 import session_pb2
 from procall.calls.forwarding import ForwardingService, ForwardingStore
 from procall.calls.model import Call, CallState, telephony_of
-from procall.calls.ports import CallJournal
+from procall.calls.ports import CallJournal, MediaAllocation
 from procall.calls.service import Calls, CallTimings
 from procall.errors import ProcallError
 from procall.presence.model import Availability, TelephonyState
@@ -125,6 +125,8 @@ class CallComponent:
         self._live: dict[str, Call] = {}
         self._ring_timers: dict[str, asyncio.Task[None]] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
+        self._probe_seconds = conf.media_probe_seconds
         self._stopping = False
 
     def bindings(self) -> list[ServiceBinding]:
@@ -212,6 +214,7 @@ class CallComponent:
     async def start(self, app: ServerApp) -> None:
         """Keep connected calls alive in the shared state while their parties are here."""
         self._refresher = asyncio.create_task(self._refresh(), name="call-refresh")
+        self._prober = asyncio.create_task(self._probe_media(), name="media-probe")
 
     async def _refresh(self) -> None:
         interval = max(0.5, self.calls.timings.live_ttl / 3)
@@ -223,10 +226,44 @@ class CallComponent:
             except ProcallError as error:
                 _log.warning("calls not refreshed (retrying): %s", error.message)
 
+    async def _probe_media(self) -> None:
+        """Probe the MediaServers of live calls; move the calls of one that fails."""
+        while True:
+            await asyncio.sleep(self._probe_seconds)
+            on: dict[MediaAllocation, list[str]] = {}
+            for call in self._live.values():
+                media = MediaAllocation(call.media_server_id, call.media_address)
+                on.setdefault(media, []).append(call.call_id)
+            if not on:
+                continue
+            try:
+                await self._move_off_failed(on)
+            except Exception:  # the probe must outlive any one failure; it retries next tick
+                _log.exception("MediaServer probe failed; retrying")
+
+    async def _move_off_failed(self, on: dict[MediaAllocation, list[str]]) -> None:
+        """Probe each MediaServer; move the calls of those that fail twice in a row."""
+        if on:
+            servers = list(on)
+            answers = await asyncio.gather(*(self._media.alive(m) for m in servers))
+            for media, alive in zip(servers, answers, strict=True):
+                if alive:
+                    continue
+                await asyncio.sleep(0.1)
+                if await self._media.alive(media):  # one lost probe is not a failure
+                    continue
+                _log.warning("MediaServer %s does not answer: moving its calls", media.server_id)
+                for call_id in on[media]:
+                    try:
+                        await self.calls.media_failed(call_id, media.server_id)
+                    except ProcallError as error:
+                        _log.warning("call %s not moved: %s", call_id, error.message)
+
     async def stop(self, app: ServerApp) -> None:
         """Stop the timers (the calls go on: the other party's server or the TTLs end them)."""
         self._stopping = True
-        tasks = [*self._ring_timers.values(), *([self._refresher] if self._refresher else [])]
+        loops = [t for t in (self._refresher, self._prober) if t is not None]
+        tasks = [*self._ring_timers.values(), *loops]
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import grpc
 
@@ -66,12 +66,15 @@ class LookupClient:
             raise domain_error(error, "the Lookup") from None
         return reply.server.server_id or None
 
-    async def allocate_media(self, call_id: str) -> lookup_pb2.ServerInfo:
+    async def allocate_media(
+        self, call_id: str, exclude: Sequence[str] = ()
+    ) -> lookup_pb2.ServerInfo:
         """The MediaServer of a call (the same one while it lives); ``Unavailable``
         (MEDIA_UNAVAILABLE) when none can take it."""
         try:
             reply = await self._stub.AllocateMediaServer(
-                lookup_pb.AllocateMediaServerRequest(call_id=call_id), timeout=self._timeout
+                lookup_pb.AllocateMediaServerRequest(call_id=call_id, exclude_server_ids=exclude),
+                timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as error:
             if error.code() in (

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import grpc
 
@@ -22,6 +23,8 @@ _Stub = tuple[grpc.aio.Channel, "media_grpc.MediaServiceAsyncStub"]
 #: Seconds a leg may take to be created (ICE gathering on the MediaServer included).
 _LEG_TIMEOUT = 10.0
 _TIMEOUT = 3.0
+#: Seconds a MediaServer may take to answer a probe.
+_PROBE_TIMEOUT = 1.0
 
 
 class MediaClient:
@@ -41,13 +44,13 @@ class MediaClient:
             self._stubs[key] = found
         return found[1]
 
-    async def allocate(self, call_id: str) -> MediaAllocation:
+    async def allocate(self, call_id: str, exclude: Sequence[str] = ()) -> MediaAllocation:
         """The call's MediaServer, chosen by the Lookup."""
         if self._lookup is None:
             raise Unavailable(
                 "no Lookup is configured: no MediaServer can be found", reason="MEDIA_UNAVAILABLE"
             )
-        server = await self._lookup.allocate_media(call_id)
+        server = await self._lookup.allocate_media(call_id, exclude)
         return MediaAllocation(server.server_id, server.mesh_address or server.address)
 
     async def negotiate(
@@ -65,6 +68,14 @@ class MediaClient:
                 ) from None  # fmt: skip
             raise domain_error(error, f"MediaServer {media.server_id}") from None
         return reply.sdp_answer
+
+    async def alive(self, media: MediaAllocation) -> bool:
+        """Whether the MediaServer answers GetLoad within the probe timeout."""
+        try:
+            await self._stub(media).GetLoad(media_pb.GetLoadRequest(), timeout=_PROBE_TIMEOUT)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
 
     async def release(self, call_id: str, media: MediaAllocation) -> None:
         """Close the call's bridge and end its allocation (best effort: a MediaServer that

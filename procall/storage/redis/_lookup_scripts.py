@@ -188,7 +188,8 @@ return {current, candidates}
 )
 
 #: KEYS: call hash.  ARGV: server hash prefix, media set prefix, call id, server id,
-#: epoch, allocation ttl ms.
+#: epoch, allocation ttl ms, excluded server ids (comma-separated: a binding to one of
+#: them is replaced even while its heartbeat lasts).
 #: Returns {'bound', id, epoch, state, start, hb} or {'gone'} (that run is not live,
 #: or is draining).
 CLAIM = (
@@ -196,8 +197,11 @@ CLAIM = (
     + """
 local cur = redis.call('HMGET', KEYS[1], 'server', 'epoch')
 if cur[1] then
+  local excluded = string.find(',' .. (ARGV[7] or '') .. ',', ',' .. cur[1] .. ',', 1, true)
   local v = live(ARGV[1], cur[1])
-  if v and v[1] == cur[2] then return {'bound', cur[1], v[1], v[2], v[3], v[4]} end
+  if v and v[1] == cur[2] and not excluded then
+    return {'bound', cur[1], v[1], v[2], v[3], v[4]}
+  end
   redis.call('SREM', ARGV[2] .. cur[1] .. ':' .. cur[2] .. ':calls', ARGV[3])
 end
 local v = live(ARGV[1], ARGV[4])

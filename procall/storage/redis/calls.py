@@ -98,6 +98,7 @@ def encode_call(call: Call) -> str:
             "request_id": call.request_id,
             "no_answer_target": call.no_answer_target,
             "no_answer_seconds": call.no_answer_seconds,
+            "failed_media": list(call.failed_media),
             "version": call.version,
         },
         separators=(",", ":"),
@@ -128,6 +129,7 @@ def decode_call(text: str | bytes) -> Call:
         request_id=raw.get("request_id", ""),
         no_answer_target=raw.get("no_answer_target", ""),
         no_answer_seconds=float(raw.get("no_answer_seconds", 0.0)),
+        failed_media=tuple(raw.get("failed_media", ())),
         version=int(raw["version"]),
     )
 

@@ -58,14 +58,16 @@ class RedisMediaAllocations:
         )
         return AllocationState(_server(current) if current else None, candidates)
 
-    async def claim(self, call_id: str, server: ServerInfo) -> ServerInfo | None:
+    async def claim(
+        self, call_id: str, server: ServerInfo, exclude: Sequence[str] = ()
+    ) -> ServerInfo | None:
         """Bind the call to ``server`` unless a live server has it (see the port)."""
         k = self._keys
         reply = await self._calls.run(
             self._claim,
             [k.call(call_id)],
             [k.server_prefix, k.media_prefix, call_id, server.server_id, str(server.epoch),
-             self._ttl_ms],
+             self._ttl_ms, ",".join(exclude)],
         )  # fmt: skip
         if text(reply[0]) != "bound":
             return None

@@ -30,9 +30,10 @@ def media(server_id: str, *, capacity: int = 100, load: int = 0, **kw: Any) -> A
     return server(server_id, MEDIA, capacity=capacity, load=load, **kw)
 
 
-async def allocate(stub: Stub, call_id: str) -> str:
+async def allocate(stub: Stub, call_id: str, exclude: tuple[str, ...] = ()) -> str:
     reply = await stub.AllocateMediaServer(
-        lookup_pb.AllocateMediaServerRequest(call_id=call_id), timeout=5
+        lookup_pb.AllocateMediaServerRequest(call_id=call_id, exclude_server_ids=exclude),
+        timeout=5,
     )
     return str(reply.server.server_id)
 
@@ -130,6 +131,18 @@ async def test_no_new_call_goes_to_a_dead_server_after_the_ttl(lookup: Stub) -> 
             assert await allocate(lookup, f"new-{i}") == "m-2"
         # a call whose server died is moved to a live one
         assert await allocate(lookup, on_m1[0]) == "m-2"
+
+
+async def test_a_call_moves_off_a_server_its_ucserver_found_failed(lookup: Stub) -> None:
+    async with registered(lookup, media("m-1"), media("m-2")):
+        first = await allocate(lookup, "call-1")
+        other = "m-2" if first == "m-1" else "m-1"
+        # before any heartbeat expired: the UCServer saw the server fail
+        assert await allocate(lookup, "call-1", exclude=(first,)) == other
+        assert await allocate(lookup, "call-1") == other  # sticky on the new one
+        with pytest.raises(grpc.aio.AioRpcError) as none_left:
+            await allocate(lookup, "call-1", exclude=("m-1", "m-2"))
+        assert none_left.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 async def _gone(stub: Stub, server_id: str) -> bool:

@@ -4,7 +4,7 @@ in tests/integration/lookup)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -73,7 +73,9 @@ class Allocations:
     async def state(self, call_id: str) -> AllocationState:
         return AllocationState(self.current, (Candidate(M1), Candidate(M2, allocated=9)))
 
-    async def claim(self, call_id: str, server: ServerInfo) -> ServerInfo | None:
+    async def claim(
+        self, call_id: str, server: ServerInfo, exclude: Sequence[str] = ()
+    ) -> ServerInfo | None:
         self.claims.append((call_id, server.server_id))
         return self.claim_answer
 

@@ -269,16 +269,25 @@ class AllocateMediaServerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CALL_ID_FIELD_NUMBER: _builtins.int
+    EXCLUDE_SERVER_IDS_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     """The call (or conference) needing media; the same id always gets the same server while it lives."""
+    @_builtins.property
+    def exclude_server_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """MediaServers the caller found failed for this call (it re-anchors the call): the call's
+        current allocation is dropped if it is on one of them, and none of them is chosen, even
+        if its heartbeat has not expired yet.
+        """
+
     def __init__(
         self,
         *,
         call_id: _builtins.str = ...,
+        exclude_server_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "exclude_server_ids", b"exclude_server_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
