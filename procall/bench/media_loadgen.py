@@ -417,7 +417,7 @@ async def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
     arrivals = _Arrivals()
     calls: list[_Call] = []
     steps: list[dict[str, Any]] = []
-    stopped = "max calls reached"
+    stopped = "last step reached"
     gate = asyncio.Semaphore(_SETUP_CONCURRENCY)
     failures = 0
 
@@ -442,7 +442,13 @@ async def run_loadgen(spec: dict[str, Any]) -> dict[str, Any]:
                 sampled.callee, CALLER_HZ, CALLEE_HZ
             )
             steps.append(step)
-            print(json.dumps({"progress": step}), file=sys.stderr, flush=True)
+            print(
+                f"{time.strftime('%H:%M:%S')} bench media: {step['calls']} calls, "
+                f"delivered {step['delivered']:.2%}, relay cpu {step['relay_cpu']:.0%}, "
+                f"load generator cpu {step['loadgen_cpu']:.0%}",
+                file=sys.stderr,
+                flush=True,
+            )
             failures = 0 if _passes(step, spec) else failures + 1
             # one failing step may be a burst of other work on a shared machine: go on once
             if failures >= _FAILURES_TO_STOP:
