@@ -95,7 +95,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--clients", type=int, action="append", help="simulated clients (repeatable)"
     )
     bench.add_argument(
-        "--seconds", "--duration", type=float, default=10.0, help="measurement time per run"
+        "--seconds",
+        "--duration",
+        type=float,
+        help="measurement time per run (media: per step, default 5; others: default 10)",
     )
     bench.add_argument(
         "--rate",
@@ -116,6 +119,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "--profile",
         type=Path,
         help="chat: sample the UCServers with py-spy; profiles and server logs go here",
+    )
+    bench.add_argument(
+        "--max-calls", type=int, default=80, help="media: concurrent calls of the last step"
+    )
+    bench.add_argument(
+        "--step", type=int, default=10, help="media: calls added per step (half a step first)"
+    )
+    bench.add_argument(
+        "--relays",
+        default="procall,forwarding,transcoding",
+        help="media: relays to measure, comma-separated (procall, forwarding, transcoding)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
@@ -198,6 +212,7 @@ def _run_certs(args: argparse.Namespace) -> int:
 BENCHMARKS: dict[str, str] = {
     "presence": "cross-server presence change-to-watcher latency and deliveries/s",
     "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
+    "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
 }
 
 
@@ -208,8 +223,12 @@ def _run_bench(args: argparse.Namespace) -> int:
         return 0
     if args.name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
+    if args.seconds is None:
+        args.seconds = 5.0 if args.name == "media" else 10.0
     if args.name == "chat":
         return _run_bench_chat(args)
+    if args.name == "media":
+        return _run_bench_media(args)
     from procall.bench.presence import run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
@@ -246,6 +265,30 @@ def _run_bench_chat(args: argparse.Namespace) -> int:
             conversations=args.conversations,
             database=args.database,
             profile_dir=args.profile,
+            progress=not args.json,
+        )
+    except DataCenterError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 0
+
+
+def _run_bench_media(args: argparse.Namespace) -> int:
+    from procall.bench.media import RELAYS, format_result, run_media_bench
+    from procall.launch.datacenter import DataCenterError
+
+    relays = tuple(name.strip() for name in args.relays.split(",") if name.strip())
+    unknown = [name for name in relays if name not in RELAYS]
+    if unknown or not relays:
+        raise UsageError(f"--relays takes some of {', '.join(RELAYS)}, not {args.relays!r}")
+    if args.max_calls < 1 or args.step < 1 or args.seconds <= 0:
+        raise UsageError("--max-calls and --step must be at least 1, --seconds positive")
+    try:
+        result = run_media_bench(
+            max_calls=args.max_calls,
+            step=args.step,
+            seconds=args.seconds,
+            relays=relays,
             progress=not args.json,
         )
     except DataCenterError as exc:

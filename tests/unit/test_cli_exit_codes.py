@@ -25,6 +25,8 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
         ["serve", "switchboard"],
         ["bench", "nope"],
         ["bench", "presence", "--clients", "1"],
+        ["bench", "media", "--relays", "procall,nope"],
+        ["bench", "media", "--max-calls", "0"],
         ["admin", "users", "frobnicate"],
     ],
 )
