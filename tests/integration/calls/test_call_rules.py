@@ -19,9 +19,10 @@ from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.servers.runtime.app import ServerApp
+from tests.helpers.calls import Phone
 from tests.helpers.media import LoopbackPeer
 from tests.helpers.topology import System, error_info, wait_for
-from tests.integration.calls.conftest import RING_SECONDS, Phone
+from tests.integration.calls.conftest import RING_SECONDS
 
 RINGING = call_pb2.CALL_STATE_RINGING
 CONNECTED = call_pb2.CALL_STATE_CONNECTED

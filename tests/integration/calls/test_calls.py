@@ -16,12 +16,10 @@ from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
 from procall.servers.runtime.app import ServerApp
-from tests.helpers.media import LoopbackPeer, tone_power
+from tests.helpers.calls import ALICE_HZ, BOB_HZ, Phone, hear_each_other
+from tests.helpers.media import LoopbackPeer
 from tests.helpers.topology import System, error_info, wait_for
-from tests.integration.calls.conftest import Phone
 
-ALICE_HZ = 440.0
-BOB_HZ = 880.0
 RINGING = call_pb2.CALL_STATE_RINGING
 CONNECTED = call_pb2.CALL_STATE_CONNECTED
 ENDED = call_pb2.CALL_STATE_ENDED
@@ -33,16 +31,6 @@ async def _failure(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await call
     return failure.value.code(), error_info(failure.value).reason
-
-
-async def _negotiate(phone: Phone, call_id: str, peer: LoopbackPeer) -> str:
-    reply = await phone.calls.NegotiateMedia(
-        call_pb.NegotiateMediaRequest(call_id=call_id, sdp_offer=await peer.offer()),
-        metadata=phone.metadata,
-        timeout=15,
-    )
-    await peer.accept(reply.sdp_answer)
-    return reply.media_server_id
 
 
 async def _journal(phone: Phone) -> list[journal_pb2.JournalEntry]:
@@ -84,24 +72,16 @@ async def test_alice_calls_bob_across_servers_and_they_hear_each_other(
     alice_peer, bob_peer = LoopbackPeer(ALICE_HZ), LoopbackPeer(BOB_HZ)
     try:
         # the caller negotiates while it rings, the callee once it answered
-        assert await _negotiate(alice, placed.call_id, alice_peer) == placed.media_server_id
+        assert await alice.negotiate(placed.call_id, alice_peer) == placed.media_server_id
         answered = await bob.calls.AnswerCall(
             call_pb.AnswerCallRequest(call_id=placed.call_id), metadata=bob.metadata
         )
         assert answered.call.answered_by_user_id == bob.user_id
         assert answered.call.answered_session_id == bob.session_id
-        assert await _negotiate(bob, placed.call_id, bob_peer) == placed.media_server_id
+        assert await bob.negotiate(placed.call_id, bob_peer) == placed.media_server_id
         await alice.call_event(placed.call_id, CONNECTED)
 
-        heard_by_alice, heard_by_bob = await asyncio.gather(
-            alice_peer.heard(1.0), bob_peer.heard(1.0)
-        )
-        for recorder, wanted, own in (
-            (heard_by_alice, BOB_HZ, ALICE_HZ),
-            (heard_by_bob, ALICE_HZ, BOB_HZ),
-        ):
-            samples = recorder.since(0.2)
-            assert tone_power(samples, wanted) > 100 * tone_power(samples, own)
+        await hear_each_other(alice_peer, bob_peer)
 
         # "on the phone" for watchers on both servers
         await _telephony(carol, bob.user_id, presence_pb2.TELEPHONY_STATE_ON_THE_PHONE)

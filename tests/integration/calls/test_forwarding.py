@@ -15,8 +15,8 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.api.journal.v1 import journal_pb2
 from procall.api.journal.v1 import journal_service_pb2 as journal_pb
+from tests.helpers.calls import Phone
 from tests.helpers.topology import System, error_info, wait_for
-from tests.integration.calls.conftest import Phone
 
 pytestmark = pytest.mark.usefixtures("media_servers")
 
