@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from aiortc import RTCRtpSender
 
 from procall.api.call.v1 import call_pb2
 from procall.api.call.v1 import call_service_pb2 as call_pb
@@ -101,6 +102,22 @@ async def test_bad_calls_get_a_reason_and_leave_no_call(system: System, phones: 
         )
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+    pcmu_only = LoopbackPeer(440.0)
+    try:  # an offer without Opus has no codec in common with the MediaServer
+        pcmu_only.transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/PCMU"]
+        )
+        code, _ = await _failure(
+            alice.calls.NegotiateMedia(
+                call_pb.NegotiateMediaRequest(
+                    call_id=placed.call_id, sdp_offer=await pcmu_only.offer()
+                ),
+                metadata=alice.metadata,
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        await pcmu_only.close()
     # the call is still ringing after all that; the caller cancels it
     ended = await alice.calls.HangUp(
         call_pb.HangUpRequest(call_id=placed.call_id), metadata=alice.metadata
