@@ -207,7 +207,10 @@ class CallComponent:
         """The user's last client here went away (logout, or its resume window lapsed):
         its calls end. Not when this server stops: calls outlive their UCServer."""
         if last_of_user and not self._stopping:
-            await self.calls.user_gone(claims.user_id)
+            try:  # a logout never fails for its calls: they expire with their TTL instead
+                await self.calls.user_gone(claims.user_id)
+            except ProcallError as error:
+                _log.warning("calls of %s not ended: %s", claims.user_id, error.message)
 
     # -- lifecycle ------------------------------------------------------------------------
 
