@@ -60,6 +60,11 @@ class ForwardedTrack(MediaStreamTrack):
 
     A sender stops the track it reads when it ends; a bridge that hands one track to a
     replaced leg's sender and then to its successor gives each sender its own :meth:`reader`.
+
+    When the publisher changes (a replaced leg's tap gives way to its successor's), the new
+    source's timestamps start over (each receiver maps its RTP timestamps from 0): they are
+    re-based to go on one frame after the last packet, so the far end sees one continuous,
+    increasing timeline (a jump back would look like old media to its jitter buffer).
     """
 
     kind = "audio"
@@ -73,19 +78,39 @@ class ForwardedTrack(MediaStreamTrack):
         self.kind = kind
         self._packets: deque[EncodedPacket] = deque(maxlen=max_packets)
         self._ready = asyncio.Event()
+        self._source: object | None = None
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._step = 1
         #: Packets pushed, and packets dropped because the queue was full.
         self.pushed = 0
         self.dropped = 0
 
-    def push(self, packet: EncodedPacket) -> None:
-        """Queue ``packet`` for the sender (event loop only); ignored once the track ended."""
+    def push(self, packet: EncodedPacket, source: object | None = None) -> None:
+        """Queue ``packet`` for the sender (event loop only); ignored once the track ended.
+
+        ``source`` is what pushed it (a tap): a new source's timestamps are re-based.
+        """
         if self.readyState != "live":
             return
+        self._rebase(packet, source)
         if len(self._packets) == self._packets.maxlen:
             self.dropped += 1
         self._packets.append(packet)
         self.pushed += 1
         self._ready.set()
+
+    def _rebase(self, packet: EncodedPacket, source: object | None) -> None:
+        if packet.pts is None:
+            return
+        if source is not self._source:
+            if self._source is not None and self._last_pts is not None:
+                self._offset = self._last_pts + self._step - packet.pts
+            self._source = source
+        packet.pts += self._offset
+        if self._last_pts is not None and packet.pts > self._last_pts:
+            self._step = packet.pts - self._last_pts
+        self._last_pts = packet.pts
 
     async def recv(self) -> EncodedPacket:
         """The next encoded packet; raises ``MediaStreamError`` once the track has ended."""
@@ -169,7 +194,7 @@ class PacketTap:
         packet.pts = frame.timestamp
         packet.time_base = Fraction(1, codec.clockRate)
         self.forwarded += 1
-        self._sink.push(packet)
+        self._sink.push(packet, source=self)
         if self._awaiting_keyframe:
             if vp8_keyframe(frame.data):
                 self._awaiting_keyframe = False
