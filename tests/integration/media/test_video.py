@@ -103,7 +103,8 @@ async def test_a_renegotiating_receiver_gets_a_keyframe_and_decodes_again(
         assert bridge.leg("alice").connection_state == "connected"
         assert [leg.name for leg in bridge.legs] == ["alice", "bob-2"]
         seen = await new_bob.frames_seen(10, FIRST_FRAMES_SECONDS)
-        print(f"new leg: first decoded video {seen.first_frame_at - started:.3f} s after offer")  # type: ignore[operator]
+        assert seen.first_frame_at is not None
+        print(f"new leg: first decoded video {seen.first_frame_at - started:.3f} s after offer")
         _check_content(seen, ALICE_COLOUR)
         assert alice.pattern.keyframe_requests > requests_before
         # The old leg is gone, the call is not; Alice now sees the new peer's video.

@@ -44,7 +44,7 @@ class FakeReceiver:
         self.ssrcs = ssrcs
         self.plis: list[int] = []
 
-    def getSynchronizationSources(self) -> list[RTCRtpSynchronizationSource]:  # noqa: N802
+    def getSynchronizationSources(self) -> list[RTCRtpSynchronizationSource]:
         now = datetime.datetime.now()
         return [RTCRtpSynchronizationSource(timestamp=now, source=ssrc) for ssrc in self.ssrcs]
 
