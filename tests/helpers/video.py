@@ -30,14 +30,14 @@ from av.video.frame import PictureType
 from procall.media import LOOPBACK, host_addresses
 from tests.helpers.media import ToneTrack
 
-WIDTH, HEIGHT = 320, 240
+WIDTH, HEIGHT = 160, 120  # small: the test machine is shared and the loop runs every peer
 FPS = 15
 VIDEO_CLOCK = 90_000
-BAR = 16
+BAR = 8
 BAR_Y = 235
 #: Rows of fixed noise at the top: they make a keyframe span many RTP packets (about 1,200
 #: bytes each), as real video does; a flat picture fits a frame in one packet.
-NOISE_ROWS = HEIGHT // 2 - 16
+NOISE_ROWS = HEIGHT // 2 - 8
 
 
 def codecs(mime_type: str) -> list[RTCRtpCodecCapability]:
@@ -191,15 +191,18 @@ class VideoPeer:
     """A participant's aiortc peer on 127.0.0.1 sending a tone and a VP8 pattern, or only
     receiving video (``colour=None``), recording the video it receives.
 
-    ``mute_keyframe_requests`` stops this peer's receiver from sending PLIs of its own (aiortc
-    sends one when its decoder fails), so that only the bridge can ask for a keyframe.
+    ``mute`` governs the PLIs this peer's receiver sends of its own (aiortc sends one when its
+    decoder fails or its jitter buffer sees a loss): ``"never"`` muted, ``"until_decoding"``
+    (muted until the first frame is decoded, so that only the bridge can get the first
+    keyframe, while a later loss still recovers as with a real client) or ``"always"``; it can
+    be changed at any time.
     """
 
     def __init__(
         self,
         tone: float,
         colour: tuple[int, int, int] | None,
-        mute_keyframe_requests: bool = False,
+        mute: str = "never",
     ) -> None:
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
@@ -215,15 +218,20 @@ class VideoPeer:
             video = self.pc.addTransceiver("video", direction="recvonly")
         video.setCodecPreferences(codecs("video/VP8"))
         self.video = video
+        self.mute = mute
         self.plis_muted = 0
-        if mute_keyframe_requests:
-            video.receiver._send_rtcp_pli = self._muted_pli  # type: ignore[method-assign]
+        self._send_pli = video.receiver._send_rtcp_pli
+        video.receiver._send_rtcp_pli = self._maybe_muted_pli  # type: ignore[method-assign]
         self.recorder: VideoRecorder | None = None
         self.answered_at: float | None = None
         self.pc.on("track", self._on_track)
 
-    async def _muted_pli(self, media_ssrc: int) -> None:
-        self.plis_muted += 1
+    async def _maybe_muted_pli(self, media_ssrc: int) -> None:
+        decoding = self.recorder is not None and self.recorder.first_frame_at is not None
+        if self.mute == "always" or (self.mute == "until_decoding" and not decoding):
+            self.plis_muted += 1
+        else:
+            await self._send_pli(media_ssrc)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":
