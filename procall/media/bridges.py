@@ -1,9 +1,11 @@
 """The MediaServer's bridges and legs by id: what its MediaService serves.
 
 A bridge is made by the first leg created for its id and joins two legs at most (a two-party
-call). A bridge ends as a whole (see :class:`procall.media.Bridge`): hang-up of either leg
-(:meth:`Bridges.delete_leg`), of the bridge, or either peer going away closes both legs, and
-the bridge and its legs then leave the registry.
+call). A user who creates a leg again in the same bridge (it negotiates again, e.g. its client
+restarted its peer connection) gets a new leg that replaces its old one: the old leg is closed
+and the call goes on. A bridge ends as a whole (see :class:`procall.media.Bridge`): hang-up of
+either leg (:meth:`Bridges.delete_leg`), of the bridge, or either peer going away closes both
+legs, and the bridge and its legs then leave the registry.
 """
 
 from __future__ import annotations
@@ -139,10 +141,12 @@ class Bridges:
     async def create_leg(self, bridge_id: str, user_id: str, sdp_offer: str) -> tuple[LegInfo, str]:
         """Create a leg of ``user_id`` in bridge ``bridge_id`` (made if new) from its offer.
 
-        Returns the leg and the SDP answer. Raises :class:`InvalidArgument` for bad ids or an
-        unusable offer (nothing is kept then), :class:`FailedPrecondition` when the bridge
-        already joins two legs and :class:`ResourceExhausted` when a new bridge would exceed
-        the capacity.
+        When ``user_id`` already has a leg in the bridge, the new leg replaces it once the offer
+        is answered (the old leg is closed, the call goes on; see :class:`Bridge`). Returns the
+        leg and the SDP answer. Raises :class:`InvalidArgument` for bad ids or an unusable offer
+        (nothing is changed then), :class:`FailedPrecondition` when the bridge already joins
+        two other users' legs or the user's leg is already being replaced, and
+        :class:`ResourceExhausted` when a new bridge would exceed the capacity.
         """
         check_id(bridge_id, "bridge_id")
         check_id(user_id, "user_id")
@@ -153,14 +157,15 @@ class Bridges:
         if "\x00" in sdp_offer:
             raise InvalidArgument.field("sdp_offer", "must not contain NUL characters")
         existing = self._bridges.get(bridge_id)
-        if existing is not None and existing.full:
+        replaces = None if existing is None else self._user_leg(existing, bridge_id, user_id)
+        if existing is not None and existing.full and replaces is None:
             raise FailedPrecondition(
                 f"bridge {bridge_id} is full: it joins two legs at most",
                 metadata={"bridge_id": bridge_id},
             )
         bridge = self._open_bridge(bridge_id)
         leg_id = uuid.uuid4().hex
-        bridge.add_leg(leg_id)
+        bridge.add_leg(leg_id, replaces=replaces)
         self._legs[leg_id] = _LegEntry(bridge_id, user_id, now())
         try:
             answer = await bridge.answer(leg_id, sdp_offer)
@@ -171,7 +176,17 @@ class Bridges:
             raise
         if leg_id not in self._legs:  # the bridge ended while the offer was answered
             raise FailedPrecondition(f"bridge {bridge_id} ended while the leg was created")
+        if replaces is not None:
+            self._legs.pop(replaces, None)  # closed by the bridge: its id is gone
         return self._info(leg_id), answer
+
+    def _user_leg(self, bridge: Bridge, bridge_id: str, user_id: str) -> str | None:
+        """The leg ``user_id`` has in ``bridge``, if any."""
+        for leg in bridge.legs:
+            entry = self._legs.get(leg.name)
+            if entry is not None and (entry.bridge_id, entry.user_id) == (bridge_id, user_id):
+                return leg.name
+        return None
 
     async def delete_leg(self, leg_id: str) -> None:
         """Hang up leg ``leg_id``: its bridge (the call) ends with it."""

@@ -5,8 +5,9 @@ of the other leg encodes the decoded audio again. Here :func:`tap_receiver` swap
 parts of the receiver (see :mod:`procall.media.internals`): its decoder queue becomes a
 :class:`PacketTap` that wraps each frame in an :class:`av.Packet` and pushes it onto a
 :class:`ForwardedTrack`, and its jitter buffer becomes a :class:`PassThroughJitterBuffer`
-(aiortc's audio buffer holds four frames back, about 80 ms; the far end has its own buffer).
-The sender packetizes an ``av.Packet`` as it is, so Opus bytes cross the relay unchanged.
+or a :class:`FrameJitterBuffer` for video (:mod:`procall.media.jitter`: frames leave as soon as
+they are whole; the far end has its own buffer). The sender packetizes an ``av.Packet`` as it
+is: Opus bytes cross the relay unchanged, and each VP8 frame is re-split into RTP payloads.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import queue
 from collections import deque
+from collections.abc import Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -21,16 +23,14 @@ import av
 from aiortc import RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RtpPacket
-from aiortc.utils import uint16_gt
 
 from procall.media.internals import DECODER_QUEUE_ATTRIBUTE, JITTER_BUFFER_ATTRIBUTE
+from procall.media.jitter import FrameJitterBuffer, PassThroughJitterBuffer, vp8_keyframe
 
 __all__ = [
     "DEFAULT_QUEUE_PACKETS",
     "ForwardedTrack",
     "PacketTap",
-    "PassThroughJitterBuffer",
     "tap_receiver",
 ]
 
@@ -41,39 +41,76 @@ if TYPE_CHECKING:
     #: Packet is generic in its stubs only, hence the alias exists for type checking only.
     EncodedPacket: TypeAlias = av.Packet[Stream]
 
-#: Packets a forwarded track keeps before dropping the oldest: 160 ms of 20 ms audio frames.
+#: The video codec whose frames a tap checks for keyframes.
+VP8 = "video/vp8"
+
+#: Packets a forwarded track keeps before dropping the oldest: 160 ms of 20 ms audio frames,
+#: or about 270 ms of video at 30 frames/s.
 DEFAULT_QUEUE_PACKETS = 8
 
 
 class ForwardedTrack(MediaStreamTrack):
-    """An audio track of encoded packets, fed by a :class:`PacketTap`, read by a sender.
+    """A track (``kind`` audio or video) of encoded frames, fed by a :class:`PacketTap`.
 
-    ``recv()`` returns :class:`av.Packet`. The queue is bounded: when the sender falls behind
-    (or has not started yet) the oldest packet is dropped, so a slow leg never grows memory
-    nor lags further behind real time than ``max_packets`` frames.
+    ``recv()`` returns :class:`av.Packet`, one whole encoded frame each. The queue is bounded:
+    when the sender falls behind (or has not started yet) the oldest packet is dropped, so a
+    slow leg never grows memory nor lags further behind real time than ``max_packets`` frames
+    (a dropped video frame breaks decoding until the next keyframe, which the bridge asks the
+    publisher for when a receiver joins and whenever the receiver's far end asks).
+
+    A sender stops the track it reads when it ends; a bridge that hands one track to a
+    replaced leg's sender and then to its successor gives each sender its own :meth:`reader`.
+
+    When the publisher changes (a replaced leg's tap gives way to its successor's), the new
+    source's timestamps start over (each receiver maps its RTP timestamps from 0): they are
+    re-based to go on one frame after the last packet, so the far end sees one continuous,
+    increasing timeline (a jump back would look like old media to its jitter buffer).
     """
 
     kind = "audio"
 
-    def __init__(self, max_packets: int = DEFAULT_QUEUE_PACKETS) -> None:
+    def __init__(self, max_packets: int = DEFAULT_QUEUE_PACKETS, kind: str = "audio") -> None:
         super().__init__()
         if max_packets < 1:
             raise ValueError("max_packets must be at least 1")
+        if kind not in ("audio", "video"):
+            raise ValueError(f"a track is audio or video, not {kind}")
+        self.kind = kind
         self._packets: deque[EncodedPacket] = deque(maxlen=max_packets)
         self._ready = asyncio.Event()
+        self._source: object | None = None
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._step = 1
         #: Packets pushed, and packets dropped because the queue was full.
         self.pushed = 0
         self.dropped = 0
 
-    def push(self, packet: EncodedPacket) -> None:
-        """Queue ``packet`` for the sender (event loop only); ignored once the track ended."""
+    def push(self, packet: EncodedPacket, source: object | None = None) -> None:
+        """Queue ``packet`` for the sender (event loop only); ignored once the track ended.
+
+        ``source`` is what pushed it (a tap): a new source's timestamps are re-based.
+        """
         if self.readyState != "live":
             return
+        self._rebase(packet, source)
         if len(self._packets) == self._packets.maxlen:
             self.dropped += 1
         self._packets.append(packet)
         self.pushed += 1
         self._ready.set()
+
+    def _rebase(self, packet: EncodedPacket, source: object | None) -> None:
+        if packet.pts is None:
+            return
+        if source is not self._source:
+            if self._source is not None and self._last_pts is not None:
+                self._offset = self._last_pts + self._step - packet.pts
+            self._source = source
+        packet.pts += self._offset
+        if self._last_pts is not None and packet.pts > self._last_pts:
+            self._step = packet.pts - self._last_pts
+        self._last_pts = packet.pts
 
     async def recv(self) -> EncodedPacket:
         """The next encoded packet; raises ``MediaStreamError`` once the track has ended."""
@@ -91,6 +128,25 @@ class ForwardedTrack(MediaStreamTrack):
         self._packets.clear()
         self._ready.set()
 
+    def reader(self) -> MediaStreamTrack:
+        """A track for one sender that reads this one: stopping it leaves this track live."""
+        return _Reader(self)
+
+
+class _Reader(MediaStreamTrack):
+    """One sender's view of a :class:`ForwardedTrack` (see :meth:`ForwardedTrack.reader`)."""
+
+    def __init__(self, source: ForwardedTrack) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self._source = source
+
+    async def recv(self) -> EncodedPacket:
+        """The source's next packet; raises ``MediaStreamError`` once either has ended."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        return await self._source.recv()
+
 
 class PacketTap:
     """Stands in for one receiver's decoder queue and forwards its frames still encoded.
@@ -100,6 +156,10 @@ class PacketTap:
     clock rate, which is what the sender's packetizer expects) and pushes it onto ``sink``.
     ``None`` (end of stream) and ``get()`` go to the original queue, so the receiver's decoder
     thread, which never sees a frame, still ends the receiver's own track when it stops.
+
+    Video (VP8) must start with a keyframe, and the publisher's first one can be lost (its
+    packets may arrive before the receiver is started): until a keyframe has passed, every
+    frame calls :attr:`on_keyframe_missing` (the leg asks the publisher, rate-limited).
     """
 
     def __init__(
@@ -108,6 +168,9 @@ class PacketTap:
         self._decoder_queue = decoder_queue
         self._sink = sink
         self._mime_type = mime_type.lower()
+        self._awaiting_keyframe = self._mime_type == VP8
+        #: Called for each frame forwarded before the first keyframe (VP8 only).
+        self.on_keyframe_missing: Callable[[], None] | None = None
         #: Frames forwarded, and frames refused because they were not in the forced codec.
         self.forwarded = 0
         self.refused = 0
@@ -131,7 +194,12 @@ class PacketTap:
         packet.pts = frame.timestamp
         packet.time_base = Fraction(1, codec.clockRate)
         self.forwarded += 1
-        self._sink.push(packet)
+        self._sink.push(packet, source=self)
+        if self._awaiting_keyframe:
+            if vp8_keyframe(frame.data):
+                self._awaiting_keyframe = False
+            elif self.on_keyframe_missing is not None:
+                self.on_keyframe_missing()
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """What the receiver's decoder thread reads: only the end of stream ever arrives."""
@@ -143,36 +211,13 @@ class PacketTap:
         return self._decoder_queue.qsize()
 
 
-class PassThroughJitterBuffer:
-    """A jitter buffer that releases each audio packet at once, in arrival order.
-
-    Each Opus RTP packet is one whole frame, so nothing needs reassembling. Duplicates and
-    packets older than the newest one seen are dropped (late audio is useless to forward; the
-    far end's jitter buffer smooths what arrives). Same interface as aiortc's ``JitterBuffer``.
-    """
-
-    capacity = 16
-
-    def __init__(self) -> None:
-        self._newest: int | None = None
-        #: Packets dropped as duplicate or late.
-        self.dropped = 0
-
-    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        """Return ``(pli_flag, frame)``: never a picture-loss request, the frame unless stale."""
-        if self._newest is not None and not uint16_gt(packet.sequence_number, self._newest):
-            self.dropped += 1
-            return False, None
-        self._newest = packet.sequence_number
-        data: bytes = getattr(packet, "_data", b"")  # the receiver sets the depayloaded bytes
-        return False, JitterFrame(data=data, timestamp=packet.timestamp)
-
-
 def tap_receiver(receiver: RTCRtpReceiver, sink: ForwardedTrack, mime_type: str) -> PacketTap:
     """Make ``receiver`` forward its encoded frames to ``sink`` instead of decoding them.
 
-    Call before the receiver starts (before the offer/answer completes). Raises
-    ``RuntimeError`` when aiortc no longer has the private parts this relies on.
+    Call before the receiver starts (before the offer/answer completes). Video (a
+    ``video/`` ``mime_type``) gets a :class:`FrameJitterBuffer`, audio a
+    :class:`PassThroughJitterBuffer`. Raises ``RuntimeError`` when aiortc no longer has the
+    private parts this relies on.
     """
     decoder_queue = getattr(receiver, DECODER_QUEUE_ATTRIBUTE, None)
     if not isinstance(decoder_queue, queue.Queue):
@@ -181,5 +226,7 @@ def tap_receiver(receiver: RTCRtpReceiver, sink: ForwardedTrack, mime_type: str)
         raise RuntimeError(f"aiortc changed: RTCRtpReceiver has no {JITTER_BUFFER_ATTRIBUTE}")
     tap = PacketTap(decoder_queue, sink, mime_type)
     setattr(receiver, DECODER_QUEUE_ATTRIBUTE, tap)
-    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, PassThroughJitterBuffer())
+    video = mime_type.lower().startswith("video/")
+    buffer = FrameJitterBuffer() if video else PassThroughJitterBuffer()
+    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, buffer)
     return tap

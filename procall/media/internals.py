@@ -6,6 +6,10 @@ attributes of each :class:`aiortc.RTCRtpReceiver` and hands :class:`av.Packet` o
 :class:`aiortc.RTCRtpSender`, which only packetizes packets (``_next_encoded_frame``). These
 names were checked on aiortc 1.4 to 1.16; aiortc is pinned and :func:`aiortc_internals_problems`
 is run by a unit test so that an upgrade which renames them fails loudly, not silently.
+
+Video adds two (:mod:`procall.media.keyframes`): a leg watches the keyframe requests (PLI/FIR)
+its far end sends by wrapping its video sender's RTCP handler on the instance, and asks a
+publisher for a keyframe with its receiver's PLI sender.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import queue
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc import jitterbuffer as aiortc_jitterbuffer
+from aiortc import rtcdtlstransport as aiortc_dtls_module
 from aiortc import rtcrtpreceiver as aiortc_receiver_module
 
 __all__ = [
     "DECODER_QUEUE_ATTRIBUTE",
     "JITTER_BUFFER_ATTRIBUTE",
+    "SENDER_RTCP_HANDLER",
+    "SEND_PLI_METHOD",
     "VERIFIED_AIORTC_VERSION",
     "aiortc_internals_problems",
 ]
@@ -31,6 +38,11 @@ VERIFIED_AIORTC_VERSION = "1.16.0"
 DECODER_QUEUE_ATTRIBUTE = "_RTCRtpReceiver__decoder_queue"
 #: The receiver's jitter buffer (``add(packet) -> (pli_flag, JitterFrame | None)``).
 JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
+#: The receiver's coroutine ``_send_rtcp_pli(media_ssrc)``: a PLI to the far end's sender.
+SEND_PLI_METHOD = "_send_rtcp_pli"
+#: The sender's coroutine ``_handle_rtcp_packet(packet)``, looked up on the instance by the
+#: DTLS transport for each RTCP packet routed to it (PLI and FIR included).
+SENDER_RTCP_HANDLER = "_handle_rtcp_packet"
 
 
 def aiortc_internals_problems(receiver: RTCRtpReceiver) -> list[str]:
@@ -62,4 +74,21 @@ def aiortc_internals_problems(receiver: RTCRtpReceiver) -> list[str]:
         problems.append("RTCRtpSender._next_encoded_frame is gone")
     elif ".pack(data)" not in inspect.getsource(next_frame):
         problems.append("RTCRtpSender no longer packetizes av.Packet input as is")
+    problems.extend(_keyframe_problems(receiver))
+    return problems
+
+
+def _keyframe_problems(receiver: RTCRtpReceiver) -> list[str]:
+    problems: list[str] = []
+    if not inspect.iscoroutinefunction(getattr(receiver, SEND_PLI_METHOD, None)):
+        problems.append(f"RTCRtpReceiver.{SEND_PLI_METHOD} is not a coroutine method")
+    elif "RTCP_PSFB_PLI" not in inspect.getsource(getattr(RTCRtpReceiver, SEND_PLI_METHOD)):
+        problems.append(f"RTCRtpReceiver.{SEND_PLI_METHOD} no longer sends a PLI")
+    handler = getattr(RTCRtpSender, SENDER_RTCP_HANDLER, None)
+    if not inspect.iscoroutinefunction(handler):
+        problems.append(f"RTCRtpSender.{SENDER_RTCP_HANDLER} is not a coroutine method")
+    elif "RTCP_PSFB_PLI" not in inspect.getsource(handler):
+        problems.append(f"RTCRtpSender.{SENDER_RTCP_HANDLER} no longer handles PLI")
+    if f"recipient.{SENDER_RTCP_HANDLER}(packet)" not in inspect.getsource(aiortc_dtls_module):
+        problems.append("RTCDtlsTransport no longer hands RTCP to recipient._handle_rtcp_packet")
     return problems

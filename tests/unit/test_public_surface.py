@@ -248,11 +248,12 @@ SURFACE: dict[str, set[str]] = {
     },
     # the MediaServer's media core (aiortc, no grpc)
     "procall.media": {
-        "AUDIO_CODEC", "DEFAULT_QUEUE_PACKETS", "LOOPBACK", "VERIFIED_AIORTC_VERSION", "Bridge",
-        "BridgeInfo", "BridgeListener", "Bridges", "EndListener", "ForwardedTrack", "Leg",
-        "LegInfo", "LegState", "MediaConfig", "MediaLoad", "PacketTap",
-        "PassThroughJitterBuffer", "aiortc_internals_problems", "host_addresses",
-        "install_host_address_hook", "tap_receiver",
+        "AUDIO_CODEC", "DEFAULT_QUEUE_PACKETS", "LOOPBACK", "VERIFIED_AIORTC_VERSION",
+        "VIDEO_CODEC", "Bridge", "BridgeInfo", "BridgeListener", "Bridges", "EndListener",
+        "ForwardedTrack", "FrameJitterBuffer", "KeyframeLimiter", "KeyframeListener",
+        "KeyframeRequester", "Leg", "LegInfo", "LegState", "MediaConfig", "MediaLoad",
+        "PacketTap", "PassThroughJitterBuffer", "aiortc_internals_problems", "host_addresses",
+        "install_host_address_hook", "tap_receiver", "watch_keyframe_requests",
     },
     # the client SDK
     "procall.client": {

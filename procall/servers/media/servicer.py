@@ -25,7 +25,8 @@ class MediaServicer(media_grpc.MediaServiceServicer):
     async def CreateLeg(
         self, request: media_pb.CreateLegRequest, context: Any
     ) -> media_pb.CreateLegResponse:
-        """A leg from the client's SDP offer (its bridge made if new), and the SDP answer."""
+        """A leg from the client's SDP offer (its bridge made if new, the user's old leg there
+        replaced), and the SDP answer."""
         leg, answer = await self._bridges.create_leg(
             request.bridge_id, request.user_id, request.sdp_offer
         )

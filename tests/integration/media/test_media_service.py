@@ -205,3 +205,42 @@ async def test_a_caller_without_a_service_identity_is_refused(
         stub = media_grpc.MediaServiceStub(channel)
         code = await _code(stub.GetLoad(media_pb.GetLoadRequest(), timeout=5))
     assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_same_user_negotiating_again_replaces_its_leg(
+    media: tuple[ServerApp, media_grpc.MediaServiceStub],
+) -> None:
+    """Bob's client restarts its peer connection: the new leg replaces the old, the call goes
+    on and Alice hears Bob's new peer; another user is still refused."""
+    _, stub = media
+    alice, bob, new_bob = LoopbackPeer(ALICE_HZ), LoopbackPeer(BOB_HZ), LoopbackPeer(BOB_HZ)
+    carol = LoopbackPeer(ALICE_HZ)
+    try:
+        first, old = await asyncio.gather(_join(stub, alice, "alice"), _join(stub, bob, "bob"))
+        await asyncio.gather(alice.heard(0.2), bob.heard(0.2))
+        replacing = await _join(stub, new_bob, "bob")
+        assert replacing.leg.leg_id != old.leg.leg_id and replacing.leg.user_id == "bob"
+        bridge = (await stub.GetBridge(media_pb.GetBridgeRequest(bridge_id=BRIDGE))).bridge
+        assert [leg.leg_id for leg in bridge.legs] == [first.leg.leg_id, replacing.leg.leg_id]
+        assert await _load(stub) == (1, 2)
+        code = await _code(stub.DeleteLeg(media_pb.DeleteLegRequest(leg_id=old.leg.leg_id)))
+        assert code == grpc.StatusCode.NOT_FOUND
+        assert bob.recorder is not None
+        await asyncio.wait_for(bob.recorder.ended.wait(), 5)  # the old leg was closed
+        heard = await new_bob.heard(1.0)
+        samples = heard.since(0.2)
+        assert tone_power(samples, ALICE_HZ) > 100 * tone_power(samples, BOB_HZ)
+        assert alice.recorder is not None
+        heard_before = len(alice.recorder.samples)
+        await asyncio.sleep(1.0)
+        samples = alice.recorder.samples[heard_before:]
+        assert len(samples) > 0.6 * 48_000
+        assert tone_power(samples, BOB_HZ) > 100 * tone_power(samples, ALICE_HZ)
+        request = media_pb.CreateLegRequest(
+            bridge_id=BRIDGE, user_id="carol", sdp_offer=await carol.offer()
+        )
+        assert await _code(stub.CreateLeg(request, timeout=10)) == (
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
+    finally:
+        await asyncio.gather(alice.close(), bob.close(), new_bob.close(), carol.close())

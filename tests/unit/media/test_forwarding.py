@@ -69,3 +69,32 @@ def test_the_pass_through_buffer_releases_at_once_and_drops_stale_packets() -> N
             released.append(frame.data)
     assert released == [b"\xfe", b"\xff", b"\x00", b"\x02"]
     assert buffer.dropped == 2
+
+
+async def test_a_video_tap_asks_for_a_keyframe_until_one_has_passed() -> None:
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    track = ForwardedTrack(kind="video")
+    tap = PacketTap(queue.Queue(), track, "video/VP8")
+    asked: list[int] = []
+    tap.on_keyframe_missing = lambda: asked.append(tap.forwarded)
+    for data in (b"\x01inter", b"\x01inter", b"\x00key", b"\x01inter"):
+        tap.put((vp8, JitterFrame(data=data, timestamp=3000)))
+    assert asked == [1, 2] and tap.forwarded == 4  # forwarded all the same
+
+
+async def test_a_new_source_goes_on_from_the_last_timestamp() -> None:
+    """A replaced publisher's successor starts its timestamps over: the track re-bases them."""
+    track = ForwardedTrack(max_packets=10)
+    old, new = object(), object()
+    for pts in (0, 960, 1920):
+        track.push(_pts_packet(pts), source=old)
+    for pts in (0, 960):
+        track.push(_pts_packet(pts), source=new)
+    track.push(_pts_packet(2880), source=old)  # a late packet of the old source: same rule
+    assert [(await track.recv()).pts for _ in range(6)] == [0, 960, 1920, 2880, 3840, 4800]
+
+
+def _pts_packet(pts: int) -> av.Packet:
+    packet = av.Packet(b"x")
+    packet.pts = pts
+    return packet

@@ -70,7 +70,11 @@ class MediaServiceServicer:
 
     def CreateLeg(self, request, context):
         """Creates a leg from the client's SDP offer and returns the server's answer;
-        creates the bridge if needed.
+        creates the bridge if needed. The offer may carry audio (Opus) and video
+        (VP8). A bridge joins two users: a user who already has a leg in the bridge
+        (it negotiates again, e.g. its client restarted its peer connection) gets a
+        new leg that replaces the old one, which is closed while the call goes on;
+        a third user is refused with FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,11 @@ class MediaServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MediaServiceAsyncStub: ...
     CreateLeg: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.CreateLegRequest, _media_service_pb2.CreateLegResponse]
     """Creates a leg from the client's SDP offer and returns the server's answer;
-    creates the bridge if needed.
+    creates the bridge if needed. The offer may carry audio (Opus) and video
+    (VP8). A bridge joins two users: a user who already has a leg in the bridge
+    (it negotiates again, e.g. its client restarted its peer connection) gets a
+    new leg that replaces the old one, which is closed while the call goes on;
+    a third user is refused with FAILED_PRECONDITION.
     """
     DeleteLeg: _grpc.UnaryUnaryMultiCallable[_media_service_pb2.DeleteLegRequest, _media_service_pb2.DeleteLegResponse]
     """Closes a leg."""
@@ -57,7 +61,11 @@ class MediaServiceAsyncStub(MediaServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateLeg: _aio.UnaryUnaryMultiCallable[_media_service_pb2.CreateLegRequest, _media_service_pb2.CreateLegResponse]  # type: ignore[assignment]
     """Creates a leg from the client's SDP offer and returns the server's answer;
-    creates the bridge if needed.
+    creates the bridge if needed. The offer may carry audio (Opus) and video
+    (VP8). A bridge joins two users: a user who already has a leg in the bridge
+    (it negotiates again, e.g. its client restarted its peer connection) gets a
+    new leg that replaces the old one, which is closed while the call goes on;
+    a third user is refused with FAILED_PRECONDITION.
     """
     DeleteLeg: _aio.UnaryUnaryMultiCallable[_media_service_pb2.DeleteLegRequest, _media_service_pb2.DeleteLegResponse]  # type: ignore[assignment]
     """Closes a leg."""
@@ -80,7 +88,11 @@ class MediaServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_media_service_pb2.CreateLegResponse, _abc.Awaitable[_media_service_pb2.CreateLegResponse]]:
         """Creates a leg from the client's SDP offer and returns the server's answer;
-        creates the bridge if needed.
+        creates the bridge if needed. The offer may carry audio (Opus) and video
+        (VP8). A bridge joins two users: a user who already has a leg in the bridge
+        (it negotiates again, e.g. its client restarted its peer connection) gets a
+        new leg that replaces the old one, which is closed while the call goes on;
+        a third user is refused with FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod
