@@ -118,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--profile",
         type=Path,
-        help="chat: sample the UCServers with py-spy; profiles and server logs go here",
+        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here",
     )
     bench.add_argument(
         "--max-calls", type=int, default=80, help="media: concurrent calls of the last step"
@@ -130,6 +130,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "--relays",
         default="procall,forwarding,transcoding",
         help="media: relays to measure, comma-separated (procall, forwarding, transcoding)",
+    )
+    bench.add_argument(
+        "--calls", type=int, default=50, help="calls: calls with media, one at a time"
+    )
+    bench.add_argument(
+        "--setups", type=int, default=200, help="calls: set-ups without media (for set-ups/s)"
+    )
+    bench.add_argument(
+        "--concurrency", type=int, default=8, help="calls: set-ups without media at once"
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
@@ -213,6 +222,7 @@ BENCHMARKS: dict[str, str] = {
     "presence": "cross-server presence change-to-watcher latency and deliveries/s",
     "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
+    "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
 }
 
 
@@ -229,6 +239,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _run_bench_chat(args)
     if args.name == "media":
         return _run_bench_media(args)
+    if args.name == "calls":
+        return _run_bench_calls(args)
     from procall.bench.presence import run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
@@ -289,6 +301,26 @@ def _run_bench_media(args: argparse.Namespace) -> int:
             step=args.step,
             seconds=args.seconds,
             relays=relays,
+            progress=not args.json,
+        )
+    except DataCenterError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 0
+
+
+def _run_bench_calls(args: argparse.Namespace) -> int:
+    from procall.bench.calls import format_result, run_calls_bench
+    from procall.launch.datacenter import DataCenterError
+
+    if args.calls < 1 or args.setups < 1 or args.concurrency < 1:
+        raise UsageError("--calls, --setups and --concurrency must be at least 1")
+    try:
+        result = run_calls_bench(
+            calls=args.calls,
+            setups=args.setups,
+            concurrency=args.concurrency,
+            profile_dir=args.profile,
             progress=not args.json,
         )
     except DataCenterError as exc:

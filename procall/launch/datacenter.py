@@ -36,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,6 +58,8 @@ DEFAULT_DATA_DIR = Path(".procall")
 START_TIMEOUT = 30.0
 #: The servers' umask: whatever they create in the data dir is their owner's only.
 SERVER_UMASK = 0o077
+#: A value of the settings file (TOML written as JSON scalars and lists of strings).
+ConfigValue = str | int | float | bool | list[str]
 
 
 class DataCenterError(Exception):
@@ -144,7 +146,7 @@ class DataCenter:
         ucservers: int = 2,
         media_servers: int = 2,
         on_line: Callable[[str], None] = print,
-        extra_config: dict[str, dict[str, str | int | float | bool]] | None = None,
+        extra_config: Mapping[str, Mapping[str, ConfigValue]] | None = None,
         seed_demo: bool = True,
         tls: bool = True,
     ) -> None:
@@ -255,14 +257,14 @@ class DataCenter:
         else:
             keys = {"service": secrets.token_hex(32)}
             write_private(secrets_file, json.dumps(keys))
-        auth: dict[str, str | int | float | bool] = {
+        auth: dict[str, ConfigValue] = {
             "signing_key_file": str(signing_key),
             "verify_key_file": str(verify_key),
         }
         if not self.tls:  # plain mode: servers prove themselves with proofs of this secret
             auth["service_credential"] = keys["service"]
             self._service_credential = keys["service"]
-        sections: dict[str, dict[str, str | int | float | bool]] = {
+        sections: dict[str, dict[str, ConfigValue]] = {
             "redis": {"url": redis_url},
             "database": {"url": self.database_url},
             "auth": auth,

@@ -27,6 +27,7 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
         ["bench", "presence", "--clients", "1"],
         ["bench", "media", "--relays", "procall,nope"],
         ["bench", "media", "--max-calls", "0"],
+        ["bench", "calls", "--concurrency", "0"],
         ["admin", "users", "frobnicate"],
     ],
 )

@@ -30,6 +30,7 @@ STREAMS = {
     # the benchmarks' clients, for the length of a run
     ("bench/loadgen.py", "Connect"),
     ("bench/chat_loadgen.py", "Connect"),
+    ("bench/calls_loadgen.py", "Connect"),
 }
 
 
