@@ -188,9 +188,7 @@ class RoutingService:
 
     # -- media ----------------------------------------------------------------------------
 
-    async def allocate_media_server(
-        self, call_id: str, exclude: Sequence[str] = ()
-    ) -> ServerInfo:
+    async def allocate_media_server(self, call_id: str, exclude: Sequence[str] = ()) -> ServerInfo:
         """The call's MediaServer: its current one while that is live, else a new choice.
 
         Servers in ``exclude`` (found failed by a UCServer re-anchoring the call) count as
