@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
@@ -49,6 +50,8 @@ from procall.client._events import CallChanged, ClientEvent
 from procall.media.ice import host_addresses as chosen_host_addresses
 
 __all__ = ["MediaNegotiator", "Softphone"]
+
+_log = logging.getLogger(__name__)
 
 
 class MediaNegotiator(Protocol):
@@ -262,7 +265,12 @@ class Softphone:
                 return
             except ProcallClientError as error:
                 if error.code.name == "NOT_FOUND" or loop.time() + delay > deadline:
+                    _log.warning("call %s: no new media: %s", self.call_id, error)
                     return  # the call is gone; its ENDED event stops the softphone
+            except Exception:  # aiortc trouble: a fresh connection may fare better
+                if loop.time() + delay > deadline:
+                    _log.exception("call %s: re-anchoring failed", self.call_id)
+                    return
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
