@@ -170,6 +170,7 @@ class _Talk:
         self.connected_at: float | None = None
         self.end_reason = ""
         self._ended_at: float | None = None
+        self._media_started = False
         self._last: tuple[str, str] = ("", "")
 
     def say(self, text: str) -> None:
@@ -178,12 +179,9 @@ class _Talk:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         try:
-            if self.args.client_action == "call":
-                if not await self._place():
-                    return EXIT_FAILED
-            elif not await self._answer():
-                return EXIT_FAILED
-            await self._talk()
+            calling = self.args.client_action == "call"
+            if await (self._place() if calling else self._answer()):
+                await self._talk()
         except asyncio.CancelledError:  # Ctrl-C: hang up and report below
             if (current := asyncio.current_task()) is not None:
                 current.uncancel()
@@ -274,9 +272,15 @@ class _Talk:
         return ""
 
     async def _start_media(self) -> None:
-        if self.phone.negotiations:
+        if self._media_started:
             return
-        media = await self.phone.start(self.call_id)
+        self._media_started = True
+        try:
+            media = await self.phone.start(self.call_id)
+        except ProcallClientError as error:
+            if error.code.name != "FAILED_PRECONDITION":
+                raise
+            return  # the call ended meanwhile (declined, canceled): its event follows
         what = self.phone.source.describe()
         self.say(f"media on {media}: sending {what}" + self._recorded())
 

@@ -20,7 +20,9 @@ from procall.client import (
     CallChanged,
     ClientEvent,
     ClientOptions,
+    ForwardingRule,
     ProcallClient,
+    ProcallClientError,
     Softphone,
     ToneSource,
 )
@@ -50,12 +52,14 @@ class Party:
                 self.phone.on_event(event)
             self.events.put_nowait(event)
 
-    async def call_state(self, state: str, timeout: float = 10) -> CallChanged:
-        """The next CallChanged in ``state``."""
+    async def call_state(self, state: str, call_id: str = "", timeout: float = 10) -> CallChanged:
+        """The next CallChanged in ``state`` (of ``call_id`` when given)."""
         async with asyncio.timeout(timeout):
             while True:
                 event = await self.events.get()
-                if isinstance(event, CallChanged) and event.state == state:
+                if not isinstance(event, CallChanged) or call_id not in ("", event.call_id):
+                    continue
+                if event.state == state:
                     return event
 
     async def close(self) -> None:
@@ -225,3 +229,48 @@ async def test_cli_call_and_answer_play_and_record_for_two_seconds(
         _parse(*login("alice"), "call", "bob", "--seconds", "0")
     assert exited.value.code == 2
     assert "--seconds: must be more than 0: 0" in capsys.readouterr().err
+
+
+async def test_sdk_calls_api_place_idempotent_decline_forwarding(
+    parties: Any,
+    media_servers: dict[str, ServerApp],
+    system: System,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    alice, bob = await parties("alice"), await parties("bob")
+    users = system.users
+    first = await alice.client.place_call(users["bob"], request_id="retry-1")
+    again = await alice.client.place_call(users["bob"], request_id="retry-1")
+    assert again.call_id == first.call_id
+    await bob.call_state("ringing")
+    declined = await bob.client.decline_call(first.call_id)
+    assert (declined.state, declined.end_reason) == ("ended", "declined")
+    assert (await alice.call_state("ended")).end_reason == "declined"
+    assert await alice.client.list_active_calls() == []
+
+    rules = [ForwardingRule("no_answer", users["carol"], no_answer_timeout=5.0)]
+    assert await bob.client.set_forwarding(rules) == rules
+    assert await bob.client.get_forwarding() == rules
+    placed = await alice.client.place_call(users["bob"])
+    assert placed.callee_user_id == users["bob"]
+    assert await bob.client.set_forwarding([]) == []
+    await alice.client.hang_up(placed.call_id)
+    await bob.call_state("ended", placed.call_id)
+    with pytest.raises(ProcallClientError) as failed:
+        await alice.client.get_call("no-such-call")
+    assert failed.value.code.name in ("NOT_FOUND", "INVALID_ARGUMENT")
+
+    # the CLI: a declined call exits 1 with one line; `answer` with nothing ringing too
+    address = system.ucservers[dict(HOMES)["alice"]].address
+    login = ["--server", address, "login", "alice", "--password", PASSWORD]
+    calling = asyncio.create_task(_cli(*login, "call", "bob", "--host-address", "127.0.0.1"))
+    ringing = await bob.call_state("ringing")
+    await bob.client.decline_call(ringing.call_id)
+    code, out = await asyncio.wait_for(calling, 10)
+    assert code == 1 and out.splitlines()[-1] == "ended: declined; never connected"
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == f"procall: error: call {ringing.call_id} was not connected (declined)"
+    assert await _cli(*login, "answer", "--wait", "0.3") == (
+        1, "waiting for a call ...\nno call rang within 0.3 s\n",
+    )  # fmt: skip
