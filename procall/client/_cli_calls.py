@@ -77,7 +77,11 @@ def add_call_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser
 ]:  # fmt: skip
     """Add ``call``, ``answer`` and ``hangup`` to the ``login USER`` actions; returns them."""
     call = actions.add_parser("call", help="call a user, talk, hang up")
-    call.add_argument("callee", metavar="USER", help="username or user id to call")
+    call.add_argument(
+        "callee",
+        metavar="USER",
+        help="user id or username to call (a username is found by adding it to your contacts)",
+    )
     _add_media(call)
     answer = actions.add_parser("answer", help="answer a ringing call, talk, hang up")
     answer.add_argument("--call-id", help="the call to answer (default: the next one ringing)")

@@ -24,6 +24,7 @@ candidates (``procall.media.LOOPBACK`` in tests, so that no packet leaves loopba
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import logging
@@ -47,6 +48,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from procall.client._audio import AudioSource, Recording, ToneSource
 from procall.client._errors import ProcallClientError
 from procall.client._events import CallChanged, ClientEvent
+from procall.client._models import Call
 from procall.media.ice import host_addresses as chosen_host_addresses
 
 __all__ = ["MediaNegotiator", "Softphone"]
@@ -55,10 +57,14 @@ _log = logging.getLogger(__name__)
 
 
 class MediaNegotiator(Protocol):
-    """What the softphone needs of the client: ``ProcallClient.negotiate_media``."""
+    """What the softphone needs of the client (``ProcallClient`` has both)."""
 
     def negotiate_media(self, call_id: str, sdp_offer: str) -> Awaitable[tuple[str, str]]:
         """``(sdp_answer, media_server_id)`` for an SDP offer."""
+        ...
+
+    def get_call(self, call_id: str) -> Awaitable[Call]:
+        """The call as the servers see it now."""
         ...
 
 
@@ -160,6 +166,7 @@ class Softphone:
         self._target = ""  # the MediaServer the call is on, as the last event said
         self._reanchoring: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._seen_while_starting = ""
         self._stopped = False
 
     # -- what it heard ------------------------------------------------------------------
@@ -176,13 +183,13 @@ class Softphone:
         return self._connection.first_audio_at if self._connection else None
 
     @property
-    def samples(self) -> Sequence[int]:
+    def samples(self) -> array.array[int]:
         """What it heard: mono 48 kHz samples, the newest ``keep_seconds``."""
-        return self.recording.samples if self.recording else ()
+        return self.recording.samples if self.recording else array.array("h")
 
-    def recent(self, seconds: float) -> Sequence[int]:
+    def recent(self, seconds: float) -> array.array[int]:
         """The newest ``seconds`` of what it heard."""
-        return self.recording.recent(seconds) if self.recording else ()
+        return self.recording.recent(seconds) if self.recording else array.array("h")
 
     async def wait_for_audio(self, timeout: float = 5.0) -> None:
         """Wait until the current peer connection receives audio (``TimeoutError``)."""
@@ -217,7 +224,20 @@ class Softphone:
         except BaseException:
             await self.stop()
             raise
+        if self._seen_while_starting not in ("", self.media_server_id):
+            # the call moved while this negotiated; the event may also have been older than
+            # the answer: the servers say which is right
+            self._reanchoring = asyncio.create_task(self._check_anchor(), name="softphone-check")
         return self.media_server_id
+
+    async def _check_anchor(self) -> None:
+        try:
+            call = await self.client.get_call(self.call_id)
+        except ProcallClientError:
+            return
+        if call.media_server_id and call.media_server_id != self._target and not call.ended:
+            self._target = call.media_server_id
+            await self._reanchor()
 
     async def _connect(self) -> None:
         assert self.recording is not None
@@ -229,6 +249,9 @@ class Softphone:
         except BaseException:
             await connection.close()
             raise
+        if self._stopped:  # the call ended while this negotiated
+            await connection.close()
+            return
         previous, self._connection = self._connection, connection
         self.media_server_id = self._target = media_server_id
         self.negotiations += 1
@@ -244,7 +267,9 @@ class Softphone:
             self.ended.set()
             if self._closing is None:
                 self._closing = asyncio.create_task(self.stop(), name="softphone-stop")
-        elif event.media_server_id and self.negotiations and event.media_server_id != self._target:
+        elif not self.negotiations:
+            self._seen_while_starting = event.media_server_id or self._seen_while_starting
+        elif event.media_server_id and event.media_server_id != self._target:
             self._target = event.media_server_id
             if self._reanchoring is not None:
                 self._reanchoring.cancel()

@@ -88,7 +88,7 @@ async def parties(system: System) -> AsyncIterator[Callable[[str], Any]]:
 def _hears(phone: Softphone, wanted: float, own: float) -> None:
     samples = phone.recent(0.8)
     assert len(samples) >= 0.7 * 48_000
-    assert tone_power(samples, wanted) > 100 * tone_power(samples, own)  # type: ignore[arg-type]
+    assert tone_power(samples, wanted) > 100 * tone_power(samples, own)
 
 
 async def _connected_call(

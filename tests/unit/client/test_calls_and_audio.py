@@ -9,6 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
+from aiortc.mediastreams import MediaStreamTrack
 from google.protobuf import duration_pb2
 
 from procall.api.call.v1 import call_pb2
@@ -71,11 +72,17 @@ def test_forwarding_rule_round_trip() -> None:
         ForwardingRule("sometimes", "u9")
 
 
+async def _audio(track: MediaStreamTrack) -> av.AudioFrame:
+    frame = await track.recv()
+    assert isinstance(frame, av.AudioFrame)
+    return frame
+
+
 async def test_tone_source_is_paced_and_in_tune() -> None:
     track = ToneSource(440).track()
     loop = asyncio.get_running_loop()
     start = loop.time()
-    frames = [await track.recv() for _ in range(10)]
+    frames = [await _audio(track) for _ in range(10)]
     assert loop.time() - start >= 0.17  # ten 20 ms frames, the first at once
     recording = Recording(keep_seconds=1)
     for frame in frames:
@@ -117,7 +124,7 @@ async def test_wav_source_checks_the_file_and_loops(tmp_path: Path) -> None:
         writer.setframerate(8_000)
         writer.writeframes((1000).to_bytes(2, "little") * 200)  # 25 ms
     track = WavSource(path).track()
-    frames = [await track.recv() for _ in range(3)]
+    frames = [await _audio(track) for _ in range(3)]
     assert all(f.sample_rate == 8_000 and f.samples == 160 for f in frames)
     assert bytes(frames[2].planes[0])[:2] == (1000).to_bytes(2, "little")  # looped
     track.stop()
