@@ -14,7 +14,6 @@ MediaServer. Failures raise ``ProcallClientError`` (``code``, ``reason``,
 ``message``). The ``procall client`` command line lives in ``procall.client.cli``.
 """
 
-from procall.client._audio import AudioSource, Recording, ToneSource, WavSource
 from procall.client._client import DEFAULT_CLIENT_NAME, ProcallClient
 from procall.client._errors import ProcallClientError
 from procall.client._events import (
@@ -34,6 +33,8 @@ from procall.client._events import (
     UnknownEvent,
     event_from_proto,
 )
+from procall.client._media.audio import AudioSource, Recording, ToneSource, WavSource
+from procall.client._media.softphone import MediaNegotiator, Softphone
 from procall.client._models import (
     Availability,
     Call,
@@ -50,7 +51,6 @@ from procall.client._options import (
     insecure_channel,
     tls_channels,
 )
-from procall.client._softphone import MediaNegotiator, Softphone
 
 __all__ = [
     "DEFAULT_CLIENT_NAME",

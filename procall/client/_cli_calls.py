@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TextIO
 
-from procall.client._audio import SAMPLE_RATE, AudioSource, ToneSource, WavSource
 from procall.client._client import ProcallClient
 from procall.client._errors import ProcallClientError
 from procall.client._events import CallChanged, ClientEvent, SessionClosed
 from procall.client._format import format_event
-from procall.client._softphone import Softphone
+from procall.client._media.audio import SAMPLE_RATE, AudioSource, ToneSource, WavSource
+from procall.client._media.softphone import Softphone
 
 __all__ = ["CALL_ACTIONS", "add_call_parsers", "audio_source", "run_call_action"]
 

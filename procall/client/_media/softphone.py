@@ -45,9 +45,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from procall.client._audio import AudioSource, Recording, ToneSource
 from procall.client._errors import ProcallClientError
 from procall.client._events import CallChanged, ClientEvent
+from procall.client._media.audio import AudioSource, Recording, ToneSource
 from procall.client._models import Call
 from procall.media.ice import host_addresses as chosen_host_addresses
 
