@@ -9,6 +9,9 @@ import array
 import asyncio
 import contextlib
 import io
+import os
+import signal
+import sys
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -34,6 +37,7 @@ from tests.helpers.media import tone_power
 from tests.helpers.topology import PASSWORD, System
 from tests.integration.calls.conftest import HOMES
 
+ROOT = Path(__file__).resolve().parents[3]
 FAST = ClientOptions(backoff_initial=0.05, backoff_max=0.5, ack_interval=0.1)
 
 
@@ -274,3 +278,40 @@ async def test_sdk_calls_api_place_idempotent_decline_forwarding(
     assert await _cli(*login, "answer", "--wait", "0.3") == (
         1, "waiting for a call ...\nno call rang within 0.3 s\n",
     )  # fmt: skip
+
+
+async def test_cli_call_as_a_process_until_ctrl_c(
+    parties: Any, media_servers: dict[str, ServerApp], system: System
+) -> None:
+    bob = await parties("bob")
+    env = {**os.environ, "PROCALL_PASSWORD": PASSWORD, "PYTHONUNBUFFERED": "1"}
+    address = system.ucservers[dict(HOMES)["alice"]].address
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "procall", "client", "--server", address, "login", "alice",
+        "call", system.users["bob"], "--tone", "440", "--host-address", "127.0.0.1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        ringing = await bob.call_state("ringing", timeout=20)
+        await bob.client.answer_call(ringing.call_id)
+        bob.phone = Softphone(bob.client, ToneSource(BOB_HZ), host_addresses=LOOPBACK)
+        await bob.phone.start(ringing.call_id)
+        await bob.phone.wait_for_audio()
+        await asyncio.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 15)
+        assert process.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+        lines = out.decode().splitlines()
+        assert lines[0] == f"calling {system.users['bob']}: call {ringing.call_id}"
+        assert any(" ended (hangup) " in line for line in lines), lines
+        assert lines[-2].startswith("ended: hangup; connected ")
+        heard = float(lines[-1].split()[1])
+        assert lines[-1].startswith("heard: ") and heard > 0.5
+        await asyncio.wait_for(bob.phone.ended.wait(), 5)
+        assert bob.phone.end_reason == "hangup"
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
