@@ -6,7 +6,11 @@ stream open: reconnecting with backoff, resuming without loss or duplicates,
 following redirects, refreshing the session token. ``client.events()`` yields
 typed events (``PresenceChanged``, ``MessageCreated``, ``CallChanged``,
 ``Redirected``, ``Resynced``, ``SessionClosed``, ...); presence and contact
-calls are methods. Failures raise ``ProcallClientError`` (``code``, ``reason``,
+calls are methods, and so are the calls API (``place_call``, ``answer_call``,
+``hang_up``, ``negotiate_media``, ..., returning ``Call``). ``Softphone`` carries one
+call's audio on an aiortc peer connection (``ToneSource`` / ``WavSource`` in, a
+``Recording`` out) and re-negotiates by itself when the call moves to another
+MediaServer. Failures raise ``ProcallClientError`` (``code``, ``reason``,
 ``message``). The ``procall client`` command line lives in ``procall.client.cli``.
 """
 
@@ -29,8 +33,12 @@ from procall.client._events import (
     UnknownEvent,
     event_from_proto,
 )
+from procall.client._media.audio import AudioSource, Recording, ToneSource, WavSource
+from procall.client._media.softphone import MediaNegotiator, Softphone
 from procall.client._models import (
     Availability,
+    Call,
+    ForwardingRule,
     Presence,
     ServerEndpoint,
     SessionInfo,
@@ -46,8 +54,10 @@ from procall.client._options import (
 
 __all__ = [
     "DEFAULT_CLIENT_NAME",
+    "AudioSource",
     "Availability",
     "Backoff",
+    "Call",
     "CallChanged",
     "ChannelFactory",
     "ClientEvent",
@@ -55,21 +65,27 @@ __all__ = [
     "Connected",
     "ConversationChanged",
     "Disconnected",
+    "ForwardingRule",
     "JournalEntryAdded",
+    "MediaNegotiator",
     "MessageCreated",
     "Presence",
     "PresenceChanged",
     "ProcallClient",
     "ProcallClientError",
     "ReadReceipt",
+    "Recording",
     "Redirected",
     "Resynced",
     "ServerEndpoint",
     "SessionClosed",
     "SessionInfo",
+    "Softphone",
     "TelephonyState",
+    "ToneSource",
     "TypingChanged",
     "UnknownEvent",
+    "WavSource",
     "event_from_proto",
     "insecure_channel",
     "tls_channels",

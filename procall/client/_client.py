@@ -37,6 +37,7 @@ from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
+from procall.client._calls import CallMethods
 from procall.client._errors import ProcallClientError, error_from_rpc
 from procall.client._events import ClientEvent
 from procall.client._models import (
@@ -68,11 +69,13 @@ def _lifetime(session: session_pb2.Session) -> float:
     )
 
 
-class ProcallClient:
+class ProcallClient(CallMethods):
     """One logged-on session of a user (see the module doc).
 
     Create it with ``await ProcallClient.login(...)`` (or ``attach(...)`` for a
-    session token you kept); use it as ``async with`` to log out at the end.
+    session token you kept); use it as ``async with`` to log out at the end. The calls
+    methods (``place_call``, ``answer_call``, ``negotiate_media``, ...) come from
+    ``procall.client._calls``.
     """
 
     def __init__(

@@ -29,10 +29,12 @@ from procall.api.journal.v1 import journal_pb2
 from procall.api.session.v1 import session_pb2
 from procall.client._models import (
     Availability,
+    Call,
     Presence,
     ServerEndpoint,
     TelephonyState,
     datetime_from_proto,
+    enum_name,
 )
 
 __all__ = [
@@ -190,6 +192,16 @@ class CallChanged(ClientEvent):
     answered_by_user_id: str = ""
     #: Why the call ended (``hangup``, ``declined``, ...); empty until it has.
     end_reason: str = ""
+    #: The MediaServer carrying the call; a new one while ``connected`` means the call
+    #: moved off a failed server and each party must negotiate its media again.
+    media_server_id: str = ""
+
+    @property
+    def call(self) -> Call | None:
+        """The whole call as a ``Call`` (None for an event not built from the wire)."""
+        if self.raw is None or self.raw.WhichOneof("payload") != "call_changed":
+            return None
+        return Call.from_proto(self.raw.call_changed.call)
 
 
 @dataclass(frozen=True)
@@ -208,15 +220,6 @@ class UnknownEvent(ClientEvent):
     """An event this SDK does not know (a newer server); ``payload`` names its kind."""
 
     payload: str
-
-
-def _enum_name(enum: object, value: int, prefix: str) -> str:
-    try:
-        name: str = enum.Name(value)  # type: ignore[attr-defined]
-    except ValueError:
-        return str(value)
-    name = name.removeprefix(prefix).lower()
-    return "" if name == "unspecified" else name
 
 
 def _endpoint(message: session_pb2.ServerEndpoint) -> ServerEndpoint:
@@ -268,19 +271,20 @@ def event_from_proto(event: session_pb2.Event) -> ClientEvent:
         call = event.call_changed.call
         return CallChanged(
             call.call_id,
-            _enum_name(call_pb2.CallState, call.state, "CALL_STATE_"),
+            enum_name(call_pb2.CallState, call.state, "CALL_STATE_"),
             call.caller_user_id,
             call.callee_user_id,
             call.target_user_id,
             call.answered_by_user_id,
-            _enum_name(call_pb2.EndReason, call.end_reason, "END_REASON_"),
+            enum_name(call_pb2.EndReason, call.end_reason, "END_REASON_"),
+            call.media_server_id,
             **meta,
         )
     if kind == "journal_entry_added":
         e = event.journal_entry_added.entry
         return JournalEntryAdded(
             e.entry_id,
-            _enum_name(journal_pb2.JournalEntryKind, e.kind, "JOURNAL_ENTRY_KIND_"),
+            enum_name(journal_pb2.JournalEntryKind, e.kind, "JOURNAL_ENTRY_KIND_"),
             e.peer_user_id,
             e.call_id,
             e.text,

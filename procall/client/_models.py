@@ -6,17 +6,21 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
+from procall.api.call.v1 import call_pb2
 from procall.api.presence.v1 import presence_pb2
 
 __all__ = [
     "Availability",
+    "Call",
+    "ForwardingRule",
     "Presence",
     "ServerEndpoint",
     "SessionInfo",
     "TelephonyState",
     "datetime_from_proto",
+    "enum_name",
 ]
 
 
@@ -143,3 +147,124 @@ class SessionInfo:
     home_server: ServerEndpoint
     #: When the session token expires unless refreshed (the client refreshes it).
     expire_time: datetime | None = None
+
+
+def enum_name(enum: object, value: int, prefix: str) -> str:
+    """``END_REASON_HANGUP`` -> ``"hangup"``; ``""`` for ``*_UNSPECIFIED``; the number when
+    the value is newer than this SDK."""
+    try:
+        name: str = enum.Name(value)  # type: ignore[attr-defined]
+    except ValueError:
+        return str(value)
+    name = name.removeprefix(prefix).lower()
+    return "" if name == "unspecified" else name
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call between two users (``call.v1.Call``).
+
+    ``state`` is ``initiating``, ``ringing``, ``connected`` or ``ended``; ``end_reason``
+    (``hangup``, ``declined``, ``no_answer``, ``busy``, ``canceled``, ``unreachable``,
+    ``media_failure``, ``failed``) is empty until the call has ended.
+    """
+
+    call_id: str
+    state: str
+    caller_user_id: str
+    callee_user_id: str
+    #: Who the call rings for now (differs from the callee after forwarding).
+    target_user_id: str = ""
+    #: Who answered (the target, or a user who picked the call up); empty until answered.
+    answered_by_user_id: str = ""
+    #: The session that answered; empty until answered.
+    answered_session_id: str = ""
+    end_reason: str = ""
+    #: The MediaServer carrying the call's media; it changes when that server fails.
+    media_server_id: str = ""
+    video: bool = False
+    create_time: datetime | None = None
+    answer_time: datetime | None = None
+    end_time: datetime | None = None
+    #: Users the call was forwarded from, in order.
+    forwarded_from_user_ids: tuple[str, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        """Whether the call is over."""
+        return self.state == "ended"
+
+    @classmethod
+    def from_proto(cls, message: call_pb2.Call) -> Call:
+        """The view of a wire message."""
+        return cls(
+            call_id=message.call_id,
+            state=enum_name(call_pb2.CallState, message.state, "CALL_STATE_"),
+            caller_user_id=message.caller_user_id,
+            callee_user_id=message.callee_user_id,
+            target_user_id=message.target_user_id,
+            answered_by_user_id=message.answered_by_user_id,
+            answered_session_id=message.answered_session_id,
+            end_reason=enum_name(call_pb2.EndReason, message.end_reason, "END_REASON_"),
+            media_server_id=message.media_server_id,
+            video=message.video,
+            create_time=datetime_from_proto(message.create_time),
+            answer_time=datetime_from_proto(message.answer_time),
+            end_time=datetime_from_proto(message.end_time),
+            forwarded_from_user_ids=tuple(message.forwarded_from_user_ids),
+        )
+
+
+_CONDITIONS = ("always", "busy", "no_answer", "offline")
+
+
+@dataclass(frozen=True)
+class ForwardingRule:
+    """Send a user's calls to ``target_user_id`` under ``condition`` (``call.v1.ForwardingRule``).
+
+    ``condition`` is ``always``, ``busy``, ``no_answer`` or ``offline``;
+    ``no_answer_timeout`` (seconds, ``None`` for the server's default of 20 s) applies to
+    ``no_answer`` only.
+    """
+
+    condition: str
+    target_user_id: str
+    no_answer_timeout: float | None = None
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.condition not in _CONDITIONS:
+            raise ValueError(
+                f"unknown forwarding condition {self.condition!r} (choose from "
+                f"{', '.join(_CONDITIONS)})"
+            )
+
+    @classmethod
+    def from_proto(cls, message: call_pb2.ForwardingRule) -> ForwardingRule:
+        """The view of a wire message (an unknown condition raises ``ValueError``)."""
+        timeout = None
+        if message.HasField("no_answer_timeout"):
+            timeout = message.no_answer_timeout.ToNanoseconds() / 1e9
+        return cls(
+            condition=enum_name(
+                call_pb2.ForwardingCondition, message.condition, "FORWARDING_CONDITION_"
+            ),
+            target_user_id=message.target_user_id,
+            no_answer_timeout=timeout,
+            enabled=message.enabled,
+        )
+
+    def to_proto(self) -> call_pb2.ForwardingRule:
+        """The wire message."""
+        message = call_pb2.ForwardingRule(
+            condition=call_pb2.ForwardingCondition.Value(
+                f"FORWARDING_CONDITION_{self.condition.upper()}"
+            ),
+            target_user_id=self.target_user_id,
+            enabled=self.enabled,
+        )
+        if self.no_answer_timeout is not None:
+            duration = duration_pb2.Duration()
+            duration.FromNanoseconds(int(self.no_answer_timeout * 1e9))
+            message.no_answer_timeout.CopyFrom(duration)
+        return message

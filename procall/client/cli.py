@@ -7,6 +7,9 @@
         presence get USER_ID...
         contacts add USER... | contacts remove USER_ID... | contacts list
         watch
+        call USER [--tone HZ | --wav FILE] [--record FILE] [--seconds N] [--host-address A]
+        answer [--call-id ID] [--wait N] [--tone HZ | --wav FILE] [--record FILE] [--seconds N]
+        hangup CALL_ID
 
 ``--server`` and ``--data-dir`` may also come after ``login USER`` or at the end;
 ``contacts add`` takes usernames (what a person types) or user ids.
@@ -14,7 +17,8 @@
 Each invocation logs in (through any UCServer; the client goes on to the home
 server), runs its command and logs out; ``watch`` prints the contacts'
 presence, then one line per event until Ctrl-C, reconnecting and resuming by
-itself. Logging out ends a session: when it was the user's only one, the
+itself. ``call`` and ``answer`` carry a call's audio with a softphone (see
+``procall.client._cli_calls``). Logging out ends a session: when it was the user's only one, the
 server shows the user offline again, so keep a ``watch`` (or another client)
 running to hold a presence set with ``presence set``.
 
@@ -44,6 +48,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from procall.client._cli_calls import (
+    CALL_ACTIONS,
+    add_call_parsers,
+    audio_source,
+    run_call_action,
+)
 from procall.client._client import ProcallClient
 from procall.client._errors import ProcallClientError
 from procall.client._events import SessionClosed
@@ -152,7 +162,8 @@ def add_client_parser(subparsers: Any) -> argparse.ArgumentParser:
     contact_actions.add_parser("list", help="show contacts with their presence")
 
     watch = actions.add_parser("watch", help="print events as they come, until Ctrl-C")
-    for leaf in (setting, getting, watch, *contact_actions.choices.values()):
+    calls = add_call_parsers(actions)
+    for leaf in (setting, getting, watch, *calls, *contact_actions.choices.values()):
         _add_where(leaf, first=False)  # also at the end of the command line
     client.set_defaults(handler=run_client_command)
     return client
@@ -257,13 +268,17 @@ async def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int
         ca_file = server_ca_file(getattr(args, "cacert", None), args.server, args.data_dir)
         factory = tls_channels(ca_file) if ca_file else None
         password = password_for(args)
+        source = audio_source(args)
+    except ValueError as exc:  # an unusable --wav or --record
+        print(f"procall: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except ClientCliError as exc:
         print(f"procall: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if exc.usage else EXIT_FAILED
     except OSError as exc:
         print(f"procall: error: cannot read the CA certificate: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    watching = args.client_action == "watch"
+    watching = args.client_action in ("watch", "call", "answer")
     try:
         client = await ProcallClient.login(
             address,
@@ -277,6 +292,8 @@ async def run_client(args: argparse.Namespace, out: TextIO | None = None) -> int
         print(f"procall: error: login at {address} failed: {_error_line(error)}", file=sys.stderr)
         return EXIT_FAILED
     try:
+        if args.client_action in CALL_ACTIONS:
+            return await run_call_action(client, args, out, source)
         if watching:
             return await _watch(client, out)
         await _run_action(client, args, out)

@@ -257,12 +257,13 @@ SURFACE: dict[str, set[str]] = {
     },
     # the client SDK
     "procall.client": {
-        "DEFAULT_CLIENT_NAME", "Availability", "Backoff", "CallChanged", "ChannelFactory",
-        "ClientEvent", "ClientOptions", "Connected", "ConversationChanged", "Disconnected",
-        "JournalEntryAdded", "MessageCreated", "Presence", "PresenceChanged", "ProcallClient",
-        "ProcallClientError", "ReadReceipt", "Redirected", "Resynced", "ServerEndpoint",
-        "SessionClosed", "SessionInfo", "TelephonyState", "TypingChanged", "UnknownEvent",
-        "event_from_proto", "insecure_channel", "tls_channels",
+        "DEFAULT_CLIENT_NAME", "AudioSource", "Availability", "Backoff", "Call", "CallChanged",
+        "ChannelFactory", "ClientEvent", "ClientOptions", "Connected", "ConversationChanged",
+        "Disconnected", "ForwardingRule", "JournalEntryAdded", "MediaNegotiator",
+        "MessageCreated", "Presence", "PresenceChanged", "ProcallClient", "ProcallClientError",
+        "ReadReceipt", "Recording", "Redirected", "Resynced", "ServerEndpoint", "SessionClosed",
+        "SessionInfo", "Softphone", "TelephonyState", "ToneSource", "TypingChanged",
+        "UnknownEvent", "WavSource", "event_from_proto", "insecure_channel", "tls_channels",
     },
     "procall.client.cli": {
         "CLIENT_NAME", "ClientCliError", "add_client_parser", "run_client", "run_client_command",
