@@ -8,6 +8,7 @@ that ends a call releases its media, writes the journal entries and tells the pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -125,11 +126,13 @@ class Calls:
             earlier = await self._store.by_request(caller, request_id)
             if earlier is not None:
                 return earlier
-        if not await self._callees.exists(callee):
+        # the Directory's answer and the forwarding decision at once (ringing waits for both)
+        known, (route, reach) = await asyncio.gather(
+            self._callees.exists(callee), self._route(callee, caller)
+        )
+        if not known:
             raise NotFound(f"user {callee!r} does not exist", metadata={"user_id": callee})
-        route = await self._forwarding.route(callee, self._reachability, caller=caller)
         target = route.target_user_id
-        reach = await self._reachability(target)
         if not reach.online:
             raise FailedPrecondition(
                 f"{target} has no client logged on", reason="CALLEE_OFFLINE",
@@ -322,6 +325,11 @@ class Calls:
         if call.no_answer_target:
             return call.ring_time + call.no_answer_seconds
         return call.ring_time + self.timings.ring_seconds
+
+    async def _route(self, callee: str, caller: str) -> tuple[Route, Reachability]:
+        """Where a new call for ``callee`` rings, and whether that user can take it."""
+        route = await self._forwarding.route(callee, self._reachability, caller=caller)
+        return route, await self._reachability(route.target_user_id)
 
     async def _reachability(self, user_id: str) -> Reachability:
         online = await self._callees.online(user_id)

@@ -44,6 +44,9 @@ __all__ = ["CallComponent", "TelephonySetter"]
 
 _log = logging.getLogger(__name__)
 _OFFLINE = (Availability.OFFLINE, Availability.UNKNOWN)
+#: How long (seconds) and how many users the Directory's "this user exists" is remembered.
+_KNOWN_SECONDS = 300.0
+_KNOWN_USERS = 100_000
 
 
 class TelephonySetter(Protocol):
@@ -60,9 +63,20 @@ class _Callees:
     def __init__(self, clients: UpstreamClients, presence: PresenceStore) -> None:
         self._clients = clients
         self._presence = presence
+        #: Users the Directory knew, until when (a user is rarely deleted; a call to one
+        #: deleted meanwhile finds nobody online).
+        self._known: dict[str, float] = {}
 
     async def exists(self, user_id: str) -> bool:
-        return not await self._clients.unknown_users([user_id])
+        now = time.monotonic()
+        if self._known.get(user_id, 0.0) > now:
+            return True
+        if await self._clients.unknown_users([user_id]):
+            return False
+        if len(self._known) >= _KNOWN_USERS:
+            self._known.clear()
+        self._known[user_id] = now + _KNOWN_SECONDS
+        return True
 
     async def online(self, user_id: str) -> bool:
         (presence,) = await self._presence.get_many([user_id])
