@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from procall.calls.forwarding import ForwardingService, Reachability, Route
 from procall.calls.model import Call, CallState, EndReason
@@ -126,24 +126,26 @@ class Calls:
             earlier = await self._store.by_request(caller, request_id)
             if earlier is not None:
                 return earlier
-        # the Directory's answer and the forwarding decision at once (ringing waits for both)
-        known, (route, reach) = await asyncio.gather(
-            self._callees.exists(callee), self._route(callee, caller)
-        )
-        if not known:
-            raise NotFound(f"user {callee!r} does not exist", metadata={"user_id": callee})
-        target = route.target_user_id
-        if not reach.online:
-            raise FailedPrecondition(
-                f"{target} has no client logged on", reason="CALLEE_OFFLINE",
-                metadata={"user_id": target},
-            )  # fmt: skip
-        if reach.busy:
-            raise FailedPrecondition(
-                f"{target} is in another call", reason="CALLEE_BUSY", metadata={"user_id": target}
-            )
+        # the Directory's answer, the forwarding decision and the MediaServer at once: the
+        # callee's clients ring only after all three (a refused call gives its media back)
         call_id = self._new_id()
-        media = await self._media.allocate(call_id)
+        known, routed, media = await asyncio.gather(
+            self._callees.exists(callee),
+            self._route(callee, caller),
+            self._media.allocate(call_id),
+            return_exceptions=True,
+        )
+        try:
+            if not _result(known):
+                raise NotFound(f"user {callee!r} does not exist", metadata={"user_id": callee})
+            route, reach = _result(routed)
+            _check_reachable(route.target_user_id, reach)
+            media = _result(media)
+        except ProcallError:
+            if isinstance(media, MediaAllocation):
+                await self._release(call_id, media)
+            raise
+        target = route.target_user_id
         now = self._clock()
         call = Call(
             call_id=call_id,
@@ -163,7 +165,7 @@ class Calls:
         )
         stored = await self._store.create(call, self.timings.live_ttl, self.timings.request_ttl)
         if stored.call_id != call_id:  # a concurrent retry of the same request won
-            await self._media.release(call_id, media)
+            await self._release(call_id, media)
             return stored
         await self._events.changed(stored)
         return stored
@@ -442,18 +444,43 @@ class Calls:
                 return changed
         raise Aborted(f"call {call_id} changed too often at once; try again")
 
+    async def _release(self, call_id: str, media: MediaAllocation) -> None:
+        try:
+            await self._media.release(call_id, media)
+        except ProcallError as error:  # the bridge ends with its legs or its server anyway
+            _log.info("media of call %s not released: %s", call_id, error.message)
+
     async def _finish(self, call: Call) -> None:
         """An ended call: tell the parties, release its media, write the journal."""
         await self._events.changed(call)
-        media = MediaAllocation(call.media_server_id, call.media_address)
-        try:
-            await self._media.release(call.call_id, media)
-        except ProcallError as error:  # the bridge ends with its legs or its server anyway
-            _log.info("media of call %s not released: %s", call.call_id, error.message)
+        await self._release(call.call_id, MediaAllocation(call.media_server_id, call.media_address))
         try:
             await self._journal.record(journal_entries(call))
         except Unavailable as error:
             _log.warning("journal of call %s not written: %s", call.call_id, error.message)
+
+
+_T = TypeVar("_T")
+
+
+def _result(outcome: _T | BaseException) -> _T:
+    """The value of one ``gather(..., return_exceptions=True)`` outcome (its error raised)."""
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _check_reachable(target: str, reach: Reachability) -> None:
+    """FAILED_PRECONDITION unless ``target`` is online and not in another call."""
+    if not reach.online:
+        raise FailedPrecondition(
+            f"{target} has no client logged on", reason="CALLEE_OFFLINE",
+            metadata={"user_id": target},
+        )  # fmt: skip
+    if reach.busy:
+        raise FailedPrecondition(
+            f"{target} is in another call", reason="CALLEE_BUSY", metadata={"user_id": target}
+        )
 
 
 def _no_answer(route: Route) -> dict[str, Any]:
