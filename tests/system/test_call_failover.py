@@ -157,6 +157,21 @@ async def test_killed_media_server_calls_move_and_audio_returns(
         print("seconds without audio per call after the kill:", [f"{s:.2f}" for s in silent])
         assert max(silent) < 6.0
 
+        # once media-1's heartbeat expired, no new call is placed on it
+        await _until(lambda: _has_only(center, {"media-2"}), timeout=4 * TTL)
+        (caller, callee), (first_call, _) = phones[0], calls[0]
+        await caller.calls.HangUp(
+            call_pb.HangUpRequest(call_id=first_call), metadata=caller.metadata
+        )
+        for _ in range(5):
+            again = await caller.place(callee)
+            assert again.media_server_id == "media-2"
+            await caller.calls.HangUp(
+                call_pb.HangUpRequest(call_id=again.call_id), metadata=caller.metadata
+            )
+        calls = calls[1:]
+        phones = phones[1:]
+
         # the last MediaServer dies too: every call ends MEDIA_FAILURE within a few seconds
         center.kill("media-2")
         for (caller, callee), (call_id, _) in zip(phones, calls, strict=True):

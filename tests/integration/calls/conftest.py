@@ -64,11 +64,12 @@ async def media_servers(
 
 @pytest.fixture
 async def phones(system: System) -> AsyncIterator[Callable[..., object]]:
-    """``await phone(name)``: a new logged-on client of a user, its stream open."""
+    """``await phone(name)``: a new logged-on client of a user (of HOMES, or homed on
+    ``home``), its stream open."""
     made: list[Phone] = []
 
-    async def phone(name: str) -> Phone:
-        home = dict(HOMES)[name]
+    async def phone(name: str, home: str = "") -> Phone:
+        home = home or dict(HOMES)[name]
         address = system.ucservers[home].address
         reply = await login(address, name)
         made.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable
 from typing import Any
 
@@ -22,7 +23,7 @@ from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.servers.runtime.app import ServerApp
 from tests.helpers.calls import Phone
 from tests.helpers.media import LoopbackPeer
-from tests.helpers.topology import System, error_info, wait_for
+from tests.helpers.topology import PASSWORD, System, error_info, wait_for
 from tests.integration.calls.conftest import RING_SECONDS
 
 RINGING = call_pb2.CALL_STATE_RINGING
@@ -288,3 +289,33 @@ async def test_concurrent_calls_are_spread_over_the_media_servers(
     second = await carol.place(dave)
     # the Lookup weighs each server's calls (reserved ones included): one call on each
     assert {first.media_server_id, second.media_server_id} == set(media_servers)
+
+
+async def test_a_hundred_set_ups_spread_over_the_media_servers(
+    system: System, phones: Any, media_servers: dict[str, ServerApp]
+) -> None:
+    async with system.operator_channel(system.directory) as channel:
+        stub = directory_grpc.DirectoryServiceStub(channel)
+        for i in range(10):
+            made = await stub.CreateUser(
+                directory_pb.CreateUserRequest(
+                    user=directory_pb2.User(
+                        username=f"agent{i}", display_name=f"Agent {i}", home_server_id="uc-2"
+                    ),
+                    password=PASSWORD,
+                )
+            )
+            system.users[f"agent{i}"] = made.user.user_id
+    alice = await phones("alice")
+    agents = [await phones(f"agent{i}", "uc-2") for i in range(10)]
+    placed: list[call_pb2.Call] = []
+    for i in range(100):
+        if len(placed) >= 10:  # ten calls at a time: the oldest ends before the next
+            oldest = placed[-10]
+            await alice.calls.HangUp(
+                call_pb.HangUpRequest(call_id=oldest.call_id), metadata=alice.metadata
+            )
+        placed.append(await alice.place(agents[i % 10]))
+    counts = Counter(c.media_server_id for c in placed)
+    assert set(counts) == set(media_servers)
+    assert all(40 <= n <= 60 for n in counts.values()), counts
