@@ -89,6 +89,10 @@ class Callees(Protocol):
         """Whether the user exists in the Directory."""
         ...
 
+    async def user_id_of(self, username: str) -> str | None:
+        """The id of the user with this login name, None when there is none."""
+        ...
+
     async def online(self, user_id: str) -> bool:
         """Whether the user has a client logged on anywhere."""
         ...

@@ -115,9 +115,22 @@ class Calls:
     # -- placing ---------------------------------------------------------------------------
 
     async def place(
-        self, caller: str, session_id: str, callee: str, video: bool, request_id: str
+        self,
+        caller: str,
+        session_id: str,
+        callee: str,
+        video: bool,
+        request_id: str,
+        callee_username: str = "",
     ) -> Call:
-        """Place a call from ``caller`` to ``callee``; a retried request returns its call."""
+        """Place a call from ``caller`` to ``callee`` (or to the user named
+        ``callee_username``); a retried request returns its call."""
+        if not callee and callee_username:
+            name = check_id(callee_username, "callee_username")
+            found = await self._callees.user_id_of(name)
+            if found is None:
+                raise NotFound(f"no user is named {name!r}", metadata={"username": name})
+            callee = found
         callee = check_id(callee, "callee_user_id")
         request_id = check_request_id(request_id, required=False)
         if callee == caller:

@@ -37,16 +37,25 @@ class CallMethods:
         raise NotImplementedError  # pragma: no cover - ProcallClient provides it
 
     async def place_call(
-        self, user_id: str, *, video: bool = False, request_id: str | None = None
+        self,
+        user_id: str = "",
+        *,
+        username: str = "",
+        video: bool = False,
+        request_id: str | None = None,
     ) -> Call:
-        """Call ``user_id``; returns the new call (``initiating`` or ``ringing``).
+        """Call ``user_id`` (or the user whose login name is ``username``); returns the new
+        call (``initiating`` or ``ringing``).
 
         The callee's forwarding rules apply (``target_user_id`` says who it rings for).
         ``request_id`` makes the place idempotent: a retry with the same id returns the same
         call (one is made up when not given, and reused by this method's own retries).
         """
         request = call_pb.PlaceCallRequest(
-            callee_user_id=user_id, video=video, request_id=request_id or str(uuid.uuid4())
+            callee_user_id=user_id,
+            callee_username=username,
+            video=video,
+            request_id=request_id or str(uuid.uuid4()),
         )
         reply = await self._invoke(
             lambda ch, md, t: call_grpc.CallServiceStub(ch).PlaceCall(

@@ -80,7 +80,7 @@ def add_call_parsers(actions: argparse._SubParsersAction[argparse.ArgumentParser
     call.add_argument(
         "callee",
         metavar="USER",
-        help="user id or username to call (a username is found by adding it to your contacts)",
+        help="user id or username to call",
     )
     _add_media(call)
     answer = actions.add_parser("answer", help="answer a ringing call, talk, hang up")
@@ -225,17 +225,14 @@ class _Talk:
         line = format_event(event)
         self.say(f"{line}  (media moved to {event.media_server_id})" if moved else line)
 
-    async def _callee_id(self) -> str:
+    async def _place(self) -> bool:
         callee: str = self.args.callee
         try:
             uuid.UUID(callee)
-        except ValueError:  # a username: the contacts lookup is the one that takes names
-            (found,) = await self.client.add_contacts(usernames=[callee])
-            return found.user_id
-        return callee
-
-    async def _place(self) -> bool:
-        call = await self.client.place_call(await self._callee_id())
+        except ValueError:  # a username
+            call = await self.client.place_call(username=callee)
+        else:
+            call = await self.client.place_call(callee)
         self.call_id = call.call_id
         self.say(f"calling {self.args.callee}: call {call.call_id}")
         if call.state in ("ringing", "connected"):

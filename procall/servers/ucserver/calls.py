@@ -78,6 +78,10 @@ class _Callees:
         self._known[user_id] = now + _KNOWN_SECONDS
         return True
 
+    async def user_id_of(self, username: str) -> str | None:
+        (found,) = await self._clients.user_ids_of([username])
+        return found
+
     async def online(self, user_id: str) -> bool:
         (presence,) = await self._presence.get_many([user_id])
         return presence.availability not in _OFFLINE

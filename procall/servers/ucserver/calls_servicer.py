@@ -34,6 +34,7 @@ class CallServicer(call_grpc.CallServiceServicer):
             request.callee_user_id,
             request.video,
             request.request_id,
+            request.callee_username,
         )
         return call_pb.PlaceCallResponse(call=call_to_proto(call))
 

@@ -60,6 +60,11 @@ async def test_bad_calls_get_a_reason_and_leave_no_call(system: System, phones: 
         grpc.StatusCode.NOT_FOUND,
         "NOT_FOUND",
     )
+    nobody = call_pb.PlaceCallRequest(callee_username="nobody-by-that-name")
+    assert await _failure(alice.calls.PlaceCall(nobody, metadata=alice.metadata)) == (
+        grpc.StatusCode.NOT_FOUND,
+        "NOT_FOUND",
+    )
     self_call = call_pb.PlaceCallRequest(callee_user_id=alice.user_id)
     code, _ = await _failure(alice.calls.PlaceCall(self_call, metadata=alice.metadata))
     assert code == grpc.StatusCode.INVALID_ARGUMENT

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from procall.api.call.v1 import call_pb2 as procall_dot_api_dot_call_dot_v1_dot_call__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&procall/api/call/v1/call_service.proto\x12\x13procall.api.call.v1\x1a\x1eprocall/api/call/v1/call.proto\"M\n\x10PlaceCallRequest\x12\x16\n\x0e\x63\x61llee_user_id\x18\x01 \x01(\t\x12\r\n\x05video\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"<\n\x11PlaceCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"$\n\x11\x41nswerCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"=\n\x12\x41nswerCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"%\n\x12\x44\x65\x63lineCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\">\n\x13\x44\x65\x63lineCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\" \n\rHangUpRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"9\n\x0eHangUpResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"$\n\x11PickUpCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"=\n\x12PickUpCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\";\n\x15NegotiateMediaRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x11\n\tsdp_offer\x18\x02 \x01(\t\"E\n\x16NegotiateMediaResponse\x12\x12\n\nsdp_answer\x18\x01 \x01(\t\x12\x17\n\x0fmedia_server_id\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\":\n\x0fGetCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"\x18\n\x16ListActiveCallsRequest\"C\n\x17ListActiveCallsResponse\x12(\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x19.procall.api.call.v1.Call\"\'\n\x14GetForwardingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"K\n\x15GetForwardingResponse\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule\"[\n\x14SetForwardingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x05rules\x18\x02 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule\"K\n\x15SetForwardingResponse\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule2\xdb\x07\n\x0b\x43\x61llService\x12Z\n\tPlaceCall\x12%.procall.api.call.v1.PlaceCallRequest\x1a&.procall.api.call.v1.PlaceCallResponse\x12]\n\nAnswerCall\x12&.procall.api.call.v1.AnswerCallRequest\x1a\'.procall.api.call.v1.AnswerCallResponse\x12`\n\x0b\x44\x65\x63lineCall\x12\'.procall.api.call.v1.DeclineCallRequest\x1a(.procall.api.call.v1.DeclineCallResponse\x12Q\n\x06HangUp\x12\".procall.api.call.v1.HangUpRequest\x1a#.procall.api.call.v1.HangUpResponse\x12]\n\nPickUpCall\x12&.procall.api.call.v1.PickUpCallRequest\x1a\'.procall.api.call.v1.PickUpCallResponse\x12i\n\x0eNegotiateMedia\x12*.procall.api.call.v1.NegotiateMediaRequest\x1a+.procall.api.call.v1.NegotiateMediaResponse\x12T\n\x07GetCall\x12#.procall.api.call.v1.GetCallRequest\x1a$.procall.api.call.v1.GetCallResponse\x12l\n\x0fListActiveCalls\x12+.procall.api.call.v1.ListActiveCallsRequest\x1a,.procall.api.call.v1.ListActiveCallsResponse\x12\x66\n\rGetForwarding\x12).procall.api.call.v1.GetForwardingRequest\x1a*.procall.api.call.v1.GetForwardingResponse\x12\x66\n\rSetForwarding\x12).procall.api.call.v1.SetForwardingRequest\x1a*.procall.api.call.v1.SetForwardingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&procall/api/call/v1/call_service.proto\x12\x13procall.api.call.v1\x1a\x1eprocall/api/call/v1/call.proto\"f\n\x10PlaceCallRequest\x12\x16\n\x0e\x63\x61llee_user_id\x18\x01 \x01(\t\x12\r\n\x05video\x18\x02 \x01(\x08\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x17\n\x0f\x63\x61llee_username\x18\x04 \x01(\t\"<\n\x11PlaceCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"$\n\x11\x41nswerCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"=\n\x12\x41nswerCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"%\n\x12\x44\x65\x63lineCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\">\n\x13\x44\x65\x63lineCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\" \n\rHangUpRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"9\n\x0eHangUpResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"$\n\x11PickUpCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"=\n\x12PickUpCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\";\n\x15NegotiateMediaRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x11\n\tsdp_offer\x18\x02 \x01(\t\"E\n\x16NegotiateMediaResponse\x12\x12\n\nsdp_answer\x18\x01 \x01(\t\x12\x17\n\x0fmedia_server_id\x18\x02 \x01(\t\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\":\n\x0fGetCallResponse\x12\'\n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x19.procall.api.call.v1.Call\"\x18\n\x16ListActiveCallsRequest\"C\n\x17ListActiveCallsResponse\x12(\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x19.procall.api.call.v1.Call\"\'\n\x14GetForwardingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"K\n\x15GetForwardingResponse\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule\"[\n\x14SetForwardingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x32\n\x05rules\x18\x02 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule\"K\n\x15SetForwardingResponse\x12\x32\n\x05rules\x18\x01 \x03(\x0b\x32#.procall.api.call.v1.ForwardingRule2\xdb\x07\n\x0b\x43\x61llService\x12Z\n\tPlaceCall\x12%.procall.api.call.v1.PlaceCallRequest\x1a&.procall.api.call.v1.PlaceCallResponse\x12]\n\nAnswerCall\x12&.procall.api.call.v1.AnswerCallRequest\x1a\'.procall.api.call.v1.AnswerCallResponse\x12`\n\x0b\x44\x65\x63lineCall\x12\'.procall.api.call.v1.DeclineCallRequest\x1a(.procall.api.call.v1.DeclineCallResponse\x12Q\n\x06HangUp\x12\".procall.api.call.v1.HangUpRequest\x1a#.procall.api.call.v1.HangUpResponse\x12]\n\nPickUpCall\x12&.procall.api.call.v1.PickUpCallRequest\x1a\'.procall.api.call.v1.PickUpCallResponse\x12i\n\x0eNegotiateMedia\x12*.procall.api.call.v1.NegotiateMediaRequest\x1a+.procall.api.call.v1.NegotiateMediaResponse\x12T\n\x07GetCall\x12#.procall.api.call.v1.GetCallRequest\x1a$.procall.api.call.v1.GetCallResponse\x12l\n\x0fListActiveCalls\x12+.procall.api.call.v1.ListActiveCallsRequest\x1a,.procall.api.call.v1.ListActiveCallsResponse\x12\x66\n\rGetForwarding\x12).procall.api.call.v1.GetForwardingRequest\x1a*.procall.api.call.v1.GetForwardingResponse\x12\x66\n\rSetForwarding\x12).procall.api.call.v1.SetForwardingRequest\x1a*.procall.api.call.v1.SetForwardingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,45 +33,45 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.api.call.v1.call_se
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PLACECALLREQUEST']._serialized_start=95
-  _globals['_PLACECALLREQUEST']._serialized_end=172
-  _globals['_PLACECALLRESPONSE']._serialized_start=174
-  _globals['_PLACECALLRESPONSE']._serialized_end=234
-  _globals['_ANSWERCALLREQUEST']._serialized_start=236
-  _globals['_ANSWERCALLREQUEST']._serialized_end=272
-  _globals['_ANSWERCALLRESPONSE']._serialized_start=274
-  _globals['_ANSWERCALLRESPONSE']._serialized_end=335
-  _globals['_DECLINECALLREQUEST']._serialized_start=337
-  _globals['_DECLINECALLREQUEST']._serialized_end=374
-  _globals['_DECLINECALLRESPONSE']._serialized_start=376
-  _globals['_DECLINECALLRESPONSE']._serialized_end=438
-  _globals['_HANGUPREQUEST']._serialized_start=440
-  _globals['_HANGUPREQUEST']._serialized_end=472
-  _globals['_HANGUPRESPONSE']._serialized_start=474
-  _globals['_HANGUPRESPONSE']._serialized_end=531
-  _globals['_PICKUPCALLREQUEST']._serialized_start=533
-  _globals['_PICKUPCALLREQUEST']._serialized_end=569
-  _globals['_PICKUPCALLRESPONSE']._serialized_start=571
-  _globals['_PICKUPCALLRESPONSE']._serialized_end=632
-  _globals['_NEGOTIATEMEDIAREQUEST']._serialized_start=634
-  _globals['_NEGOTIATEMEDIAREQUEST']._serialized_end=693
-  _globals['_NEGOTIATEMEDIARESPONSE']._serialized_start=695
-  _globals['_NEGOTIATEMEDIARESPONSE']._serialized_end=764
-  _globals['_GETCALLREQUEST']._serialized_start=766
-  _globals['_GETCALLREQUEST']._serialized_end=799
-  _globals['_GETCALLRESPONSE']._serialized_start=801
-  _globals['_GETCALLRESPONSE']._serialized_end=859
-  _globals['_LISTACTIVECALLSREQUEST']._serialized_start=861
-  _globals['_LISTACTIVECALLSREQUEST']._serialized_end=885
-  _globals['_LISTACTIVECALLSRESPONSE']._serialized_start=887
-  _globals['_LISTACTIVECALLSRESPONSE']._serialized_end=954
-  _globals['_GETFORWARDINGREQUEST']._serialized_start=956
-  _globals['_GETFORWARDINGREQUEST']._serialized_end=995
-  _globals['_GETFORWARDINGRESPONSE']._serialized_start=997
-  _globals['_GETFORWARDINGRESPONSE']._serialized_end=1072
-  _globals['_SETFORWARDINGREQUEST']._serialized_start=1074
-  _globals['_SETFORWARDINGREQUEST']._serialized_end=1165
-  _globals['_SETFORWARDINGRESPONSE']._serialized_start=1167
-  _globals['_SETFORWARDINGRESPONSE']._serialized_end=1242
-  _globals['_CALLSERVICE']._serialized_start=1245
-  _globals['_CALLSERVICE']._serialized_end=2232
+  _globals['_PLACECALLREQUEST']._serialized_end=197
+  _globals['_PLACECALLRESPONSE']._serialized_start=199
+  _globals['_PLACECALLRESPONSE']._serialized_end=259
+  _globals['_ANSWERCALLREQUEST']._serialized_start=261
+  _globals['_ANSWERCALLREQUEST']._serialized_end=297
+  _globals['_ANSWERCALLRESPONSE']._serialized_start=299
+  _globals['_ANSWERCALLRESPONSE']._serialized_end=360
+  _globals['_DECLINECALLREQUEST']._serialized_start=362
+  _globals['_DECLINECALLREQUEST']._serialized_end=399
+  _globals['_DECLINECALLRESPONSE']._serialized_start=401
+  _globals['_DECLINECALLRESPONSE']._serialized_end=463
+  _globals['_HANGUPREQUEST']._serialized_start=465
+  _globals['_HANGUPREQUEST']._serialized_end=497
+  _globals['_HANGUPRESPONSE']._serialized_start=499
+  _globals['_HANGUPRESPONSE']._serialized_end=556
+  _globals['_PICKUPCALLREQUEST']._serialized_start=558
+  _globals['_PICKUPCALLREQUEST']._serialized_end=594
+  _globals['_PICKUPCALLRESPONSE']._serialized_start=596
+  _globals['_PICKUPCALLRESPONSE']._serialized_end=657
+  _globals['_NEGOTIATEMEDIAREQUEST']._serialized_start=659
+  _globals['_NEGOTIATEMEDIAREQUEST']._serialized_end=718
+  _globals['_NEGOTIATEMEDIARESPONSE']._serialized_start=720
+  _globals['_NEGOTIATEMEDIARESPONSE']._serialized_end=789
+  _globals['_GETCALLREQUEST']._serialized_start=791
+  _globals['_GETCALLREQUEST']._serialized_end=824
+  _globals['_GETCALLRESPONSE']._serialized_start=826
+  _globals['_GETCALLRESPONSE']._serialized_end=884
+  _globals['_LISTACTIVECALLSREQUEST']._serialized_start=886
+  _globals['_LISTACTIVECALLSREQUEST']._serialized_end=910
+  _globals['_LISTACTIVECALLSRESPONSE']._serialized_start=912
+  _globals['_LISTACTIVECALLSRESPONSE']._serialized_end=979
+  _globals['_GETFORWARDINGREQUEST']._serialized_start=981
+  _globals['_GETFORWARDINGREQUEST']._serialized_end=1020
+  _globals['_GETFORWARDINGRESPONSE']._serialized_start=1022
+  _globals['_GETFORWARDINGRESPONSE']._serialized_end=1097
+  _globals['_SETFORWARDINGREQUEST']._serialized_start=1099
+  _globals['_SETFORWARDINGREQUEST']._serialized_end=1190
+  _globals['_SETFORWARDINGRESPONSE']._serialized_start=1192
+  _globals['_SETFORWARDINGRESPONSE']._serialized_end=1267
+  _globals['_CALLSERVICE']._serialized_start=1270
+  _globals['_CALLSERVICE']._serialized_end=2257
 # @@protoc_insertion_point(module_scope)

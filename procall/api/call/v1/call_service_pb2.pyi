@@ -28,22 +28,26 @@ class PlaceCallRequest(_message.Message):
     CALLEE_USER_ID_FIELD_NUMBER: _builtins.int
     VIDEO_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CALLEE_USERNAME_FIELD_NUMBER: _builtins.int
     callee_user_id: _builtins.str
     """The user to call."""
     video: _builtins.bool
     """Whether to request video."""
     request_id: _builtins.str
     """Idempotency key; a retried place returns the same call."""
+    callee_username: _builtins.str
+    """The user to call by login name, when callee_user_id is empty (what a person types)."""
     def __init__(
         self,
         *,
         callee_user_id: _builtins.str = ...,
         video: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        callee_username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["callee_user_id", b"callee_user_id", "request_id", b"request_id", "video", b"video"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["callee_user_id", b"callee_user_id", "callee_username", b"callee_username", "request_id", b"request_id", "video", b"video"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
