@@ -22,7 +22,7 @@ from procall.routing.ports import (
     MediaAllocations,
     ServerRegistry,
 )
-from procall.routing.registration import LoadGauge, Registrar, ServerIdentity
+from procall.routing.registration import CpuGauge, LoadGauge, Registrar, ServerIdentity
 from procall.routing.selection import Candidate, choose_two_random
 from procall.routing.service import ResolvedHome, RoutingService
 from procall.routing.topology import Listing, ServerObserved, TopologyObservation, TopologyView
@@ -37,6 +37,7 @@ __all__ = [
     "HomeDirectory",
     "HomeStore",
     "Listing",
+    "CpuGauge",
     "LoadGauge",
     "LookupPort",
     "MediaAllocations",

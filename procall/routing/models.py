@@ -60,13 +60,19 @@ class ServerInfo:
     outbox_depth: int = 0
     #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
     mesh_address: str = ""
+    #: Media legs carried (MediaServers).
+    legs: int = 0
+    #: CPU of the process over the last heartbeat interval, percent of one core (0: not
+    #: reported).
+    cpu_percent: int = 0
 
     @property
     def utilization(self) -> float:
-        """``load / capacity``; infinite for a server that declares no capacity."""
+        """``load / capacity``, or the CPU share of one core when that is higher; infinite
+        for a server that declares no capacity."""
         if self.capacity <= 0:
             return float("inf")
-        return self.load / self.capacity
+        return max(self.load / self.capacity, self.cpu_percent / 100)
 
     def same_state(self, other: ServerInfo) -> bool:
         """Whether ``other`` describes the same run in the same state.

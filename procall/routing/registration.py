@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,7 +34,7 @@ from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unauthent
 from procall.routing.models import ServerInfo, ServerRole
 from procall.routing.ports import LookupPort
 
-__all__ = ["LoadGauge", "Registrar", "ServerIdentity"]
+__all__ = ["CpuGauge", "LoadGauge", "Registrar", "ServerIdentity"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +52,34 @@ class ServerIdentity:
     version: str = ""
     #: Address other servers dial (the mutual-TLS port); empty when it is ``address``.
     mesh_address: str = ""
+
+
+class CpuGauge:
+    """The process's CPU use since the previous reading, in percent of one core, rounded to
+    a multiple of ``step`` (a reading per heartbeat: the routing view changes only when the
+    figure moves by a step). Pass it to the ``Registrar`` as ``cpu_percent``."""
+
+    def __init__(
+        self,
+        step: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
+        self._step = max(1, step)
+        self._clock = clock
+        self._cpu = cpu
+        self._at = clock()
+        self._used = cpu()
+        self._last = 0
+
+    def __call__(self) -> int:
+        """CPU percent of one core since the previous call (every thread of the process)."""
+        at, used = self._clock(), self._cpu()
+        elapsed, spent = at - self._at, used - self._used
+        self._at, self._used = at, used
+        if elapsed > 0:
+            self._last = int(round(100 * spent / elapsed / self._step)) * self._step
+        return self._last
 
 
 class LoadGauge:
@@ -109,6 +138,8 @@ class Registrar:
         draining: Callable[[], bool] | None = None,
         degraded: Callable[[], bool] | None = None,
         outbox_depth: Callable[[], int] | None = None,
+        legs: Callable[[], int] | None = None,
+        cpu_percent: Callable[[], int] | None = None,
         rng: random.Random | None = None,
         on_routable: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
@@ -120,6 +151,8 @@ class Registrar:
         self._draining = draining or _never
         self._degraded = degraded or _never
         self._outbox_depth = outbox_depth or (lambda: 0)
+        self._legs = legs or (lambda: 0)
+        self._cpu_percent = cpu_percent or (lambda: 0)
         self._interval = interval
         self._rng = rng or random.Random()
         self._on_routable = on_routable
@@ -160,6 +193,8 @@ class Registrar:
             draining=bool(self._draining()),
             degraded=bool(self._degraded()),
             outbox_depth=max(0, int(self._outbox_depth())),
+            legs=max(0, int(self._legs())),
+            cpu_percent=max(0, int(self._cpu_percent())),
             start_time=self._start_time,
             version=identity.version,
             mesh_address=identity.mesh_address if identity.mesh_address != identity.address else "",

@@ -46,10 +46,11 @@ class Candidate:
 
     @property
     def utilization(self) -> float:
-        """Load relative to capacity."""
+        """Load relative to capacity, or the server's CPU share of one core when higher
+        (a MediaServer whose core is busy is full before its declared capacity)."""
         if self.server.capacity <= 0:
             return float("inf")
-        return self.load / self.server.capacity
+        return max(self.load / self.server.capacity, self.server.cpu_percent / 100)
 
 
 def choose_two_random(

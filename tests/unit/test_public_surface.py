@@ -177,7 +177,7 @@ SURFACE: dict[str, set[str]] = {
         "contacts_page", "requested_change",
     },
     "procall.routing": {
-        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "HeartbeatAck",
+        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "CpuGauge", "HeartbeatAck",
         "HomeAssignment", "HomeDirectory", "HomeStore", "Listing", "LoadGauge", "LookupPort",
         "MediaAllocations", "Registrar", "ResolvedHome", "RoutingService", "ServerIdentity",
         "ServerInfo", "ServerObserved", "ServerRegistry", "ServerRole", "TopologyChange",

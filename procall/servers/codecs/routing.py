@@ -57,6 +57,8 @@ def server_to_proto(server: ServerInfo) -> lookup_pb2.ServerInfo:
         version=server.version,
         outbox_depth=server.outbox_depth,
         mesh_address=server.mesh_address,
+        legs=server.legs,
+        cpu_percent=server.cpu_percent,
     )
 
 
@@ -83,4 +85,6 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         version=message.version,
         outbox_depth=message.outbox_depth,
         mesh_address=message.mesh_address,
+        legs=message.legs,
+        cpu_percent=message.cpu_percent,
     )

@@ -6,7 +6,7 @@ from procall.media import Bridges, MediaConfig
 from procall.mesh.media.v1 import media_service_pb2 as media_pb
 from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
 from procall.routing.models import ServerRole
-from procall.routing.registration import LoadGauge
+from procall.routing.registration import CpuGauge, LoadGauge
 from procall.servers.media.servicer import MediaServicer
 from procall.servers.runtime.app import Hook, ServerApp, binding
 from procall.servers.upstream.registration import LookupRegistration
@@ -36,7 +36,12 @@ async def build_media(settings: Settings) -> ServerApp:
     on_stop: list[Hook] = [close_bridges]  # stop hooks run in reverse: bridges close last
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
-            settings, ServerRole.MEDIA, settings.media.capacity, calls
+            settings,
+            ServerRole.MEDIA,
+            settings.media.capacity,
+            calls,
+            legs=lambda: bridges.load().legs,
+            cpu_percent=CpuGauge(),
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)

@@ -106,7 +106,8 @@ class LookupRegistration:
         role: what the server registers as.
         capacity: its declared capacity (sessions or concurrent calls).
         load: its current load, read at every heartbeat.
-        draining / degraded / outbox_depth: the server's state, read at every heartbeat.
+        draining / degraded / outbox_depth / legs / cpu_percent: the server's state, read
+            at every heartbeat.
     """
 
     def __init__(
@@ -119,6 +120,8 @@ class LookupRegistration:
         draining: Callable[[], bool] | None = None,
         degraded: Callable[[], bool] | None = None,
         outbox_depth: Callable[[], int] | None = None,
+        legs: Callable[[], int] | None = None,
+        cpu_percent: Callable[[], int] | None = None,
     ) -> None:
         if not settings.lookup.address:
             raise ValueError("no Lookup address is configured")
@@ -129,6 +132,8 @@ class LookupRegistration:
         self._draining = draining
         self._degraded = degraded
         self._outbox_depth = outbox_depth
+        self._legs = legs
+        self._cpu_percent = cpu_percent
         self._channel: grpc.aio.Channel | None = None
         self.registrar: Registrar | None = None
 
@@ -163,6 +168,8 @@ class LookupRegistration:
             draining=self._draining,
             degraded=self._degraded,
             outbox_depth=self._outbox_depth,
+            legs=self._legs,
+            cpu_percent=self._cpu_percent,
             on_routable=routable,
         )
         self.registrar.start()

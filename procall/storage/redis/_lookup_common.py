@@ -126,6 +126,8 @@ def encode_state(server: ServerInfo) -> str:
             "version": server.version,
             "outbox_depth": server.outbox_depth,
             "mesh_address": server.mesh_address,
+            "legs": server.legs,
+            "cpu_percent": server.cpu_percent,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -161,6 +163,8 @@ def decode_server(
         version=fields.get("version", ""),
         outbox_depth=int(fields.get("outbox_depth", 0)),
         mesh_address=str(fields.get("mesh_address", "")),
+        legs=int(fields.get("legs", 0)),
+        cpu_percent=int(fields.get("cpu_percent", 0)),
     )
 
 

@@ -15,6 +15,9 @@ from procall.api.journal.v1 import journal_pb2
 from procall.api.journal.v1 import journal_service_pb2 as journal_pb
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
+from procall.mesh.lookup.v1 import lookup_pb2
+from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
+from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from procall.servers.runtime.app import ServerApp
 from tests.helpers.calls import ALICE_HZ, BOB_HZ, Phone, hear_each_other
 from tests.helpers.media import LoopbackPeer
@@ -86,6 +89,15 @@ async def test_alice_calls_bob_across_servers_and_they_hear_each_other(
         await alice.call_event(placed.call_id, CONNECTED)
 
         await hear_each_other(alice_peer, bob_peer)
+
+        async def legs_reported() -> bool:  # the MediaServer's heartbeat carries its legs
+            async with system.operator_channel(system.lookup) as channel:
+                reply = await lookup_grpc.LookupServiceStub(channel).ListServers(
+                    lookup_pb.ListServersRequest(role=lookup_pb2.ROLE_MEDIA)
+                )
+            return {s.server_id: s.legs for s in reply.servers}[placed.media_server_id] == 2
+
+        await wait_for(legs_reported)
 
         # "on the phone" for watchers on both servers
         await _telephony(carol, bob.user_id, presence_pb2.TELEPHONY_STATE_ON_THE_PHONE)

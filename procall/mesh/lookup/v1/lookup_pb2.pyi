@@ -97,6 +97,8 @@ class ServerInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     OUTBOX_DEPTH_FIELD_NUMBER: _builtins.int
     MESH_ADDRESS_FIELD_NUMBER: _builtins.int
+    LEGS_FIELD_NUMBER: _builtins.int
+    CPU_PERCENT_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier, unique in the system."""
     role: Global___Role.ValueType
@@ -124,6 +126,13 @@ class ServerInfo(_message.Message):
     caller's certificate (mutual TLS). Empty, or equal to `address`, when the server has a
     single port (plain mode); clients always use `address`.
     """
+    legs: _builtins.int
+    """Media legs the server carries (MediaServers: one per participant of each call)."""
+    cpu_percent: _builtins.int
+    """CPU the server process used over its last heartbeat interval, in percent of one core,
+    rounded to a multiple of 5 (so that it changes the routing view only when it moves). A
+    MediaServer's media path runs on one core: at 100 it counts as full, whatever its load.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When this run of the server started."""
@@ -148,10 +157,12 @@ class ServerInfo(_message.Message):
         version: _builtins.str = ...,
         outbox_depth: _builtins.int = ...,
         mesh_address: _builtins.str = ...,
+        legs: _builtins.int = ...,
+        cpu_percent: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "mesh_address", b"mesh_address", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "cpu_percent", b"cpu_percent", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "legs", b"legs", "load", b"load", "mesh_address", b"mesh_address", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
