@@ -14,6 +14,7 @@ from procall.api.presence.v1 import presence_service_pb2_grpc as presence_grpc
 from tests.helpers.media import LoopbackPeer, tone_power
 from tests.helpers.streams import EventStream
 from tests.helpers.topology import auth
+from tests.helpers.video import VideoPeer
 
 __all__ = ["ALICE_HZ", "BOB_HZ", "Phone", "hear_each_other"]
 
@@ -62,7 +63,7 @@ class Phone:
         await self.events.close()
         await self.channel.close()
 
-    async def negotiate(self, call_id: str, peer: LoopbackPeer) -> str:
+    async def negotiate(self, call_id: str, peer: LoopbackPeer | VideoPeer) -> str:
         """Negotiate ``peer``'s media for the call; the MediaServer that carries it."""
         reply = await self.calls.NegotiateMedia(
             call_pb.NegotiateMediaRequest(call_id=call_id, sdp_offer=await peer.offer()),
