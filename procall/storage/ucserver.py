@@ -19,6 +19,7 @@ from procall.storage.outbox import SqliteOutbox
 from procall.storage.redis.calls import RedisCallStore
 from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
+from procall.storage.redis.leases import RedisLeaseStore
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.presence import RedisPresenceStore
 from procall.storage.redis.revocations import RedisRevocationStore
@@ -54,6 +55,8 @@ class UCServerStores:
     chat_state: RedisChatState
     #: Calls (shared by every UCServer).
     calls: RedisCallStore
+    #: Administrators' edit leases (shared by every server, the Directory included).
+    leases: RedisLeaseStore
     conversations: SqlConversationStore
     messages: SqlMessageStore
     journal: SqlJournalStore
@@ -128,6 +131,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         contacts=SqlContactStore(database),
         chat_state=RedisChatState(redis),
         calls=RedisCallStore(redis),
+        leases=RedisLeaseStore(redis),
         conversations=SqlConversationStore(database),
         messages=SqlMessageStore(database),
         journal=SqlJournalStore(database),

@@ -49,6 +49,10 @@ def _offending(package: str, banned: tuple[str, ...]) -> list[str]:
             "calls",
             ("grpc", "redis", "sqlalchemy", "procall.api", "procall.servers", "procall.storage"),
         ),
+        (
+            "leases",
+            ("grpc", "redis", "sqlalchemy", "procall.api", "procall.servers", "procall.storage"),
+        ),
         # the media core: aiortc, but no transport of the mesh, no store, no server
         (
             "media",

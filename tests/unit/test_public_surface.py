@@ -164,6 +164,11 @@ SURFACE: dict[str, set[str]] = {
         "MAX_NOTE_BYTES", "Journal", "JournalEntry", "JournalEventSink", "JournalKind",
         "JournalStore", "JournalWrites", "entry_id_for",
     },
+    "procall.leases": {
+        "DEFAULT_LEASE_TTL", "MAX_LEASE_TTL", "MAX_RESOURCE_CHARS", "MIN_LEASE_TTL", "EditLease",
+        "EditLeases", "LeaseGuard", "LeaseStore", "check_resource", "lease_held", "new_lease_id",
+        "resource_of_lease",
+    },
     "procall.outbox": {
         "CentralWriter", "CodecError", "DurableWriter", "Outbox", "Persisted", "Record",
         "decode_record", "encode_record",
@@ -224,6 +229,8 @@ SURFACE: dict[str, set[str]] = {
         "SqlCentralWriter", "advance_markers", "bump_conversations", "existing_entry_ids",
         "existing_message_keys",
     },
+    "procall.storage.redis.leases": {"RedisLeaseStore"},
+    "procall.storage.leases": {"open_lease_store"},
     "procall.storage.redis.registry": {
         "RedisHomeStore", "RedisMediaAllocations", "RedisServerRegistry",
     },
@@ -305,6 +312,9 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "internal": ("validation",),
     },
     "procall.journal": {
+        "model": ("model",), "ports": ("ports",), "use_cases": ("service",), "internal": (),
+    },
+    "procall.leases": {
         "model": ("model",), "ports": ("ports",), "use_cases": ("service",), "internal": (),
     },
     "procall.outbox": {

@@ -5,10 +5,12 @@ from __future__ import annotations
 from procall.admin_views.model import LicenseUsage, LoggedOnSession, ServerState, state_of
 from procall.api.admin.v1 import admin_pb2
 from procall.errors import InvalidArgument
+from procall.leases import EditLease
 from procall.routing.models import ServerInfo, ServerRole
 from procall.servers.codecs.time import timestamp, timestamp_of
 
 __all__ = [
+    "edit_lease_to_proto",
     "license_pool_to_proto",
     "logged_on_to_proto",
     "server_role_from_proto",
@@ -76,4 +78,17 @@ def server_status_to_proto(server: ServerInfo) -> admin_pb2.ServerStatus:
         start_time=timestamp_of(server.start_time),
         version=server.version,
         outbox_depth=server.outbox_depth,
+    )
+
+
+def edit_lease_to_proto(lease: EditLease) -> admin_pb2.EditLease:
+    """An edit lease as the contract's message (with its fencing number)."""
+    return admin_pb2.EditLease(
+        lease_id=lease.lease_id,
+        resource=lease.resource,
+        holder_user_id=lease.holder_user_id,
+        server_id=lease.server_id,
+        acquire_time=timestamp(lease.acquire_time),
+        expire_time=timestamp(lease.expire_time),
+        fencing=lease.fencing,
     )

@@ -34,6 +34,7 @@ from procall.directory import (
     UserReader,
 )
 from procall.errors import Unavailable
+from procall.leases import EditLeases
 from procall.servers.directory.audited import DIRECTORY_AUDIT_RULES
 from procall.servers.directory.servicer import DirectoryServicer
 from procall.servers.runtime.app import ServerApp, StartupError, binding, token_verifier
@@ -174,15 +175,22 @@ async def build_directory(settings: Settings) -> ServerApp:
             await revoking.stop()
         if close_revocations is not None:
             await close_revocations()
+        await close_leases()
         if gateway is not None:
             await gateway.close()
         await database.dispose()
         if audit_database is not database:
             await audit_database.dispose()
 
+    # the administrators' edit leases of users and groups, on the shared Redis
+    from procall.storage.leases import open_lease_store
+
+    lease_store, close_leases = open_lease_store(settings)
+    leases = EditLeases(lease_store, settings.server.server_id or "directory")
+
     services = [
         binding(
-            DirectoryServicer(directory, delegations),
+            DirectoryServicer(directory, delegations, leases),
             directory_pb,
             directory_grpc.add_DirectoryServiceServicer_to_server,
             "DirectoryService",

@@ -6,7 +6,9 @@ administrator's session or the local operator. What depends on the request is
 decided here: users see the phone book (names, numbers, home server, department,
 groups), not account state (administrator, disabled, times) or the backend's
 connection text; a user may set only their own password, with the current one, and
-change only their own display name and phone number.
+change only their own display name and phone number. An administrator's write of a
+user or group that another administrator holds the edit lease of is refused
+(``leased.LeaseCheck``).
 Errors are domain errors, mapped to gRPC statuses by the shared interceptor.
 Passwords are passed through, never logged.
 """
@@ -36,7 +38,9 @@ from procall.directory import (
     User,
 )
 from procall.errors import PermissionDenied
+from procall.leases import LeaseGuard
 from procall.servers.codecs.time import timestamp_of
+from procall.servers.directory.leased import LeaseCheck
 from procall.servers.runtime.auth import current_claims, current_claims_or_none, current_service
 from procall.servers.runtime.limits import source_of
 from procall.servers.runtime.policy import Roles
@@ -161,9 +165,12 @@ def _pickup_to_pb(group: PickupGroup) -> pb.PickupGroup:
 class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     """Serves ``procall.api.directory.v1.DirectoryService`` from the domain use-cases."""
 
-    def __init__(self, directory: Directory, delegations: Delegations) -> None:
+    def __init__(
+        self, directory: Directory, delegations: Delegations, leases: LeaseGuard | None = None
+    ) -> None:
         self._directory = directory
         self._delegations = delegations
+        self._leased = LeaseCheck(leases)
 
     # -- authentication and info ----------------------------------------------------------
 
@@ -240,6 +247,8 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
                     + " and ".join(sorted(SELF_SERVICE_FIELDS))
                     + " (name them in update_mask)"
                 )
+        else:
+            await self._leased.user(request.user.user_id)
         user = await self._directory.update_user(
             request.user.user_id, _user_fields(request.user), list(request.update_mask.paths)
         )
@@ -249,6 +258,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
         self, request: svc.DeleteUserRequest, context: Context
     ) -> svc.DeleteUserResponse:
         """Delete a user."""
+        await self._leased.user(request.user_id)
         await self._directory.delete_user(request.user_id)
         return svc.DeleteUserResponse()
 
@@ -257,6 +267,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
     ) -> svc.SetPasswordResponse:
         """Replace a user's password: any user's for administrators, else one's own."""
         if _administers():
+            await self._leased.user(request.user_id)
             await self._directory.set_password(request.user_id, request.password)
         elif request.user_id and request.user_id == current_claims().user_id:
             await self._directory.change_own_password(
@@ -306,6 +317,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
         self, request: svc.DeleteGroupRequest, context: Context
     ) -> svc.DeleteGroupResponse:
         """Delete a group."""
+        await self._leased.group(request.group_id)
         await self._directory.delete_group(request.group_id)
         return svc.DeleteGroupResponse()
 
@@ -313,6 +325,7 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
         self, request: svc.ModifyGroupMembersRequest, context: Context
     ) -> svc.ModifyGroupMembersResponse:
         """Add and remove members."""
+        await self._leased.group(request.group_id)
         group = await self._directory.modify_group_members(
             request.group_id, list(request.add_user_ids), list(request.remove_user_ids)
         )

@@ -9,6 +9,7 @@ from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing
 from procall.errors import InvalidArgument
+from procall.leases import EditLeases
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
 from procall.servers.runtime.app import binding
@@ -42,11 +43,13 @@ def admin_binding(
     licenses: LicenseCounter,
     clients: UpstreamClients,
     audit: AuditListing | None = None,
+    leases: EditLeases | None = None,
 ) -> ServiceBinding:
-    """The AdminService, answering from the shared state, the Lookup and the audit log."""
+    """The AdminService, answering from the shared state, the Lookup, the audit log and
+    the edit leases."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit),
+        AdminServicer(views, sessions, audit, leases),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

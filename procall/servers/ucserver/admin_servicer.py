@@ -1,8 +1,9 @@
-"""AdminService: system-wide sessions, servers and the license pool (thin).
+"""AdminService: system-wide sessions, servers, the license pool and edit leases (thin).
 
 Every RPC needs an admin session. The audit log is read from every database that
-holds audit events (``AuditListing``). Configuration, edit leases, moving users and
-draining belong to a later release and answer UNIMPLEMENTED.
+holds audit events (``AuditListing``); edit leases are the ``EditLeases`` use cases on
+the shared Redis. Configuration, moving users and draining belong to a later release and
+answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing
 from procall.errors import PermissionDenied, Unimplemented
+from procall.leases import EditLeases
 from procall.servers.codecs.admin import (
+    edit_lease_to_proto,
     license_pool_to_proto,
     logged_on_to_proto,
     server_role_from_proto,
@@ -45,10 +48,17 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         views: AdminViews,
         sessions: SessionManager[session_pb2.Event],
         audit: AuditListing | None = None,
+        leases: EditLeases | None = None,
     ) -> None:
         self._views = views
         self._sessions = sessions
         self._audit = audit
+        self._leases = leases
+
+    def _lease_use_cases(self, method: str) -> EditLeases:
+        if self._leases is None:
+            raise _later(method)
+        return self._leases
 
     def _admin(self, context: Context) -> SessionClaims:
         claims = current_claims()
@@ -106,26 +116,38 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     async def AcquireEditLease(
         self, request: admin_pb.AcquireEditLeaseRequest, context: Context
     ) -> admin_pb.AcquireEditLeaseResponse:
-        """Not served by this release."""
-        raise _later("AcquireEditLease")
+        """Take (or, for its holder, renew) the edit lease of a resource."""
+        admin = self._admin(context)
+        lease = await self._lease_use_cases("AcquireEditLease").acquire(
+            admin.user_id, request.resource, request.ttl_seconds
+        )
+        return admin_pb.AcquireEditLeaseResponse(lease=edit_lease_to_proto(lease))
 
     async def RenewEditLease(
         self, request: admin_pb.RenewEditLeaseRequest, context: Context
     ) -> admin_pb.RenewEditLeaseResponse:
-        """Not served by this release."""
-        raise _later("RenewEditLease")
+        """Extend the caller's live lease."""
+        admin = self._admin(context)
+        lease = await self._lease_use_cases("RenewEditLease").renew(
+            admin.user_id, request.lease_id, request.ttl_seconds
+        )
+        return admin_pb.RenewEditLeaseResponse(lease=edit_lease_to_proto(lease))
 
     async def ReleaseEditLease(
         self, request: admin_pb.ReleaseEditLeaseRequest, context: Context
     ) -> admin_pb.ReleaseEditLeaseResponse:
-        """Not served by this release."""
-        raise _later("ReleaseEditLease")
+        """Give the caller's live lease back."""
+        admin = self._admin(context)
+        await self._lease_use_cases("ReleaseEditLease").release(admin.user_id, request.lease_id)
+        return admin_pb.ReleaseEditLeaseResponse()
 
     async def ListEditLeases(
         self, request: admin_pb.ListEditLeasesRequest, context: Context
     ) -> admin_pb.ListEditLeasesResponse:
-        """Not served by this release."""
-        raise _later("ListEditLeases")
+        """Every live lease of the system: who edits what, since when, on which server."""
+        self._admin(context)
+        leases = await self._lease_use_cases("ListEditLeases").list()
+        return admin_pb.ListEditLeasesResponse(leases=[edit_lease_to_proto(x) for x in leases])
 
     async def MoveUser(
         self, request: admin_pb.MoveUserRequest, context: Context

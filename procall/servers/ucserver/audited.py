@@ -19,11 +19,24 @@ def _user_id(request: Any, response: Any) -> str:
     return str(getattr(request, "user_id", ""))
 
 
+def _lease_detail(request: Any) -> dict[str, str]:
+    """Which resource or lease an admin call was about (edit leases, writes under a lease;
+    names and ids only, no secrets)."""
+    found = {}
+    for name in ("resource", "lease_id"):
+        value = getattr(request, name, "")
+        if value:
+            found[name] = str(value)
+    return found
+
+
 def _admin_rules() -> dict[str, AuditRule]:
     service = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
     return {
         f"{service.full_name}/{method.name}": AuditRule(
-            action=f"admin.{method.name}", subject=_user_id
+            action=f"admin.{method.name}",
+            subject=_user_id,
+            detail=_lease_detail,
         )
         for method in service.methods
     }

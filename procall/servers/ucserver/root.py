@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing, BufferedAuditLog
+from procall.leases import EditLeases
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.routing.models import ServerRole
@@ -199,7 +200,14 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *presence.bindings(),
         *chat.bindings(),
         binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
-        admin_binding(manager, stores.sessions, stores.licenses, clients, audit_listing),
+        admin_binding(
+            manager,
+            stores.sessions,
+            stores.licenses,
+            clients,
+            audit_listing,
+            EditLeases(stores.leases, server_id, time.time),
+        ),
         *calls.bindings(),
     ]
     on_start: list[Hook] = [

@@ -196,6 +196,7 @@ class EditLease(_message.Message):
     SERVER_ID_FIELD_NUMBER: _builtins.int
     ACQUIRE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    FENCING_FIELD_NUMBER: _builtins.int
     lease_id: _builtins.str
     """Opaque identifier, sent back on writes under the lease."""
     resource: _builtins.str
@@ -204,6 +205,12 @@ class EditLease(_message.Message):
     """The admin holding the lease."""
     server_id: _builtins.str
     """The server the admin is connected to."""
+    fencing: _builtins.int
+    """Fencing number: higher than that of every earlier lease of the same resource
+    (renewals keep it). Stores remember the highest number they were written under and
+    refuse a write under a lower one, so an admin whose lease lapsed while paused cannot
+    overwrite the work of the admin who leased the resource next.
+    """
     @_builtins.property
     def acquire_time(self) -> _timestamp_pb2.Timestamp:
         """When the lease was taken."""
@@ -221,10 +228,11 @@ class EditLease(_message.Message):
         server_id: _builtins.str = ...,
         acquire_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        fencing: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["acquire_time", b"acquire_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_time", b"acquire_time", "expire_time", b"expire_time", "holder_user_id", b"holder_user_id", "lease_id", b"lease_id", "resource", b"resource", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire_time", b"acquire_time", "expire_time", b"expire_time", "fencing", b"fencing", "holder_user_id", b"holder_user_id", "lease_id", b"lease_id", "resource", b"resource", "server_id", b"server_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
