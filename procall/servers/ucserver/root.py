@@ -195,6 +195,10 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         await audit.stop()
         await stores.close()
 
+    # the administrators' edit leases (shared by every server through Redis): served by the
+    # AdminService, asked by whatever writes leased resources (``fencing_for``)
+    edit_leases = EditLeases(stores.leases, server_id, time.time)
+
     services = [
         *sessions.bindings(),
         *presence.bindings(),
@@ -206,7 +210,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             stores.licenses,
             clients,
             audit_listing,
-            EditLeases(stores.leases, server_id, time.time),
+            edit_leases,
         ),
         *calls.bindings(),
     ]
@@ -262,6 +266,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "links": links,
             "limits": limits,
             "audit": audit,
+            "leases": edit_leases,
         },
         # tokens are verified by the sessions: cached until expiry, logouts refused at once
         verifier=manager,

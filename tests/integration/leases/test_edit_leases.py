@@ -6,6 +6,7 @@ Directory refuses a write of a user leased by another admin."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 
 import grpc
@@ -22,7 +23,14 @@ from procall.leases import EditLeases
 from procall.settings import Settings
 from procall.storage.redis.leases import RedisLeaseStore
 from tests.helpers.center import Center, start_center
-from tests.helpers.topology import PASSWORD, StartApp, auth, error_info, operator_channel
+from tests.helpers.topology import (
+    PASSWORD,
+    StartApp,
+    auth,
+    error_info,
+    operator_channel,
+    wait_for,
+)
 from tests.helpers.topology import login as log_in
 
 RESOURCE = "config/global/chat.max_message_bytes"
@@ -97,6 +105,19 @@ async def test_two_admins_race_and_see_each_others_leases(center: Center) -> Non
         ("root", "uc-2", True),
         ("admin2", "uc-1", True),
     }
+
+    # both attempts are audited, with the resource
+    async def audited() -> bool:
+        async with grpc.aio.insecure_channel(center.uc1.address) as channel:
+            reply = await admin_grpc.AdminServiceStub(channel).ListAuditEvents(
+                admin_pb.ListAuditEventsRequest(action="admin.AcquireEditLease"),
+                metadata=auth(admin2.session_token),
+            )
+        return len(reply.events) == 2 and all(
+            json.loads(e.details)["resource"] == RESOURCE for e in reply.events
+        )
+
+    await wait_for(audited)
 
 
 async def test_expiry_fencing_and_the_stale_lease(center: Center, redis_url: str) -> None:
