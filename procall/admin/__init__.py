@@ -1,13 +1,15 @@
 """``procall admin``: administration commands that talk to the servers over gRPC.
 
-``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` to
-the ``procall`` command line. Each command finds the Directory through
-``--directory HOST:PORT``, ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json``
-of a running ``procall up`` (``--data-dir``), and proves who calls: an administrator
-(``--user NAME``, logged in at a UCServer, password from ``$PROCALL_PASSWORD`` or a
-prompt) or the machine's operator (the service credential in ``--data-dir``). The
-options may come after ``admin``, after ``users`` or after the command. Failures
-print one line and exit 1 (an import with failed rows too); 2 is for usage errors only.
+``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` and
+``admin status|sessions|licenses|audit`` to the ``procall`` command line; the latter call
+the AdminService of a UCServer and need an administrator (``--user NAME``). Each
+command finds the Directory through ``--directory HOST:PORT``,
+``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json`` of a running ``procall up``
+(``--data-dir``), and proves who calls: an administrator (``--user NAME``, logged in at
+a UCServer, password from ``$PROCALL_PASSWORD`` or a prompt) or the machine's operator
+(the service credential in ``--data-dir``). The options may come after ``admin``, after
+``users`` or after the command. Failures print one line and exit 1 (an import with
+failed rows too); 2 is for usage errors only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from procall.admin._system import add_system_parsers
 from procall.admin._users import run_users_command
 
 __all__ = ["add_admin_parser"]
@@ -24,7 +27,7 @@ __all__ = ["add_admin_parser"]
 def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``admin`` command (with ``users ...``) to ``procall``'s subparsers."""
     admin: argparse.ArgumentParser = subparsers.add_parser(
-        "admin", help="administer users (and more) over gRPC"
+        "admin", help="administer users and see the system (servers, sessions, licenses, audit)"
     )
     parser_class = type(admin)
     _add_where(admin, None)
@@ -35,6 +38,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     # after the command too; a position without them leaves what an earlier one set
     common = argparse.ArgumentParser(add_help=False)
     _add_where(common, argparse.SUPPRESS)
+    add_system_parsers(areas, common)
 
     commands = users.add_subparsers(dest="users_command", required=True, parser_class=parser_class)
     listing = commands.add_parser("list", parents=[common], help="list users")

@@ -35,10 +35,12 @@ __all__ = [
     "AdminUsageError",
     "DirectoryTarget",
     "Metadata",
+    "UCServerTarget",
     "admin_target",
     "directory_address",
     "error_text",
     "operator_signer",
+    "ucserver_target",
 ]
 
 Metadata = tuple[tuple[str, str], ...]
@@ -153,11 +155,16 @@ def _ca_of(args: Any) -> bytes | None:
     return _read(Path(ca_file), "CA certificate") if ca_file else None
 
 
-async def _login(args: Any, ca: bytes | None, timeout: float) -> Metadata:
-    user = args.admin_user
+def _ucserver_address(args: Any) -> str:
     address = args.ucserver or os.environ.get("PROCALL_UCSERVER_ADDRESS") or ""
     if not address:
         address = str(_endpoint("ucserver", args.data_dir, "--ucserver HOST:PORT")["address"])
+    return address
+
+
+async def _login(args: Any, ca: bytes | None, timeout: float) -> Metadata:
+    user = args.admin_user
+    address = _ucserver_address(args)
     password = os.environ.get("PROCALL_PASSWORD")
     if password is None:
         password = getpass.getpass(f"password of {user}: ")
@@ -218,6 +225,34 @@ async def admin_target(args: Any, timeout: float = 15.0) -> DirectoryTarget:
         certificate_chain=_read(cert, "operator certificate"),
     )
     return DirectoryTarget(str(entry.get("mesh_address") or entry["address"]), credentials)
+
+
+@dataclass(frozen=True)
+class UCServerTarget:
+    """Where the admin commands call the AdminService (a UCServer), as an administrator."""
+
+    address: str
+    credentials: grpc.ChannelCredentials | None
+    #: An administrator's session token.
+    metadata: Metadata
+
+    def channel(self) -> grpc.aio.Channel:
+        """A new channel to the UCServer whose calls carry the administrator's token."""
+        return calling_channel(self.address, credentials=self.credentials, metadata=self.metadata)
+
+
+async def ucserver_target(args: Any, timeout: float = 15.0) -> UCServerTarget:
+    """The UCServer the AdminService commands call, logged in as ``--user`` (the
+    AdminService serves administrators' sessions only)."""
+    if not args.admin_user:
+        raise AdminUsageError(
+            "this command calls the AdminService, which serves administrators: "
+            "pass --user NAME (an administrator; password from $PROCALL_PASSWORD or a prompt)"
+        )
+    ca = _ca_of(args)
+    metadata = await _login(args, ca, timeout)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca) if ca else None
+    return UCServerTarget(_ucserver_address(args), credentials, metadata)
 
 
 def error_text(error: grpc.RpcError) -> str:
