@@ -8,6 +8,7 @@ from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing
+from procall.config import ConfigService
 from procall.errors import InvalidArgument
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
@@ -42,11 +43,13 @@ def admin_binding(
     licenses: LicenseCounter,
     clients: UpstreamClients,
     audit: AuditListing | None = None,
+    config: ConfigService | None = None,
 ) -> ServiceBinding:
-    """The AdminService, answering from the shared state, the Lookup and the audit log."""
+    """The AdminService, answering from the shared state, the Lookup, the audit log and
+    the configuration database."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit),
+        AdminServicer(views, sessions, audit, config),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

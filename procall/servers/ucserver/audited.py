@@ -19,14 +19,30 @@ def _user_id(request: Any, response: Any) -> str:
     return str(getattr(request, "user_id", ""))
 
 
+def _config_change(request: Any) -> dict[str, str]:
+    wanted = request.property
+    return {
+        "property": wanted.name,
+        "server_id": wanted.server_id,
+        "value": wanted.value,
+        "expected_version": str(request.expected_version),
+    }
+
+
+#: Details of admin methods beyond the subject (never secrets).
+_DETAILS: dict[str, Any] = {"SetConfigProperty": _config_change}
+
+
 def _admin_rules() -> dict[str, AuditRule]:
     service = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
-    return {
-        f"{service.full_name}/{method.name}": AuditRule(
-            action=f"admin.{method.name}", subject=_user_id
-        )
-        for method in service.methods
-    }
+    rules = {}
+    for method in service.methods:
+        detail = _DETAILS.get(method.name)
+        rule = AuditRule(action=f"admin.{method.name}", subject=_user_id)
+        if detail is not None:
+            rule = AuditRule(action=rule.action, subject=_user_id, detail=detail)
+        rules[f"{service.full_name}/{method.name}"] = rule
+    return rules
 
 
 #: The audited methods of a UCServer.
