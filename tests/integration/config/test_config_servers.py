@@ -6,6 +6,7 @@ and a corrupt cache file."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from procall.api.admin.v1 import admin_pb2
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
+from procall.config import PropertyKey, Scope
 from procall.servers.runtime.app import ServerApp, StartupError
 from procall.servers.ucserver.config import ConfigComponent
 from procall.settings import Settings
@@ -185,6 +187,44 @@ async def test_admins_race_and_a_change_reaches_the_other_server_live(
                 metadata=auth(mint_token(uc2, user_id="u-plain")),
             )
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+        # admin writes are audited with the property and the value
+        async def audited() -> list[admin_pb2.AuditEvent]:
+            reply = await stub.ListAuditEvents(
+                admin_pb.ListAuditEventsRequest(action="admin.SetConfigProperty"),
+                metadata=admin,
+            )
+            return list(reply.events)
+
+        await wait_for(lambda: _len_at_least(audited(), 7), timeout=5)
+        events = await audited()
+        details = [json.loads(e.details) for e in events]
+        assert {"property": "limits.user_rate", "value": "0.1"}.items() <= next(
+            d for d in details if d.get("property") == "limits.user_rate"
+        ).items()
+        assert {e.actor_user_id for e in events} >= {"admin-a", "admin-b", "admin-1"}
+
+
+async def _len_at_least(items: Awaitable[list[Any]], count: int) -> bool:
+    return len(await items) >= count
+
+
+async def test_a_missed_announcement_is_caught_up_by_the_periodic_re_read(
+    redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
+) -> None:
+    uc1 = await start_app("ucserver", _settings(make_settings, redis_url, "uc-1"))
+    # written to the database with no announcement at all (as if Redis had been down)
+    store: Any = _config(uc1).stores.config
+    await store.compare_and_set(
+        PropertyKey(Scope.GLOBAL, "", "calls.ring_seconds"),
+        "8.0",
+        expected_version=0,
+        updated_by="elsewhere",
+        update_time=1.0,
+        fencing=None,
+    )
+    await wait_for(lambda: _async(_config(uc1).live.value("calls.ring_seconds") == 8.0), timeout=5)
+    assert [v.value for v in _config(uc1).cache.read()] == ["8.0"]
 
 
 @pytest.mark.postgres
