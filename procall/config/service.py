@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from procall.config.live import LiveConfig
 from procall.config.model import PropertyKey, PropertySpec, PropertyValue, Scope
 from procall.config.ports import ChangeNotifier, ConfigStore, LeaseCheck
 from procall.config.registry import PropertyRegistry
-from procall.errors import InvalidArgument
+from procall.errors import InvalidArgument, Unavailable
 from procall.paging import decode_page_token, encode_page_token, page_size
 from procall.validation import check_id
 
@@ -55,8 +56,12 @@ class ConfigService:
         *,
         leases: LeaseCheck | None = None,
         notifier: ChangeNotifier | None = None,
+        local: LiveConfig | None = None,
     ) -> None:
+        """``local``: this server's live view, which answers reads of its own values
+        while the configuration database does not (writes are refused meanwhile)."""
         self.registry = registry
+        self._local = local
         self._store = store
         self._server_id = server_id
         self._clock = clock
@@ -85,9 +90,15 @@ class ConfigService:
         return PropertyValue(key, spec.default)
 
     async def get(self, key: PropertyKey) -> PropertyValue:
-        """The property's value, or its default with version 0 when never set."""
+        """The property's value, or its default with version 0 when never set; while the
+        database does not answer, this server's own values come from its live view."""
         spec = self.registry.spec(key.name)
-        found = await self._store.get(key)
+        try:
+            found = await self._store.get(key)
+        except Unavailable:
+            if self._local is None or not self._local.concerns(key):
+                raise
+            return self._local.stored(key.name)  # what this server runs with
         return found if found is not None else self.default_of(spec, key)
 
     async def list(
@@ -107,7 +118,13 @@ class ConfigService:
         after = str(cursor[0]) if cursor else ""
         specs = [s for s in self.registry.specs(scope) if s.name > after]
         page = specs[:limit]
-        stored = {v.key.name: v for v in await self._store.values(scope, server)}
+        try:
+            stored = {v.key.name: v for v in await self._store.values(scope, server)}
+        except Unavailable:
+            local = self._local
+            if local is None or (scope is Scope.LOCAL and server != local.server_id):
+                raise
+            stored = {s.name: local.stored(s.name) for s in page}
         values = [
             stored.get(s.name) or self.default_of(s, PropertyKey(scope, server, s.name))
             for s in page

@@ -113,6 +113,7 @@ class ConfigComponent:
             time.time,
             leases=leases,
             notifier=_Announce(self),
+            local=self.live,
         )
         self._reread_seconds = settings.server.config_reread_seconds
         self._reread: asyncio.Task[None] | None = None

@@ -266,6 +266,12 @@ async def test_config_database_outage_cache_restart_and_recovery(
                 admin_pb.ListSessionsRequest(), metadata=auth(mint_token(uc1, admin=True))
             )
         assert sessions is not None
+        # reads of a server's own values answer from what it runs with
+        shown = await _get(uc1, "calls.ring_seconds")
+        assert (shown.value, shown.version) == ("11.0", 1)
+        with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+            await _get(uc1, "server.capacity", server_id="uc-2")
+        assert elsewhere.value.code() == grpc.StatusCode.UNAVAILABLE
         # writes are refused, not accepted and lost
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await _set(uc1, "calls.ring_seconds", "13", 1)

@@ -202,3 +202,20 @@ async def test_the_live_view_refreshes_from_the_store() -> None:
     assert await live.refresh_one(store, RING)
     assert live.versions() == {"calls.ring_seconds": 2, "server.capacity": 1}
     assert [v.key.name for v in live.snapshot()] == ["calls.ring_seconds", "server.capacity"]
+
+
+async def test_reads_of_own_values_survive_an_outage_writes_do_not() -> None:
+    store = MemoryConfigStore()
+    live = LiveConfig(PropertyRegistry(), "uc-1")
+    service = ConfigService(PropertyRegistry(), store, "uc-1", lambda: 1.0, local=live)
+    live.apply(await service.set("a", RING, "20", 0))
+    store.down = True
+    assert (await service.get(RING)).value == "20.0"
+    page, _ = await service.list(Scope.GLOBAL, "", 100, "")
+    assert next(v for v in page if v.key == RING).version == 1
+    with pytest.raises(Unavailable):
+        await service.get(PropertyKey(Scope.LOCAL, "uc-2", "server.capacity"))
+    with pytest.raises(Unavailable):
+        await service.list(Scope.LOCAL, "uc-2", 10, "")
+    with pytest.raises(Unavailable):
+        await service.set("a", RING, "21", 1)
