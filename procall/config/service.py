@@ -27,6 +27,8 @@ _log = logging.getLogger(__name__)
 _LISTING = "config"
 #: Page size of ListConfigProperties when the request names none (the contract's).
 DEFAULT_LIST_PAGE = 100
+#: Versions are signed 64-bit integers in SQL.
+_MAX_VERSION = 2**63 - 1
 
 
 class NoLeases:
@@ -149,8 +151,8 @@ class ConfigService:
         ``Unavailable`` when the configuration database does not answer.
         """
         spec = self.registry.spec(key.name)
-        if expected_version < 0:
-            raise InvalidArgument.field("expected_version", "must not be negative")
+        if not 0 <= expected_version < _MAX_VERSION:
+            raise InvalidArgument.field("expected_version", "is not a version of a property")
         text = spec.canonical(value)
         fencing = await self._leases.fencing_for(key.resource, actor, lease_id)
         written = await self._store.compare_and_set(

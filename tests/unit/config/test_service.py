@@ -94,9 +94,10 @@ async def test_bad_input_names_the_field() -> None:
         with pytest.raises(InvalidArgument) as exc:
             await service.set("a", RING, text, 0)
         assert exc.value.violations[0].field == "property.value"
-    with pytest.raises(InvalidArgument) as exc:
-        await service.set("a", RING, "5", -1)
-    assert exc.value.violations[0].field == "expected_version"
+    for version in (-1, 2**64 - 1):
+        with pytest.raises(InvalidArgument) as exc:
+            await service.set("a", RING, "5", version)
+        assert exc.value.violations[0].field == "expected_version"
 
 
 async def test_local_properties_name_this_server_by_default() -> None:
