@@ -73,6 +73,13 @@ class ServerSettings:
     ready_file: str = ""
     #: Client sessions a UCServer declares it can carry (registered with the Lookup).
     capacity: int = 5000
+    #: A UCServer's local cache file of its configuration (JSON with a checksum);
+    #: ``{server_id}`` is replaced. Empty: ``{server_id}.config-cache.json`` in the
+    #: directory of the chat outbox file.
+    config_cache_path: str = ""
+    #: Seconds between two full re-reads of the configuration database (catches changes
+    #: whose Redis notification was missed).
+    config_reread_seconds: float = 30.0
 
 
 @dataclass

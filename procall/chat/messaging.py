@@ -63,7 +63,8 @@ class Messaging:
         self._writes = writes
         self._events = events
         self._clock = clock
-        self._limits = limits or MessagingLimits()
+        #: Replaced whole when the configuration changes (``procall.config``).
+        self.limits = limits or MessagingLimits()
 
     async def send(
         self, caller: str, conversation_id: str, text: str, request_id: str
@@ -73,7 +74,7 @@ class Messaging:
         text = check_text(text)
         request_id = check_request_id(request_id)
         member_ids = await self._membership.require_member(caller, conversation_id)
-        ttl = self._limits.request_ttl
+        ttl = self.limits.request_ttl
         allocation = await self._state.allocate(
             conversation_id, caller, request_id, self._clock(), None, ttl
         )
@@ -188,7 +189,7 @@ class Messaging:
         """Start (renew) or stop the caller's typing indication; others are told."""
         conversation_id = check_id(conversation_id, "conversation_id")
         member_ids = await self._membership.require_member(caller, conversation_id)
-        ttl = self._limits.typing_ttl
+        ttl = self.limits.typing_ttl
         now = self._clock()
         if typing:
             await self._state.set_typing(conversation_id, caller, ttl)

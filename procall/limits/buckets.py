@@ -62,6 +62,16 @@ class KeyedBuckets:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def set_rate(self, rate: float, burst: float) -> None:
+        """Use ``rate`` and ``burst`` from now on, for the buckets held too (a bucket keeps
+        its tokens, at most the new burst)."""
+        self.rate = rate
+        self.burst = burst
+        for bucket in self._buckets.values():
+            bucket.rate = rate
+            bucket.burst = max(1.0, burst)
+            bucket.tokens = min(bucket.tokens, bucket.burst)
+
     def take(self, key: str, cost: float = 1.0) -> float:
         """Take from ``key``'s bucket: 0.0 when allowed, else the seconds to wait."""
         now = self._clock()

@@ -119,6 +119,14 @@ class CallLimits:
         self._sizes = {**DEFAULT_METHOD_MESSAGE_BYTES, **config.method_message_bytes}
         self._streams: dict[str, int] = {}
 
+    def reconfigure(self, config: LimitsConfig) -> None:
+        """Apply new numbers without a restart (the configuration changed): rates and
+        bursts at once, stream caps for the next stream, idle bounds for streams opened
+        from now on. Message sizes stay as they were at start (handlers are wrapped once)."""
+        self.config = config
+        self._users.set_rate(config.user_rate, config.user_burst)
+        self._sources.set_rate(config.source_rate, config.source_burst)
+
     # -- rates ----------------------------------------------------------------------------
 
     def admit(self, *, user_id: str | None, source: str) -> None:

@@ -19,6 +19,7 @@ from procall.storage.outbox import SqliteOutbox
 from procall.storage.redis.calls import RedisCallStore
 from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
+from procall.storage.redis.config import RedisConfigChanges
 from procall.storage.redis.leases import RedisLeaseStore
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.presence import RedisPresenceStore
@@ -28,6 +29,7 @@ from procall.storage.sql.audit import SqlAuditStore
 from procall.storage.sql.central_writer import SqlCentralWriter
 from procall.storage.sql.chat_conversations import SqlConversationStore
 from procall.storage.sql.chat_messages import SqlMessageStore
+from procall.storage.sql.config import SqlConfigStore
 from procall.storage.sql.contacts import SqlContactStore
 from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.forwarding import SqlForwardingStore
@@ -71,8 +73,14 @@ class UCServerStores:
     audit: SqlAuditStore
     #: ... and every store ListAuditEvents reads (see ``audit_stores``).
     audit_readers: tuple[SqlAuditStore, ...]
+    #: Configuration property values (``[database] config_url``, else the default database).
+    config: SqlConfigStore
+    #: Configuration changes announced to (and heard from) every server.
+    config_changes: RedisConfigChanges
     _redis: aioredis.Redis
     _database: SqlDatabase
+    #: The configuration database.
+    _config_database: SqlDatabase
     #: Databases opened for the audit log only.
     _audit_databases: tuple[SqlDatabase, ...] = ()
 
@@ -89,13 +97,14 @@ class UCServerStores:
             if database.name == _AUDIT_DATABASE:
                 await upgrade_to_head(database, name=database.name)
 
+    async def migrate_config(self) -> None:
+        """Bring the configuration database's schema up to date; ``Unavailable`` when it
+        does not answer."""
+        await upgrade_to_head(self._config_database, name=self._config_database.name)
+
     async def close(self) -> None:
         """Close the database connections (bounded) and the Redis client."""
-        try:  # a database that stopped answering must not hold up the shutdown
-            await asyncio.wait_for(self._database.dispose(), _DISPOSE_TIMEOUT)
-        except TimeoutError:
-            _log.warning("%s did not close its connections in time", self._database.name)
-        for database in self._audit_databases:
+        for database in (self._database, self._config_database, *self._audit_databases):
             try:
                 await asyncio.wait_for(database.dispose(), _DISPOSE_TIMEOUT)
             except TimeoutError:
@@ -121,6 +130,12 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         connect_timeout=settings.database.connect_timeout,
     )
     audit, readers, opened = audit_stores(settings, database)
+    # its own engine even on the chat database's URL: its errors name it
+    config_database = SqlDatabase(
+        settings.database.resolved("config"),
+        name="configuration database",
+        connect_timeout=settings.database.connect_timeout,
+    )
     ttl = settings.lookup.heartbeat_ttl
     chat = settings.chat
     return UCServerStores(
@@ -144,8 +159,11 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         ),
         audit=audit,
         audit_readers=readers,
+        config=SqlConfigStore(config_database),
+        config_changes=RedisConfigChanges(redis),
         _redis=redis,
         _database=database,
+        _config_database=config_database,
         _audit_databases=opened,
     )
 

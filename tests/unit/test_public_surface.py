@@ -225,6 +225,15 @@ SURFACE: dict[str, set[str]] = {
     },
     "procall.storage.sql.journal": {"SqlJournalStore", "entry_from_row", "journal_page"},
     "procall.storage.sql.forwarding": {"SqlForwardingStore", "call_forwarding"},
+    "procall.storage.sql.config": {"SqlConfigStore", "config_properties"},
+    "procall.storage.config_cache": {"CacheFileError", "ConfigCacheFile"},
+    "procall.storage.redis.config": {"CONFIG_CHANNEL", "RedisConfigChanges"},
+    "procall.servers.codecs.config": {"property_to_proto", "scope_from_proto", "scope_to_proto"},
+    "procall.config": {
+        "UCSERVER_PROPERTIES", "ChangeNotifier", "ConfigService", "ConfigStore", "ConfigValue",
+        "LeaseCheck", "LiveConfig", "NoLeases", "NoNotifier", "PropertyKey", "PropertyRegistry",
+        "PropertySpec", "PropertyType", "PropertyValue", "Scope", "resource_of",
+    },
     "procall.storage.sql.central_writer": {
         "SqlCentralWriter", "advance_markers", "bump_conversations", "existing_entry_ids",
         "existing_message_keys",
@@ -304,6 +313,12 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "ports": ("ports",),
         "use_cases": ("conversations", "members", "messaging"),
         "internal": ("validation",),
+    },
+    "procall.config": {
+        "model": ("model", "registry"),
+        "ports": ("ports",),
+        "use_cases": ("live", "service"),
+        "internal": (),
     },
     "procall.directory": {
         "model": ("models",),

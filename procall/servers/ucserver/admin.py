@@ -8,6 +8,7 @@ from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing
+from procall.config import ConfigService
 from procall.errors import InvalidArgument
 from procall.leases import EditLeases
 from procall.routing.models import ServerInfo
@@ -44,12 +45,13 @@ def admin_binding(
     clients: UpstreamClients,
     audit: AuditListing | None = None,
     leases: EditLeases | None = None,
+    config: ConfigService | None = None,
 ) -> ServiceBinding:
-    """The AdminService, answering from the shared state, the Lookup, the audit log and
-    the edit leases."""
+    """The AdminService, answering from the shared state, the Lookup, the audit log, the
+    edit leases and the configuration database."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit, leases),
+        AdminServicer(views, sessions, audit, leases, config),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

@@ -1,9 +1,11 @@
-"""AdminService: system-wide sessions, servers, the license pool and edit leases (thin).
+"""AdminService: configuration, system-wide sessions, servers, the license pool and edit
+leases (thin).
 
 Every RPC needs an admin session. The audit log is read from every database that
-holds audit events (``AuditListing``); edit leases are the ``EditLeases`` use cases on
-the shared Redis. Configuration, moving users and draining belong to a later release and
-answer UNIMPLEMENTED.
+holds audit events (``AuditListing``); configuration properties through
+``procall.config.ConfigService``; edit leases are the ``EditLeases`` use cases on the
+shared Redis. Moving users and draining belong to a later release and answer
+UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.admin.v1 import admin_service_pb2_grpc as admin_grpc
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing
+from procall.config import ConfigService, Scope
 from procall.errors import PermissionDenied, Unimplemented
 from procall.leases import EditLeases
 from procall.servers.codecs.admin import (
@@ -25,6 +28,7 @@ from procall.servers.codecs.admin import (
     server_status_to_proto,
 )
 from procall.servers.codecs.audit import audit_event_to_pb, audit_query_of
+from procall.servers.codecs.config import property_to_proto, scope_from_proto
 from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
@@ -49,11 +53,13 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         sessions: SessionManager[session_pb2.Event],
         audit: AuditListing | None = None,
         leases: EditLeases | None = None,
+        config: ConfigService | None = None,
     ) -> None:
         self._views = views
         self._sessions = sessions
         self._audit = audit
         self._leases = leases
+        self._config = config
 
     def _lease_use_cases(self, method: str) -> EditLeases:
         if self._leases is None:
@@ -93,25 +99,52 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         servers = await self._views.servers(server_role_from_proto(request.role))
         return admin_pb.ListServersResponse(servers=[server_status_to_proto(s) for s in servers])
 
-    # -- served by a later release: UNIMPLEMENTED naming the method ----------------------
+    def _config_service(self, method: str) -> ConfigService:
+        if self._config is None:
+            raise _later(method)
+        return self._config
 
     async def ListConfigProperties(
         self, request: admin_pb.ListConfigPropertiesRequest, context: Context
     ) -> admin_pb.ListConfigPropertiesResponse:
-        """Not served by this release."""
-        raise _later("ListConfigProperties")
+        """A page of the properties of a scope, with defaults for those never set."""
+        self._admin(context)
+        service = self._config_service("ListConfigProperties")
+        scope = scope_from_proto(request.scope, "scope")
+        assert scope is not None
+        values, token = await service.list(
+            scope, request.server_id, request.page_size, request.page_token
+        )
+        return admin_pb.ListConfigPropertiesResponse(
+            properties=[property_to_proto(v) for v in values], next_page_token=token
+        )
 
     async def GetConfigProperty(
         self, request: admin_pb.GetConfigPropertyRequest, context: Context
     ) -> admin_pb.GetConfigPropertyResponse:
-        """Not served by this release."""
-        raise _later("GetConfigProperty")
+        """One property (its default with version 0 when never set)."""
+        self._admin(context)
+        service = self._config_service("GetConfigProperty")
+        scope = scope_from_proto(request.scope, "scope", required=False)
+        key = service.key(request.name, scope, request.server_id)
+        value = await service.get(key)
+        return admin_pb.GetConfigPropertyResponse(property=property_to_proto(value))
 
     async def SetConfigProperty(
         self, request: admin_pb.SetConfigPropertyRequest, context: Context
     ) -> admin_pb.SetConfigPropertyResponse:
-        """Not served by this release."""
-        raise _later("SetConfigProperty")
+        """Write a property over the version the admin edited."""
+        claims = self._admin(context)
+        service = self._config_service("SetConfigProperty")
+        wanted = request.property
+        scope: Scope | None = scope_from_proto(wanted.scope, "property.scope", required=False)
+        key = service.key(wanted.name, scope, wanted.server_id)
+        written = await service.set(
+            claims.user_id, key, wanted.value, request.expected_version, request.lease_id
+        )
+        return admin_pb.SetConfigPropertyResponse(property=property_to_proto(written))
+
+    # -- served by a later release: UNIMPLEMENTED naming the method ----------------------
 
     async def AcquireEditLease(
         self, request: admin_pb.AcquireEditLeaseRequest, context: Context

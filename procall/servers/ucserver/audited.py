@@ -30,13 +30,29 @@ def _lease_detail(request: Any) -> dict[str, str]:
     return found
 
 
+def _config_change(request: Any) -> dict[str, str]:
+    wanted = request.property
+    return {
+        "property": wanted.name,
+        "server_id": wanted.server_id,
+        "value": wanted.value,
+        "expected_version": str(request.expected_version),
+        **_lease_detail(request),
+    }
+
+
+#: Details of admin methods beyond the subject (never secrets); the others record the
+#: resource or lease they name.
+_DETAILS: dict[str, Any] = {"SetConfigProperty": _config_change}
+
+
 def _admin_rules() -> dict[str, AuditRule]:
     service = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
     return {
         f"{service.full_name}/{method.name}": AuditRule(
             action=f"admin.{method.name}",
             subject=_user_id,
-            detail=_lease_detail,
+            detail=_DETAILS.get(method.name, _lease_detail),
         )
         for method in service.methods
     }

@@ -144,7 +144,8 @@ class CallComponent:
         self._ring_timers: dict[str, asyncio.Task[None]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
-        self._probe_seconds = conf.media_probe_seconds
+        #: Seconds between two MediaServer probes (the configuration may change it live).
+        self.probe_seconds = conf.media_probe_seconds
         self._stopping = False
 
     def bindings(self) -> list[ServiceBinding]:
@@ -250,7 +251,7 @@ class CallComponent:
     async def _probe_media(self) -> None:
         """Probe the MediaServers of live calls; move the calls of one that fails."""
         while True:
-            await asyncio.sleep(self._probe_seconds)
+            await asyncio.sleep(self.probe_seconds)
             on: dict[MediaAllocation, list[str]] = {}
             for call in self._live.values():
                 media = MediaAllocation(call.media_server_id, call.media_address)

@@ -87,6 +87,11 @@ class ChatComponent:
         self.journal = Journal(journal, self._writer, events, time.time)
 
     @property
+    def messaging(self) -> Messaging:
+        """The message flow (its ``limits`` follow the configuration)."""
+        return self._messaging
+
+    @property
     def degraded(self) -> bool:
         """Whether writes go to the local outbox (the central database is unreachable)."""
         return not self._writer.central_available

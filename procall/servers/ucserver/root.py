@@ -10,6 +10,7 @@ its own. The parts (sessions, presence, chat) only serve and keep up their own a
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -17,7 +18,9 @@ from collections.abc import Callable
 
 from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing, BufferedAuditLog
+from procall.config import ConfigValue
 from procall.leases import EditLeases
+from procall.limits import CallLimits
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.routing.models import ServerRole
@@ -42,6 +45,7 @@ from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
 from procall.servers.ucserver.chat import ChatComponent
+from procall.servers.ucserver.config import ConfigComponent
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
 from procall.servers.ucserver.sessions import SessionComponent
@@ -53,7 +57,7 @@ from procall.settings import Settings
 from procall.storage.redis import RedisUnavailableError
 from procall.storage.ucserver import UCServerStores, open_ucserver_stores
 
-__all__ = ["build_ucserver"]
+__all__ = ["apply_config", "build_ucserver"]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +85,38 @@ def _session_manager(
     )
 
 
+def apply_config(
+    config: ConfigComponent,
+    limits: CallLimits,
+    manager: SessionManager[session_pb2.Event],
+    calls: CallComponent,
+    chat: ChatComponent,
+) -> None:
+    """Let the parts follow the live configuration properties (``procall.config``)."""
+    config.apply_to_limits(limits)
+
+    def sessions_per_user(value: ConfigValue) -> None:
+        manager.sessions_per_user = int(value)
+
+    def ring(value: ConfigValue) -> None:
+        calls.calls.timings = dataclasses.replace(calls.calls.timings, ring_seconds=float(value))
+
+    def probe(value: ConfigValue) -> None:
+        calls.probe_seconds = float(value)
+
+    def typing(value: ConfigValue) -> None:
+        chat.messaging.limits = dataclasses.replace(chat.messaging.limits, typing_ttl=float(value))
+
+    def request_ttl(value: ConfigValue) -> None:
+        chat.messaging.limits = dataclasses.replace(chat.messaging.limits, request_ttl=float(value))
+
+    config.follow("limits.sessions_per_user", sessions_per_user)
+    config.follow("calls.ring_seconds", ring)
+    config.follow("calls.media_probe_seconds", probe)
+    config.follow("chat.typing_ttl_seconds", typing)
+    config.follow("chat.request_id_ttl_seconds", request_ttl)
+
+
 async def build_ucserver(settings: Settings) -> ServerApp:
     """Wire the client-facing services, the admin service and the peer links."""
     server_id = ensure_server_id(settings, "ucserver")
@@ -101,6 +137,12 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         time.time, settings.auth.replay_buffer_events, once_key=delivery_key
     )
     manager = _session_manager(settings, server_id, address, hub, stores, clients)
+    # the leases (procall.leases) are not wired yet: versions alone guard writes
+    # the administrators' edit leases (shared by every server through Redis): served by the
+    # AdminService, asked by whatever writes leased resources (``fencing_for``)
+    edit_leases = EditLeases(stores.leases, server_id, time.time)
+
+    config = ConfigComponent(settings, server_id, stores, leases=edit_leases)
     epoch = time.time_ns() // 1000  # grows with every run of this server
 
     async def peer_lost(peer_id: str) -> None:
@@ -195,10 +237,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         await audit.stop()
         await stores.close()
 
-    # the administrators' edit leases (shared by every server through Redis): served by the
-    # AdminService, asked by whatever writes leased resources (``fencing_for``)
-    edit_leases = EditLeases(stores.leases, server_id, time.time)
-
     services = [
         *sessions.bindings(),
         *presence.bindings(),
@@ -211,10 +249,23 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             clients,
             audit_listing,
             edit_leases,
+            config.service,
         ),
         *calls.bindings(),
     ]
+    limits = call_limits(settings)
+
+    async def start_config(app: ServerApp) -> None:
+        # first: the other parts start with the configured values
+        try:
+            await config.start(app)
+        except StartupError:
+            await stores.close()  # no stop hook runs for a server that did not start
+            raise
+        apply_config(config, limits, manager, calls, chat)
+
     on_start: list[Hook] = [
+        start_config,
         schema.start,
         start_audit,
         join_peers,
@@ -234,19 +285,19 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         presence.stop,
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
+        config.stop,
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
             settings,
             ServerRole.UCSERVER,
-            settings.server.capacity,
+            lambda: int(config.live.value("server.capacity")),
             lambda: len(hub),
-            degraded=lambda: presence.degraded or chat.degraded,
+            degraded=lambda: presence.degraded or chat.degraded or config.degraded,
             outbox_depth=lambda: chat.outbox_depth,
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)
-    limits = call_limits(settings)
     app = ServerApp(
         "ucserver",
         settings,
@@ -265,6 +316,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "calls": calls,
             "links": links,
             "limits": limits,
+            "config": config,
             "audit": audit,
             "leases": edit_leases,
         },

@@ -104,7 +104,8 @@ class LookupRegistration:
     Args:
         settings: the server's settings (``lookup.address``, interval, TTL).
         role: what the server registers as.
-        capacity: its declared capacity (sessions or concurrent calls).
+        capacity: its declared capacity (sessions or concurrent calls), or a function
+            giving it, read when the server registers.
         load: its current load, read at every heartbeat.
         draining / degraded / outbox_depth / legs / cpu_percent: the server's state, read
             at every heartbeat.
@@ -114,7 +115,7 @@ class LookupRegistration:
         self,
         settings: Settings,
         role: ServerRole,
-        capacity: int,
+        capacity: int | Callable[[], int],
         load: Callable[[], int],
         *,
         draining: Callable[[], bool] | None = None,
@@ -148,7 +149,7 @@ class LookupRegistration:
             server_id=app.server_id,
             role=self._role,
             address=app.address,
-            capacity=self._capacity,
+            capacity=self._capacity() if callable(self._capacity) else self._capacity,
             version=__version__,
             mesh_address=app.mesh_address,
         )

@@ -91,3 +91,28 @@ def test_streams_per_user() -> None:
     first.close()  # idempotent
     assert limits.open_streams("alice") == 1
     limits.open_stream("alice")
+
+
+def test_new_limits_apply_without_a_restart() -> None:
+    clock = Clock()
+    limits = CallLimits(
+        LimitsConfig(user_rate=1.0, user_burst=5, streams_per_user=1),
+        server_max_message_bytes=4 << 20,
+        clock=clock,
+    )
+    limits.admit(user_id="alice", source="s")  # alice's bucket exists before the change
+    limits.reconfigure(LimitsConfig(user_rate=0.5, user_burst=2, streams_per_user=2))
+    limits.admit(user_id="alice", source="s")  # her bucket holds at most the new burst
+    limits.admit(user_id="alice", source="s")
+    with pytest.raises(ResourceExhausted) as limited:
+        limits.admit(user_id="alice", source="s")
+    assert limited.value.retry_after == 2.0  # the new rate
+    limits.admit(user_id="bob", source="s")  # new buckets take the new numbers
+    limits.admit(user_id="bob", source="s")
+    with pytest.raises(ResourceExhausted):
+        limits.admit(user_id="bob", source="s")
+    slots = [limits.open_stream("carol"), limits.open_stream("carol")]
+    with pytest.raises(ResourceExhausted):
+        limits.open_stream("carol")
+    for slot in slots:
+        slot.close()
