@@ -1,8 +1,10 @@
 """``procall admin``: administration commands that talk to the servers over gRPC.
 
-``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` and
-``admin status|sessions|licenses|audit`` to the ``procall`` command line; the latter call
-the AdminService of a UCServer and need an administrator (``--user NAME``). Each
+``add_admin_parser(subparsers)`` adds
+``admin users create|delete|password|import|list|show|set-home``,
+``admin status|sessions|licenses|audit`` and ``admin config list|get|set|edit`` to the
+``procall`` command line; the latter two call the AdminService of a UCServer and need an
+administrator (``--user NAME``). Each
 command finds the Directory through ``--directory HOST:PORT``,
 ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json`` of a running ``procall up``
 (``--data-dir``), and proves who calls: an administrator (``--user NAME``, logged in at
@@ -18,6 +20,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from procall.admin._config import add_config_parser
 from procall.admin._system import add_system_parsers
 from procall.admin._users import run_users_command
 
@@ -39,6 +42,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _add_where(common, argparse.SUPPRESS)
     add_system_parsers(areas, common)
+    add_config_parser(areas, common)
 
     commands = users.add_subparsers(dest="users_command", required=True, parser_class=parser_class)
     listing = commands.add_parser("list", parents=[common], help="list users")
@@ -62,6 +66,23 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     importing.add_argument(
         "--concurrency", type=int, default=4, help="requests in flight (default 4)"
     )
+    create = commands.add_parser("create", parents=[common], help="create a user")
+    create.add_argument("username")
+    create.add_argument("--display-name", help="the name people see (default: the username)")
+    create.add_argument("--home-server", metavar="ID", help="the user's home UCServer")
+    create.add_argument("--mail")
+    create.add_argument("--phone")
+    create.add_argument("--admin", action="store_true", help="an administrator")
+    create.add_argument(
+        "--no-password", action="store_true", help="no password yet (cannot log in)"
+    )
+    delete = commands.add_parser("delete", parents=[common], help="delete a user")
+    delete.add_argument("user", help="username or user id")
+    delete.add_argument("--yes", action="store_true", help="do not ask")
+    password = commands.add_parser(
+        "password", parents=[common], help="set a user's password ($PROCALL_NEW_PASSWORD or asked)"
+    )
+    password.add_argument("user", help="username or user id")
     users.set_defaults(handler=run_users_command)
     return admin
 

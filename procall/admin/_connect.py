@@ -240,6 +240,16 @@ class UCServerTarget:
         """A new channel to the UCServer whose calls carry the administrator's token."""
         return calling_channel(self.address, credentials=self.credentials, metadata=self.metadata)
 
+    async def logout(self) -> None:
+        """End the administrator's session (best effort: it expires anyway)."""
+        async with self.channel() as channel:
+            try:
+                await session_grpc.SessionServiceStub(channel).Logout(
+                    session_pb.LogoutRequest(), timeout=5
+                )
+            except grpc.aio.AioRpcError:
+                pass
+
 
 async def ucserver_target(args: Any, timeout: float = 15.0) -> UCServerTarget:
     """The UCServer the AdminService commands call, logged in as ``--user`` (the

@@ -214,7 +214,11 @@ def add_system_parsers(areas: Any, common: argparse.ArgumentParser) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    return await _COMMANDS[args.admin_area](args, await ucserver_target(args))
+    target = await ucserver_target(args)
+    try:
+        return await _COMMANDS[args.admin_area](args, target)
+    finally:
+        await target.logout()
 
 
 def run_system_command(args: argparse.Namespace) -> int:

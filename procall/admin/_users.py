@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
@@ -156,7 +158,65 @@ async def _import(args: argparse.Namespace, target: DirectoryTarget) -> int:
     return EXIT_ROWS_FAILED if failures else EXIT_OK
 
 
+def _new_password(who: str) -> str:
+    """The new password: ``$PROCALL_NEW_PASSWORD``, else asked twice."""
+    password = os.environ.get("PROCALL_NEW_PASSWORD")
+    if password is not None:
+        return password
+    first = getpass.getpass(f"new password of {who}: ")
+    if first != getpass.getpass(f"new password of {who} again: "):
+        raise AdminError("the two passwords differ")
+    return first
+
+
+async def _create(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    user = pb.User(
+        username=args.username,
+        display_name=args.display_name or args.username,
+        home_server_id=args.home_server or "",
+        mail=args.mail or "",
+        phone_number=args.phone or "",
+        admin=args.admin,
+    )
+    password = "" if args.no_password else _new_password(args.username)
+    async with target.channel() as channel:
+        reply = await _stub(channel).CreateUser(
+            svc.CreateUserRequest(user=user, password=password), timeout=_TIMEOUT
+        )
+    print(f"created {reply.user.username} ({reply.user.user_id})")
+    return EXIT_OK
+
+
+async def _delete(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
+        stub = _stub(channel)
+        user = await _find_user(stub, args.user)
+        if not args.yes:
+            answer = await asyncio.to_thread(input, f"delete {user.username}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("not deleted")
+                return EXIT_ERROR
+        await stub.DeleteUser(svc.DeleteUserRequest(user_id=user.user_id), timeout=_TIMEOUT)
+    print(f"deleted {user.username}")
+    return EXIT_OK
+
+
+async def _password(args: argparse.Namespace, target: DirectoryTarget) -> int:
+    async with target.channel() as channel:
+        stub = _stub(channel)
+        user = await _find_user(stub, args.user)
+        await stub.SetPassword(
+            svc.SetPasswordRequest(user_id=user.user_id, password=_new_password(user.username)),
+            timeout=_TIMEOUT,
+        )
+    print(f"password of {user.username} set")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, DirectoryTarget], Coroutine[Any, Any, int]]] = {
+    "create": _create,
+    "delete": _delete,
+    "password": _password,
     "list": _list,
     "show": _show,
     "set-home": _set_home,
