@@ -62,6 +62,18 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600} h"
 
 
+def _dependencies(server: admin_pb2.ServerStatus) -> str:
+    """The backends a server does not reach (and what it does meanwhile), or "ok"."""
+    down = [
+        f"{d.name} unreachable" + (f" ({d.detail})" if d.detail else "")
+        for d in server.dependencies
+        if not d.available
+    ]
+    if down:
+        return "; ".join(down)
+    return "ok" if server.dependencies else "-"
+
+
 def _stub(channel: grpc.aio.Channel) -> admin_grpc.AdminServiceAsyncStub:
     return admin_grpc.AdminServiceStub(channel)
 
@@ -84,10 +96,13 @@ async def _status(args: argparse.Namespace, target: UCServerTarget) -> int:
             f"{s.load}/{s.capacity}",
             s.outbox_depth,
             _ago(now - s.heartbeat_time.ToSeconds()) if s.HasField("heartbeat_time") else "-",
+            _dependencies(s),
         )
         for s in servers
     ]
-    header = ("SERVER", "ROLE", "STATE", "ADDRESS", "UP", "LOAD", "OUTBOX", "HEARTBEAT")
+    header = (
+        "SERVER", "ROLE", "STATE", "ADDRESS", "UP", "LOAD", "OUTBOX", "HEARTBEAT", "BACKENDS"
+    )  # fmt: skip
     print(table(header, rows))
     return EXIT_OK
 

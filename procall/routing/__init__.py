@@ -8,6 +8,7 @@ each server runs. Stores and transports implement the ports in ``ports``.
 from procall.routing.models import (
     MAX_EPOCH,
     ChangeKind,
+    DependencyHealth,
     HeartbeatAck,
     HomeAssignment,
     ServerInfo,
@@ -38,6 +39,7 @@ __all__ = [
     "HomeStore",
     "Listing",
     "CpuGauge",
+    "DependencyHealth",
     "LoadGauge",
     "LookupPort",
     "MediaAllocations",

@@ -14,6 +14,7 @@ from procall.clock import UnixTime
 __all__ = [
     "MAX_EPOCH",
     "ChangeKind",
+    "DependencyHealth",
     "HeartbeatAck",
     "HomeAssignment",
     "ServerInfo",
@@ -33,6 +34,15 @@ class ServerRole(enum.Enum):
     LOOKUP = "LOOKUP"
     UCSERVER = "UCSERVER"
     MEDIA = "MEDIA"
+
+
+@dataclass(frozen=True)
+class DependencyHealth:
+    """Whether a server reaches one backend it needs, and what it does meanwhile if not."""
+
+    name: str
+    available: bool
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,8 @@ class ServerInfo:
     #: CPU of the process over the last heartbeat interval, percent of one core (0: not
     #: reported).
     cpu_percent: int = 0
+    #: Whether the server reaches each backend it needs.
+    dependencies: tuple[DependencyHealth, ...] = ()
 
     @property
     def utilization(self) -> float:

@@ -26,12 +26,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from procall import clock
 from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unauthenticated
-from procall.routing.models import ServerInfo, ServerRole
+from procall.routing.models import DependencyHealth, ServerInfo, ServerRole
 from procall.routing.ports import LookupPort
 
 __all__ = ["CpuGauge", "LoadGauge", "Registrar", "ServerIdentity"]
@@ -140,6 +140,7 @@ class Registrar:
         outbox_depth: Callable[[], int] | None = None,
         legs: Callable[[], int] | None = None,
         cpu_percent: Callable[[], int] | None = None,
+        dependencies: Callable[[], Sequence[DependencyHealth]] | None = None,
         rng: random.Random | None = None,
         on_routable: Callable[[bool], Awaitable[None]] | None = None,
     ) -> None:
@@ -153,6 +154,7 @@ class Registrar:
         self._outbox_depth = outbox_depth or (lambda: 0)
         self._legs = legs or (lambda: 0)
         self._cpu_percent = cpu_percent or (lambda: 0)
+        self._dependencies = dependencies or tuple
         self._interval = interval
         self._rng = rng or random.Random()
         self._on_routable = on_routable
@@ -195,6 +197,7 @@ class Registrar:
             outbox_depth=max(0, int(self._outbox_depth())),
             legs=max(0, int(self._legs())),
             cpu_percent=max(0, int(self._cpu_percent())),
+            dependencies=tuple(self._dependencies()),
             start_time=self._start_time,
             version=identity.version,
             mesh_address=identity.mesh_address if identity.mesh_address != identity.address else "",

@@ -182,7 +182,8 @@ SURFACE: dict[str, set[str]] = {
         "contacts_page", "requested_change",
     },
     "procall.routing": {
-        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "CpuGauge", "HeartbeatAck",
+        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "CpuGauge", "DependencyHealth",
+        "HeartbeatAck",
         "HomeAssignment", "HomeDirectory", "HomeStore", "Listing", "LoadGauge", "LookupPort",
         "MediaAllocations", "Registrar", "ResolvedHome", "RoutingService", "ServerIdentity",
         "ServerInfo", "ServerObserved", "ServerRegistry", "ServerRole", "TopologyChange",

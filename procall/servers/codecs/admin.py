@@ -78,6 +78,10 @@ def server_status_to_proto(server: ServerInfo) -> admin_pb2.ServerStatus:
         start_time=timestamp_of(server.start_time),
         version=server.version,
         outbox_depth=server.outbox_depth,
+        dependencies=[
+            admin_pb2.DependencyHealth(name=d.name, available=d.available, detail=d.detail)
+            for d in server.dependencies
+        ],
     )
 
 

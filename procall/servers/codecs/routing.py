@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from procall.errors import InvalidArgument
 from procall.mesh.lookup.v1 import lookup_pb2
-from procall.routing.models import ChangeKind, ServerInfo, ServerRole
+from procall.routing.models import ChangeKind, DependencyHealth, ServerInfo, ServerRole
 from procall.servers.codecs.time import seconds_or_none, timestamp_of
 
 __all__ = [
@@ -59,6 +59,10 @@ def server_to_proto(server: ServerInfo) -> lookup_pb2.ServerInfo:
         mesh_address=server.mesh_address,
         legs=server.legs,
         cpu_percent=server.cpu_percent,
+        dependencies=[
+            lookup_pb2.DependencyHealth(name=d.name, available=d.available, detail=d.detail)
+            for d in server.dependencies
+        ],
     )
 
 
@@ -87,4 +91,7 @@ def server_from_proto(message: lookup_pb2.ServerInfo, field: str = "server") -> 
         mesh_address=message.mesh_address,
         legs=message.legs,
         cpu_percent=message.cpu_percent,
+        dependencies=tuple(
+            DependencyHealth(d.name, d.available, d.detail) for d in message.dependencies
+        ),
     )

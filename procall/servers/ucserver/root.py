@@ -23,7 +23,7 @@ from procall.leases import EditLeases
 from procall.limits import CallLimits
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from procall.routing.models import ServerRole
+from procall.routing.models import DependencyHealth, ServerRole
 from procall.servers.codecs.chat import delivery_key
 from procall.servers.peering.dispatch import PeerEventDispatcher
 from procall.servers.peering.links import PeerLinks
@@ -115,6 +115,40 @@ def apply_config(
     config.follow("calls.media_probe_seconds", probe)
     config.follow("chat.typing_ttl_seconds", typing)
     config.follow("chat.request_id_ttl_seconds", request_ttl)
+
+
+def _dependencies(
+    presence: PresenceComponent,
+    chat: ChatComponent,
+    config: ConfigComponent,
+    clients: UpstreamClients,
+) -> list[DependencyHealth]:
+    """Whether this UCServer reaches each backend, and what it does meanwhile (heartbeats)."""
+    found = [
+        DependencyHealth(
+            "redis",
+            not presence.degraded,
+            "" if not presence.degraded else "presence and calls across servers stopped",
+        ),
+        DependencyHealth(
+            "chat database",
+            not chat.degraded,
+            "" if not chat.degraded else "chat writes go to the local outbox",
+        ),
+        DependencyHealth(
+            "configuration database",
+            not config.degraded,
+            "" if not config.degraded else config.health_detail,
+        ),
+    ]
+    probe = clients.directory_probe
+    if probe is not None:
+        found.append(
+            DependencyHealth(
+                "directory", probe.available, "" if probe.available else "new logins fail"
+            )
+        )
+    return found
 
 
 async def build_ucserver(settings: Settings) -> ServerApp:
@@ -221,8 +255,12 @@ async def build_ucserver(settings: Settings) -> ServerApp:
 
     async def join_peers(_: ServerApp) -> None:
         await links.start()
+        if clients.directory_probe is not None:
+            clients.directory_probe.start()
 
     async def leave_peers(_: ServerApp) -> None:
+        if clients.directory_probe is not None:
+            await clients.directory_probe.stop()
         await links.stop()
 
     # the audit log: queued, written in batches (never slowing or failing the audited call)
@@ -293,8 +331,11 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             ServerRole.UCSERVER,
             lambda: int(config.live.value("server.capacity")),
             lambda: len(hub),
-            degraded=lambda: presence.degraded or chat.degraded or config.degraded,
+            degraded=lambda: (
+                not all(d.available for d in _dependencies(presence, chat, config, clients))
+            ),
             outbox_depth=lambda: chat.outbox_depth,
+            dependencies=lambda: _dependencies(presence, chat, config, clients),
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)

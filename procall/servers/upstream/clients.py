@@ -13,6 +13,7 @@ from procall.mesh.lookup.v1 import lookup_pb2
 from procall.servers.runtime.channels import MeshChannels
 from procall.servers.runtime.identity import role_target
 from procall.servers.upstream.directory import DirectoryClient
+from procall.servers.upstream.health import HealthProbe
 from procall.servers.upstream.lookup import LookupClient
 from procall.session.ports import AuthenticatedUser
 from procall.settings import Settings
@@ -61,9 +62,13 @@ class UpstreamClients:
         self._channels: list[grpc.aio.Channel] = []
         self.directory: DirectoryClient | None = None
         self.lookup: LookupClient | None = None
+        #: Whether the Directory answers its health check (None: no Directory configured).
+        self.directory_probe: HealthProbe | None = None
         if settings.directory.address:
-            self.directory = DirectoryClient(
-                self._channel(settings.directory.address, role_target("directory"))
+            channel = self._channel(settings.directory.address, role_target("directory"))
+            self.directory = DirectoryClient(channel)
+            self.directory_probe = HealthProbe(
+                "the Directory", channel, settings.lookup.heartbeat_interval
             )
         if settings.lookup.address:
             lookup = role_target("lookup")

@@ -9,7 +9,7 @@ configured, so a server started alone still works.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 
@@ -23,7 +23,7 @@ from procall.errors import (
 )
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
-from procall.routing.models import HeartbeatAck, ServerInfo, ServerRole
+from procall.routing.models import DependencyHealth, HeartbeatAck, ServerInfo, ServerRole
 from procall.routing.registration import Registrar, ServerIdentity
 from procall.servers.codecs.routing import server_to_proto
 from procall.servers.runtime.app import ServerApp
@@ -107,8 +107,8 @@ class LookupRegistration:
         capacity: its declared capacity (sessions or concurrent calls), or a function
             giving it, read when the server registers.
         load: its current load, read at every heartbeat.
-        draining / degraded / outbox_depth / legs / cpu_percent: the server's state, read
-            at every heartbeat.
+        draining / degraded / outbox_depth / legs / cpu_percent / dependencies: the
+            server's state, read at every heartbeat.
     """
 
     def __init__(
@@ -123,6 +123,7 @@ class LookupRegistration:
         outbox_depth: Callable[[], int] | None = None,
         legs: Callable[[], int] | None = None,
         cpu_percent: Callable[[], int] | None = None,
+        dependencies: Callable[[], Sequence[DependencyHealth]] | None = None,
     ) -> None:
         if not settings.lookup.address:
             raise ValueError("no Lookup address is configured")
@@ -135,6 +136,7 @@ class LookupRegistration:
         self._outbox_depth = outbox_depth
         self._legs = legs
         self._cpu_percent = cpu_percent
+        self._dependencies = dependencies
         self._channel: grpc.aio.Channel | None = None
         self.registrar: Registrar | None = None
 
@@ -171,6 +173,7 @@ class LookupRegistration:
             outbox_depth=self._outbox_depth,
             legs=self._legs,
             cpu_percent=self._cpu_percent,
+            dependencies=self._dependencies,
             on_routable=routable,
         )
         self.registrar.start()

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from procall.clock import UnixTime
 from procall.errors import Unavailable
-from procall.routing.models import ServerInfo, ServerRole
+from procall.routing.models import DependencyHealth, ServerInfo, ServerRole
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -128,6 +128,7 @@ def encode_state(server: ServerInfo) -> str:
             "mesh_address": server.mesh_address,
             "legs": server.legs,
             "cpu_percent": server.cpu_percent,
+            "dependencies": [[d.name, d.available, d.detail] for d in server.dependencies],
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -165,6 +166,10 @@ def decode_server(
         mesh_address=str(fields.get("mesh_address", "")),
         legs=int(fields.get("legs", 0)),
         cpu_percent=int(fields.get("cpu_percent", 0)),
+        dependencies=tuple(
+            DependencyHealth(str(name), bool(available), str(detail))
+            for name, available, detail in fields.get("dependencies", ())
+        ),
     )
 
 

@@ -255,6 +255,7 @@ class ServerStatus(_message.Message):
     START_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     OUTBOX_DEPTH_FIELD_NUMBER: _builtins.int
+    DEPENDENCIES_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier."""
     role: Global___ServerRole.ValueType
@@ -283,6 +284,10 @@ class ServerStatus(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When this run of the server started."""
 
+    @_builtins.property
+    def dependencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___DependencyHealth]:
+        """Whether the server reaches each backend it needs, as its last heartbeat said."""
+
     def __init__(
         self,
         *,
@@ -297,14 +302,45 @@ class ServerStatus(_message.Message):
         start_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.str = ...,
         outbox_depth: _builtins.int = ...,
+        dependencies: _abc.Iterable[Global___DependencyHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "dependencies", b"dependencies", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "load", b"load", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServerStatus: _TypeAlias = ServerStatus  # noqa: Y015
+
+@_typing.final
+class DependencyHealth(_message.Message):
+    """DependencyHealth says whether a server reaches one backend it needs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The backend ("redis", "chat database", "configuration database", "directory")."""
+    available: _builtins.bool
+    """Whether the server reaches it now."""
+    detail: _builtins.str
+    """What the server does meanwhile, when it does not ("chat writes go to the local outbox")."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        available: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "detail", b"detail", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DependencyHealth: _TypeAlias = DependencyHealth  # noqa: Y015
 
 @_typing.final
 class LoggedOnSession(_message.Message):

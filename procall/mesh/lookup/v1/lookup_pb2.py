@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#procall/mesh/lookup/v1/lookup.proto\x12\x16procall.mesh.lookup.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x02\n\nServerInfo\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x1c.procall.mesh.lookup.v1.Role\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x0c\n\x04load\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x14\n\x0coutbox_depth\x18\x0c \x01(\x04\x12\x14\n\x0cmesh_address\x18\r \x01(\t\x12\x0c\n\x04legs\x18\x0e \x01(\r\x12\x13\n\x0b\x63pu_percent\x18\x0f \x01(\r\"~\n\x0eTopologyChange\x12\x38\n\x04kind\x18\x01 \x01(\x0e\x32*.procall.mesh.lookup.v1.TopologyChangeKind\x12\x32\n\x06server\x18\x02 \x01(\x0b\x32\".procall.mesh.lookup.v1.ServerInfo*d\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_DIRECTORY\x10\x01\x12\x0f\n\x0bROLE_LOOKUP\x10\x02\x12\x11\n\rROLE_UCSERVER\x10\x03\x12\x0e\n\nROLE_MEDIA\x10\x04*\x9c\x01\n\x12TopologyChangeKind\x12$\n TOPOLOGY_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTOPOLOGY_CHANGE_KIND_JOINED\x10\x01\x12 \n\x1cTOPOLOGY_CHANGE_KIND_UPDATED\x10\x02\x12\x1d\n\x19TOPOLOGY_CHANGE_KIND_LEFT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#procall/mesh/lookup/v1/lookup.proto\x12\x16procall.mesh.lookup.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x03\n\nServerInfo\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12*\n\x04role\x18\x02 \x01(\x0e\x32\x1c.procall.mesh.lookup.v1.Role\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\r\x12\x0c\n\x04load\x18\x06 \x01(\r\x12\x10\n\x08\x64raining\x18\x07 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x08 \x01(\x08\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0b \x01(\t\x12\x14\n\x0coutbox_depth\x18\x0c \x01(\x04\x12\x14\n\x0cmesh_address\x18\r \x01(\t\x12\x0c\n\x04legs\x18\x0e \x01(\r\x12\x13\n\x0b\x63pu_percent\x18\x0f \x01(\r\x12>\n\x0c\x64\x65pendencies\x18\x10 \x03(\x0b\x32(.procall.mesh.lookup.v1.DependencyHealth\"C\n\x10\x44\x65pendencyHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"~\n\x0eTopologyChange\x12\x38\n\x04kind\x18\x01 \x01(\x0e\x32*.procall.mesh.lookup.v1.TopologyChangeKind\x12\x32\n\x06server\x18\x02 \x01(\x0b\x32\".procall.mesh.lookup.v1.ServerInfo*d\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROLE_DIRECTORY\x10\x01\x12\x0f\n\x0bROLE_LOOKUP\x10\x02\x12\x11\n\rROLE_UCSERVER\x10\x03\x12\x0e\n\nROLE_MEDIA\x10\x04*\x9c\x01\n\x12TopologyChangeKind\x12$\n TOPOLOGY_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bTOPOLOGY_CHANGE_KIND_JOINED\x10\x01\x12 \n\x1cTOPOLOGY_CHANGE_KIND_UPDATED\x10\x02\x12\x1d\n\x19TOPOLOGY_CHANGE_KIND_LEFT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.mesh.lookup.v1.lookup_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=598
-  _globals['_ROLE']._serialized_end=698
-  _globals['_TOPOLOGYCHANGEKIND']._serialized_start=701
-  _globals['_TOPOLOGYCHANGEKIND']._serialized_end=857
+  _globals['_ROLE']._serialized_start=731
+  _globals['_ROLE']._serialized_end=831
+  _globals['_TOPOLOGYCHANGEKIND']._serialized_start=834
+  _globals['_TOPOLOGYCHANGEKIND']._serialized_end=990
   _globals['_SERVERINFO']._serialized_start=97
-  _globals['_SERVERINFO']._serialized_end=468
-  _globals['_TOPOLOGYCHANGE']._serialized_start=470
-  _globals['_TOPOLOGYCHANGE']._serialized_end=596
+  _globals['_SERVERINFO']._serialized_end=532
+  _globals['_DEPENDENCYHEALTH']._serialized_start=534
+  _globals['_DEPENDENCYHEALTH']._serialized_end=601
+  _globals['_TOPOLOGYCHANGE']._serialized_start=603
+  _globals['_TOPOLOGYCHANGE']._serialized_end=729
 # @@protoc_insertion_point(module_scope)

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -99,6 +101,7 @@ class ServerInfo(_message.Message):
     MESH_ADDRESS_FIELD_NUMBER: _builtins.int
     LEGS_FIELD_NUMBER: _builtins.int
     CPU_PERCENT_FIELD_NUMBER: _builtins.int
+    DEPENDENCIES_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """Stable identifier, unique in the system."""
     role: Global___Role.ValueType
@@ -141,6 +144,12 @@ class ServerInfo(_message.Message):
     def heartbeat_time(self) -> _timestamp_pb2.Timestamp:
         """When the last heartbeat was recorded."""
 
+    @_builtins.property
+    def dependencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___DependencyHealth]:
+        """Whether the server reaches each backend it needs (UCServers: Redis, the chat and
+        configuration databases, the Directory).
+        """
+
     def __init__(
         self,
         *,
@@ -159,14 +168,45 @@ class ServerInfo(_message.Message):
         mesh_address: _builtins.str = ...,
         legs: _builtins.int = ...,
         cpu_percent: _builtins.int = ...,
+        dependencies: _abc.Iterable[Global___DependencyHealth] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_time", b"heartbeat_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "cpu_percent", b"cpu_percent", "degraded", b"degraded", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "legs", b"legs", "load", b"load", "mesh_address", b"mesh_address", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "capacity", b"capacity", "cpu_percent", b"cpu_percent", "degraded", b"degraded", "dependencies", b"dependencies", "draining", b"draining", "epoch", b"epoch", "heartbeat_time", b"heartbeat_time", "legs", b"legs", "load", b"load", "mesh_address", b"mesh_address", "outbox_depth", b"outbox_depth", "role", b"role", "server_id", b"server_id", "start_time", b"start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServerInfo: _TypeAlias = ServerInfo  # noqa: Y015
+
+@_typing.final
+class DependencyHealth(_message.Message):
+    """DependencyHealth says whether a server reaches one backend it needs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The backend ("redis", "chat database", "configuration database", "directory")."""
+    available: _builtins.bool
+    """Whether the server reaches it now."""
+    detail: _builtins.str
+    """What the server does meanwhile, when it does not ("chat writes go to the local outbox")."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        available: _builtins.bool = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "detail", b"detail", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DependencyHealth: _TypeAlias = DependencyHealth  # noqa: Y015
 
 @_typing.final
 class TopologyChange(_message.Message):
