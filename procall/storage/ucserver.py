@@ -35,6 +35,7 @@ from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.forwarding import SqlForwardingStore
 from procall.storage.sql.journal import SqlJournalStore
 from procall.storage.sql.migrate import upgrade_to_head
+from procall.storage.sql.policies import SqlPolicyStore
 
 __all__ = ["UCServerStores", "audit_stores", "open_ucserver_stores"]
 
@@ -75,6 +76,8 @@ class UCServerStores:
     audit_readers: tuple[SqlAuditStore, ...]
     #: Configuration property values (``[database] config_url``, else the default database).
     config: SqlConfigStore
+    #: Client policies (in the configuration database).
+    policies: SqlPolicyStore
     #: Configuration changes announced to (and heard from) every server.
     config_changes: RedisConfigChanges
     _redis: aioredis.Redis
@@ -160,6 +163,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         audit=audit,
         audit_readers=readers,
         config=SqlConfigStore(config_database),
+        policies=SqlPolicyStore(config_database),
         config_changes=RedisConfigChanges(redis),
         _redis=redis,
         _database=database,

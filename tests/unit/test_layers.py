@@ -46,6 +46,10 @@ def _offending(package: str, banned: tuple[str, ...]) -> list[str]:
         ("chat", ("procall.outbox", "procall.journal", "procall.servers", "procall.storage")),
         ("journal", ("procall.outbox", "procall.chat", "procall.servers", "procall.storage")),
         (
+            "policies",
+            ("grpc", "redis", "sqlalchemy", "procall.api", "procall.servers", "procall.storage"),
+        ),
+        (
             "config",
             ("grpc", "redis", "sqlalchemy", "procall.api", "procall.servers", "procall.storage"),
         ),

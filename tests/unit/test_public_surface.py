@@ -173,6 +173,10 @@ SURFACE: dict[str, set[str]] = {
         "CentralWriter", "CodecError", "DurableWriter", "Outbox", "Persisted", "Record",
         "decode_record", "encode_record",
     },
+    "procall.policies": {
+        "ClientFeature", "ClientPolicies", "ClientPolicy", "GroupsOf", "PolicyStore",
+        "SubjectKind", "denied_for",
+    },
     "procall.presence": {
         "DEFAULT_CONTACTS_PAGE", "FULL_CHECK_EVERY", "MASKABLE_FIELDS", "MAX_NOTE_CHARS",
         "MAX_USERS_PER_REQUEST", "Availability", "CallerSession", "Capabilities", "ContactStore",
@@ -328,6 +332,9 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "internal": ("validation",),
     },
     "procall.journal": {
+        "model": ("model",), "ports": ("ports",), "use_cases": ("service",), "internal": (),
+    },
+    "procall.policies": {
         "model": ("model",), "ports": ("ports",), "use_cases": ("service",), "internal": (),
     },
     "procall.leases": {

@@ -192,6 +192,9 @@ POLICIES: dict[str, Policy] = _table(
                 "MoveUser",
                 "DrainServer",
                 "ListAuditEvents",
+                "GetClientPolicy",
+                "SetClientPolicy",
+                "ListClientPolicies",
             ),
         ),
         # -- UCServer: mesh -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from procall.audit import AuditListing
 from procall.config import ConfigService
 from procall.errors import InvalidArgument
 from procall.leases import EditLeases
+from procall.policies import ClientPolicies
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
 from procall.servers.runtime.app import binding
@@ -46,12 +47,13 @@ def admin_binding(
     audit: AuditListing | None = None,
     leases: EditLeases | None = None,
     config: ConfigService | None = None,
+    policies: ClientPolicies | None = None,
 ) -> ServiceBinding:
     """The AdminService, answering from the shared state, the Lookup, the audit log, the
     edit leases and the configuration database."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit, leases, config),
+        AdminServicer(views, sessions, audit, leases, config, policies),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

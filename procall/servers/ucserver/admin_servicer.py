@@ -20,6 +20,7 @@ from procall.audit import AuditListing
 from procall.config import ConfigService, Scope
 from procall.errors import PermissionDenied, Unimplemented
 from procall.leases import EditLeases
+from procall.policies import ClientPolicies
 from procall.servers.codecs.admin import (
     edit_lease_to_proto,
     license_pool_to_proto,
@@ -30,6 +31,7 @@ from procall.servers.codecs.admin import (
 from procall.servers.codecs.audit import audit_event_to_pb, audit_query_of
 from procall.servers.codecs.config import property_to_proto, scope_from_proto
 from procall.servers.runtime.auth import current_claims
+from procall.servers.ucserver.admin_policies import PolicyAdmin
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
 
@@ -44,7 +46,7 @@ def _later(method: str) -> Unimplemented:
     )
 
 
-class AdminServicer(admin_grpc.AdminServiceServicer):
+class AdminServicer(PolicyAdmin, admin_grpc.AdminServiceServicer):
     """Decodes requests, calls the admin views, encodes replies."""
 
     def __init__(
@@ -54,12 +56,14 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         audit: AuditListing | None = None,
         leases: EditLeases | None = None,
         config: ConfigService | None = None,
+        policies: ClientPolicies | None = None,
     ) -> None:
         self._views = views
         self._sessions = sessions
         self._audit = audit
         self._leases = leases
         self._config = config
+        self._policies = policies
 
     def _lease_use_cases(self, method: str) -> EditLeases:
         if self._leases is None:

@@ -23,6 +23,7 @@ from procall.leases import EditLeases
 from procall.limits import CallLimits
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
+from procall.policies import ClientPolicies
 from procall.routing.models import DependencyHealth, ServerRole
 from procall.servers.codecs.chat import delivery_key
 from procall.servers.peering.dispatch import PeerEventDispatcher
@@ -46,6 +47,7 @@ from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.config import ConfigComponent
+from procall.servers.ucserver.policies import PolicyInterceptor
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
 from procall.servers.ucserver.sessions import SessionComponent
@@ -200,6 +202,12 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     schema = SchemaMigration(
         stores.migrate, stores.database_name, settings.lookup.heartbeat_interval
     )
+    # the administrators' client policies: checked before each feature, told in the Welcome
+    policies = ClientPolicies(stores.policies, clients, time.time, time.monotonic)
+
+    async def allowed_features(user_id: str) -> list[int]:
+        return [int(feature) for feature in await policies.allowed(user_id)]
+
     sessions = SessionComponent(
         settings,
         manager=manager,
@@ -207,6 +215,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         logged_on=stores.sessions,
         licenses=stores.licenses,
         revocations=stores.revocations,
+        features=allowed_features,
     )
     presence = PresenceComponent(
         settings,
@@ -288,6 +297,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             audit_listing,
             edit_leases,
             config.service,
+            policies,
         ),
         *calls.bindings(),
     ]
@@ -348,6 +358,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         # inside the policy enforcer, which binds the verified caller they read
         interceptors=[
             LimitsInterceptor(limits),
+            PolicyInterceptor(policies),
             AuditInterceptor(audit, UCSERVER_AUDIT_RULES),
         ],
         components={

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
+from procall.api.common.v1 import client_feature_pb2
 from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
@@ -33,6 +34,7 @@ from procall.session.resume import resume_expired
 from procall.session.tokens import SessionClaims
 
 __all__ = [
+    "Features",
     "MAX_EVENTS_PER_MESSAGE",
     "SessionServicer",
     "add_session_service",
@@ -143,14 +145,23 @@ async def session_claims(manager: SessionManager[session_pb2.Event]) -> SessionC
     return claims
 
 
+#: The features (wire numbers) a user's clients may use.
+Features = Callable[[str], Awaitable[list[int]]]
+
+
 class SessionServicer(session_grpc.SessionServiceServicer):
     """Decodes requests, calls the SessionManager, encodes replies and events."""
 
     def __init__(
-        self, manager: SessionManager[session_pb2.Event], clock: Callable[[], float]
+        self,
+        manager: SessionManager[session_pb2.Event],
+        clock: Callable[[], float],
+        features: Features | None = None,
     ) -> None:
+        """``features`` says what a user's clients may use (told in the ``Welcome``)."""
         self._manager = manager
         self._clock = clock
+        self._features = features
         self._wire = _WireCache()
 
     def _session_message(self, claims: SessionClaims, address: str) -> session_pb2.Session:
@@ -219,6 +230,12 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                 welcome=session_pb2.Welcome(
                     session=self._session_message(session.claims, self._manager.own_address()),
                     resumed=attachment.resumed,
+                    allowed_features=[
+                        client_feature_pb2.ClientFeature.ValueType(feature)
+                        for feature in (
+                            await self._features(claims.user_id) if self._features else ()
+                        )
+                    ],
                 ),
             )
             welcome.welcome.session.client_name = session.client_name

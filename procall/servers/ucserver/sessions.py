@@ -17,7 +17,7 @@ from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.errors import Unavailable
 from procall.servers.runtime.app import ServerApp, binding
 from procall.servers.runtime.grpc_server import ServiceBinding
-from procall.servers.ucserver.session_servicer import SessionServicer, add_session_service
+from procall.servers.ucserver.session_servicer import Features, SessionServicer, add_session_service
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
@@ -43,8 +43,10 @@ class SessionComponent:
         logged_on: RedisSessionRegistry,
         licenses: LicensePool,
         revocations: RedisRevocationStore,
+        features: Features | None = None,
     ) -> None:
         self._settings = settings
+        self._features = features
         self._task: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self._manager = manager
@@ -57,7 +59,7 @@ class SessionComponent:
         """The SessionService binding."""
         return [
             binding(
-                SessionServicer(self._manager, time.time),
+                SessionServicer(self._manager, time.time, self._features),
                 session_pb,
                 add_session_service,
                 "SessionService",

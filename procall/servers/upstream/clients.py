@@ -128,6 +128,17 @@ class UpstreamClients:
             actor_user_id, target_user_id, directory_pb2.DELEGATION_SCOPE_CALLS_PICKUP
         )
 
+    async def group_ids_of(self, user_id: str) -> list[str]:
+        """The ids of the user's groups (``GroupsOf`` port; none for an unknown user or
+        without a Directory)."""
+        if self.directory is None:
+            return []
+        try:
+            user = await self.directory.get_user(user_id)
+        except NotFound:
+            return []
+        return list(user.group_ids)
+
     async def unknown_users(self, user_ids: Sequence[str]) -> list[str]:
         """The ids among ``user_ids`` that name no user (``UserDirectory`` port); every id
         is taken as it comes when no Directory is configured (tests of a lone server)."""

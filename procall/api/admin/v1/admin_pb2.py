@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from procall.api.common.v1 import client_feature_pb2 as procall_dot_api_dot_common_dot_v1_dot_client__feature__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n procall/api/admin/v1/admin.proto\x12\x14procall.api.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd0\x01\n\x0e\x43onfigProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x05scope\x18\x02 \x01(\x0e\x32!.procall.api.admin.v1.ConfigScope\x12\x11\n\tserver_id\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12updated_by_user_id\x18\x07 \x01(\t\"\xce\x01\n\tEditLease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x16\n\x0eholder_user_id\x18\x03 \x01(\t\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x30\n\x0c\x61\x63quire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66\x65ncing\x18\x07 \x01(\x04\"\x8c\x03\n\x0cServerStatus\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12.\n\x04role\x18\x02 \x01(\x0e\x32 .procall.api.admin.v1.ServerRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x30\n\x05state\x18\x05 \x01(\x0e\x32!.procall.api.admin.v1.ServerState\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\r\x12\x0c\n\x04load\x18\x07 \x01(\r\x12\x32\n\x0eheartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\t\x12\x14\n\x0coutbox_depth\x18\x0b \x01(\x04\x12<\n\x0c\x64\x65pendencies\x18\x0c \x03(\x0b\x32&.procall.api.admin.v1.DependencyHealth\"C\n\x10\x44\x65pendencyHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xaf\x01\n\x0fLoggedOnSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x05 \x01(\t\x12.\n\nlogin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x64min\x18\x07 \x01(\x08\"\xb2\x01\n\x0bLicensePool\x12\r\n\x05total\x18\x01 \x01(\r\x12\x0e\n\x06in_use\x18\x02 \x01(\r\x12N\n\x10in_use_by_server\x18\x03 \x03(\x0b\x32\x34.procall.api.admin.v1.LicensePool.InUseByServerEntry\x1a\x34\n\x12InUseByServerEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xfc\x01\n\nAuditEvent\x12\x16\n\x0e\x61udit_event_id\x18\x01 \x01(\t\x12\x15\n\ractor_user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsubject_user_id\x18\x07 \x01(\t\x12\x33\n\x07outcome\x18\x08 \x01(\x0e\x32\".procall.api.admin.v1.AuditOutcome\x12\x0e\n\x06source\x18\t \x01(\t*\\\n\x0b\x43onfigScope\x12\x1c\n\x18\x43ONFIG_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONFIG_SCOPE_GLOBAL\x10\x01\x12\x16\n\x12\x43ONFIG_SCOPE_LOCAL\x10\x02*\x8d\x01\n\nServerRole\x12\x1b\n\x17SERVER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVER_ROLE_DIRECTORY\x10\x01\x12\x16\n\x12SERVER_ROLE_LOOKUP\x10\x02\x12\x18\n\x14SERVER_ROLE_UCSERVER\x10\x03\x12\x15\n\x11SERVER_ROLE_MEDIA\x10\x04*\x92\x01\n\x0bServerState\x12\x1c\n\x18SERVER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SERVER_STATE_SERVING\x10\x01\x12\x19\n\x15SERVER_STATE_DEGRADED\x10\x02\x12\x19\n\x15SERVER_STATE_DRAINING\x10\x03\x12\x15\n\x11SERVER_STATE_DOWN\x10\x04*|\n\x0c\x41uditOutcome\x12\x1d\n\x19\x41UDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14\x41UDIT_OUTCOME_DENIED\x10\x02\x12\x18\n\x14\x41UDIT_OUTCOME_FAILED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n procall/api/admin/v1/admin.proto\x12\x14procall.api.admin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a*procall/api/common/v1/client_feature.proto\"\xd0\x01\n\x0e\x43onfigProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x05scope\x18\x02 \x01(\x0e\x32!.procall.api.admin.v1.ConfigScope\x12\x11\n\tserver_id\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\x04\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12updated_by_user_id\x18\x07 \x01(\t\"\xce\x01\n\tEditLease\x12\x10\n\x08lease_id\x18\x01 \x01(\t\x12\x10\n\x08resource\x18\x02 \x01(\t\x12\x16\n\x0eholder_user_id\x18\x03 \x01(\t\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x30\n\x0c\x61\x63quire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66\x65ncing\x18\x07 \x01(\x04\"\x8c\x03\n\x0cServerStatus\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12.\n\x04role\x18\x02 \x01(\x0e\x32 .procall.api.admin.v1.ServerRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x30\n\x05state\x18\x05 \x01(\x0e\x32!.procall.api.admin.v1.ServerState\x12\x10\n\x08\x63\x61pacity\x18\x06 \x01(\r\x12\x0c\n\x04load\x18\x07 \x01(\r\x12\x32\n\x0eheartbeat_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\n \x01(\t\x12\x14\n\x0coutbox_depth\x18\x0b \x01(\x04\x12<\n\x0c\x64\x65pendencies\x18\x0c \x03(\x0b\x32&.procall.api.admin.v1.DependencyHealth\"\xfe\x01\n\x0c\x43lientPolicy\x12=\n\x0csubject_kind\x18\x01 \x01(\x0e\x32\'.procall.api.admin.v1.PolicySubjectKind\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12=\n\x0f\x64\x65nied_features\x18\x03 \x03(\x0e\x32$.procall.api.common.v1.ClientFeature\x12\x0f\n\x07version\x18\x04 \x01(\x04\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12updated_by_user_id\x18\x06 \x01(\t\"C\n\x10\x44\x65pendencyHealth\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\xaf\x01\n\x0fLoggedOnSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12\x11\n\tserver_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x05 \x01(\t\x12.\n\nlogin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05\x61\x64min\x18\x07 \x01(\x08\"\xb2\x01\n\x0bLicensePool\x12\r\n\x05total\x18\x01 \x01(\r\x12\x0e\n\x06in_use\x18\x02 \x01(\r\x12N\n\x10in_use_by_server\x18\x03 \x03(\x0b\x32\x34.procall.api.admin.v1.LicensePool.InUseByServerEntry\x1a\x34\n\x12InUseByServerEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xfc\x01\n\nAuditEvent\x12\x16\n\x0e\x61udit_event_id\x18\x01 \x01(\t\x12\x15\n\ractor_user_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x05 \x01(\t\x12.\n\nevent_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fsubject_user_id\x18\x07 \x01(\t\x12\x33\n\x07outcome\x18\x08 \x01(\x0e\x32\".procall.api.admin.v1.AuditOutcome\x12\x0e\n\x06source\x18\t \x01(\t*\\\n\x0b\x43onfigScope\x12\x1c\n\x18\x43ONFIG_SCOPE_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONFIG_SCOPE_GLOBAL\x10\x01\x12\x16\n\x12\x43ONFIG_SCOPE_LOCAL\x10\x02*\x8d\x01\n\nServerRole\x12\x1b\n\x17SERVER_ROLE_UNSPECIFIED\x10\x00\x12\x19\n\x15SERVER_ROLE_DIRECTORY\x10\x01\x12\x16\n\x12SERVER_ROLE_LOOKUP\x10\x02\x12\x18\n\x14SERVER_ROLE_UCSERVER\x10\x03\x12\x15\n\x11SERVER_ROLE_MEDIA\x10\x04*\x92\x01\n\x0bServerState\x12\x1c\n\x18SERVER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14SERVER_STATE_SERVING\x10\x01\x12\x19\n\x15SERVER_STATE_DEGRADED\x10\x02\x12\x19\n\x15SERVER_STATE_DRAINING\x10\x03\x12\x15\n\x11SERVER_STATE_DOWN\x10\x04*u\n\x11PolicySubjectKind\x12#\n\x1fPOLICY_SUBJECT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18POLICY_SUBJECT_KIND_USER\x10\x01\x12\x1d\n\x19POLICY_SUBJECT_KIND_GROUP\x10\x02*|\n\x0c\x41uditOutcome\x12\x1d\n\x19\x41UDIT_OUTCOME_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41UDIT_OUTCOME_SUCCESS\x10\x01\x12\x18\n\x14\x41UDIT_OUTCOME_DENIED\x10\x02\x12\x18\n\x14\x41UDIT_OUTCOME_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +35,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._loaded_options = None
   _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._serialized_options = b'8\001'
-  _globals['_CONFIGSCOPE']._serialized_start=1593
-  _globals['_CONFIGSCOPE']._serialized_end=1685
-  _globals['_SERVERROLE']._serialized_start=1688
-  _globals['_SERVERROLE']._serialized_end=1829
-  _globals['_SERVERSTATE']._serialized_start=1832
-  _globals['_SERVERSTATE']._serialized_end=1978
-  _globals['_AUDITOUTCOME']._serialized_start=1980
-  _globals['_AUDITOUTCOME']._serialized_end=2104
-  _globals['_CONFIGPROPERTY']._serialized_start=92
-  _globals['_CONFIGPROPERTY']._serialized_end=300
-  _globals['_EDITLEASE']._serialized_start=303
-  _globals['_EDITLEASE']._serialized_end=509
-  _globals['_SERVERSTATUS']._serialized_start=512
-  _globals['_SERVERSTATUS']._serialized_end=908
-  _globals['_DEPENDENCYHEALTH']._serialized_start=910
-  _globals['_DEPENDENCYHEALTH']._serialized_end=977
-  _globals['_LOGGEDONSESSION']._serialized_start=980
-  _globals['_LOGGEDONSESSION']._serialized_end=1155
-  _globals['_LICENSEPOOL']._serialized_start=1158
-  _globals['_LICENSEPOOL']._serialized_end=1336
-  _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._serialized_start=1284
-  _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._serialized_end=1336
-  _globals['_AUDITEVENT']._serialized_start=1339
-  _globals['_AUDITEVENT']._serialized_end=1591
+  _globals['_CONFIGSCOPE']._serialized_start=1894
+  _globals['_CONFIGSCOPE']._serialized_end=1986
+  _globals['_SERVERROLE']._serialized_start=1989
+  _globals['_SERVERROLE']._serialized_end=2130
+  _globals['_SERVERSTATE']._serialized_start=2133
+  _globals['_SERVERSTATE']._serialized_end=2279
+  _globals['_POLICYSUBJECTKIND']._serialized_start=2281
+  _globals['_POLICYSUBJECTKIND']._serialized_end=2398
+  _globals['_AUDITOUTCOME']._serialized_start=2400
+  _globals['_AUDITOUTCOME']._serialized_end=2524
+  _globals['_CONFIGPROPERTY']._serialized_start=136
+  _globals['_CONFIGPROPERTY']._serialized_end=344
+  _globals['_EDITLEASE']._serialized_start=347
+  _globals['_EDITLEASE']._serialized_end=553
+  _globals['_SERVERSTATUS']._serialized_start=556
+  _globals['_SERVERSTATUS']._serialized_end=952
+  _globals['_CLIENTPOLICY']._serialized_start=955
+  _globals['_CLIENTPOLICY']._serialized_end=1209
+  _globals['_DEPENDENCYHEALTH']._serialized_start=1211
+  _globals['_DEPENDENCYHEALTH']._serialized_end=1278
+  _globals['_LOGGEDONSESSION']._serialized_start=1281
+  _globals['_LOGGEDONSESSION']._serialized_end=1456
+  _globals['_LICENSEPOOL']._serialized_start=1459
+  _globals['_LICENSEPOOL']._serialized_end=1637
+  _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._serialized_start=1585
+  _globals['_LICENSEPOOL_INUSEBYSERVERENTRY']._serialized_end=1637
+  _globals['_AUDITEVENT']._serialized_start=1640
+  _globals['_AUDITEVENT']._serialized_end=1892
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from procall.api.common.v1 import client_feature_pb2 as _client_feature_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -107,6 +108,30 @@ SERVER_STATE_DRAINING: ServerState.ValueType  # 3
 SERVER_STATE_DOWN: ServerState.ValueType  # 4
 """Its heartbeat has expired."""
 Global___ServerState: _TypeAlias = ServerState  # noqa: Y015
+
+class _PolicySubjectKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PolicySubjectKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PolicySubjectKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POLICY_SUBJECT_KIND_UNSPECIFIED: _PolicySubjectKind.ValueType  # 0
+    """Not set; rejected."""
+    POLICY_SUBJECT_KIND_USER: _PolicySubjectKind.ValueType  # 1
+    """One user (overrides the policies of the user's groups)."""
+    POLICY_SUBJECT_KIND_GROUP: _PolicySubjectKind.ValueType  # 2
+    """Every member of a group (a user in several groups is denied what any of them denies)."""
+
+class PolicySubjectKind(_PolicySubjectKind, metaclass=_PolicySubjectKindEnumTypeWrapper):
+    """PolicySubjectKind says whom a client policy is for."""
+
+POLICY_SUBJECT_KIND_UNSPECIFIED: PolicySubjectKind.ValueType  # 0
+"""Not set; rejected."""
+POLICY_SUBJECT_KIND_USER: PolicySubjectKind.ValueType  # 1
+"""One user (overrides the policies of the user's groups)."""
+POLICY_SUBJECT_KIND_GROUP: PolicySubjectKind.ValueType  # 2
+"""Every member of a group (a user in several groups is denied what any of them denies)."""
+Global___PolicySubjectKind: _TypeAlias = PolicySubjectKind  # noqa: Y015
 
 class _AuditOutcome:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -311,6 +336,52 @@ class ServerStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ServerStatus: _TypeAlias = ServerStatus  # noqa: Y015
+
+@_typing.final
+class ClientPolicy(_message.Message):
+    """ClientPolicy says which features the clients of a user, or of a group's members, may not use."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    DENIED_FEATURES_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATED_BY_USER_ID_FIELD_NUMBER: _builtins.int
+    subject_kind: Global___PolicySubjectKind.ValueType
+    """Whom it is for."""
+    subject_id: _builtins.str
+    """The user or group id."""
+    version: _builtins.int
+    """Grows by one with each write; a write naming an older version fails with ABORTED."""
+    updated_by_user_id: _builtins.str
+    """Which admin changed it last."""
+    @_builtins.property
+    def denied_features(self) -> _containers.RepeatedScalarFieldContainer[_client_feature_pb2.ClientFeature.ValueType]:
+        """The features denied; everything else is allowed."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was last changed."""
+
+    def __init__(
+        self,
+        *,
+        subject_kind: Global___PolicySubjectKind.ValueType = ...,
+        subject_id: _builtins.str = ...,
+        denied_features: _abc.Iterable[_client_feature_pb2.ClientFeature.ValueType] | None = ...,
+        version: _builtins.int = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        updated_by_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["denied_features", b"denied_features", "subject_id", b"subject_id", "subject_kind", b"subject_kind", "update_time", b"update_time", "updated_by_user_id", b"updated_by_user_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClientPolicy: _TypeAlias = ClientPolicy  # noqa: Y015
 
 @_typing.final
 class DependencyHealth(_message.Message):

@@ -679,3 +679,146 @@ class ListAuditEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListAuditEventsResponse: _TypeAlias = ListAuditEventsResponse  # noqa: Y015
+
+@_typing.final
+class GetClientPolicyRequest(_message.Message):
+    """Request of GetClientPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_KIND_FIELD_NUMBER: _builtins.int
+    SUBJECT_ID_FIELD_NUMBER: _builtins.int
+    subject_kind: _admin_pb2.PolicySubjectKind.ValueType
+    """Whom the policy is for."""
+    subject_id: _builtins.str
+    """The user or group id."""
+    def __init__(
+        self,
+        *,
+        subject_kind: _admin_pb2.PolicySubjectKind.ValueType = ...,
+        subject_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subject_id", b"subject_id", "subject_kind", b"subject_kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClientPolicyRequest: _TypeAlias = GetClientPolicyRequest  # noqa: Y015
+
+@_typing.final
+class GetClientPolicyResponse(_message.Message):
+    """Response of GetClientPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> _admin_pb2.ClientPolicy:
+        """The policy."""
+
+    def __init__(
+        self,
+        *,
+        policy: _admin_pb2.ClientPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClientPolicyResponse: _TypeAlias = GetClientPolicyResponse  # noqa: Y015
+
+@_typing.final
+class SetClientPolicyRequest(_message.Message):
+    """Request of SetClientPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    expected_version: _builtins.int
+    """The version the admin edited; 0 for a subject without a policy yet."""
+    @_builtins.property
+    def policy(self) -> _admin_pb2.ClientPolicy:
+        """The policy: subject and denied features."""
+
+    def __init__(
+        self,
+        *,
+        policy: _admin_pb2.ClientPolicy | None = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_version", b"expected_version", "policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetClientPolicyRequest: _TypeAlias = SetClientPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SetClientPolicyResponse(_message.Message):
+    """Response of SetClientPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> _admin_pb2.ClientPolicy:
+        """The policy after the write, with its new version."""
+
+    def __init__(
+        self,
+        *,
+        policy: _admin_pb2.ClientPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetClientPolicyResponse: _TypeAlias = SetClientPolicyResponse  # noqa: Y015
+
+@_typing.final
+class ListClientPoliciesRequest(_message.Message):
+    """Request of ListClientPolicies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClientPoliciesRequest: _TypeAlias = ListClientPoliciesRequest  # noqa: Y015
+
+@_typing.final
+class ListClientPoliciesResponse(_message.Message):
+    """Response of ListClientPolicies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[_admin_pb2.ClientPolicy]:
+        """Every policy that was set, users first."""
+
+    def __init__(
+        self,
+        *,
+        policies: _abc.Iterable[_admin_pb2.ClientPolicy] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policies", b"policies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClientPoliciesResponse: _TypeAlias = ListClientPoliciesResponse  # noqa: Y015

@@ -102,6 +102,21 @@ class AdminServiceStub:
                 request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.GetClientPolicy = channel.unary_unary(
+                '/procall.api.admin.v1.AdminService/GetClientPolicy',
+                request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyRequest.SerializeToString,
+                response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyResponse.FromString,
+                _registered_method=True)
+        self.SetClientPolicy = channel.unary_unary(
+                '/procall.api.admin.v1.AdminService/SetClientPolicy',
+                request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyRequest.SerializeToString,
+                response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListClientPolicies = channel.unary_unary(
+                '/procall.api.admin.v1.AdminService/ListClientPolicies',
+                request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesRequest.SerializeToString,
+                response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -204,6 +219,28 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClientPolicy(self, request, context):
+        """Returns the client policy of a user or a group (no features denied, version 0, when
+        none was set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetClientPolicy(self, request, context):
+        """Replaces the client policy of a user or a group (compare-and-set on its version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClientPolicies(self, request, context):
+        """Lists every client policy that was set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -271,6 +308,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'GetClientPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClientPolicy,
+                    request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyRequest.FromString,
+                    response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyResponse.SerializeToString,
+            ),
+            'SetClientPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetClientPolicy,
+                    request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyRequest.FromString,
+                    response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyResponse.SerializeToString,
+            ),
+            'ListClientPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClientPolicies,
+                    request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesRequest.FromString,
+                    response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -627,6 +679,87 @@ class AdminService:
             '/procall.api.admin.v1.AdminService/ListAuditEvents',
             procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
             procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClientPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.api.admin.v1.AdminService/GetClientPolicy',
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyRequest.SerializeToString,
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetClientPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetClientPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.api.admin.v1.AdminService/SetClientPolicy',
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyRequest.SerializeToString,
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.SetClientPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClientPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.api.admin.v1.AdminService/ListClientPolicies',
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesRequest.SerializeToString,
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListClientPoliciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

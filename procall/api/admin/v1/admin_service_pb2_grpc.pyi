@@ -67,6 +67,14 @@ class AdminServiceStub:
     """Lists the audit log (authentication failures, administrators' actions, the use
     of delegations), newest first, from every server's records.
     """
+    GetClientPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetClientPolicyRequest, _admin_service_pb2.GetClientPolicyResponse]
+    """Returns the client policy of a user or a group (no features denied, version 0, when
+    none was set).
+    """
+    SetClientPolicy: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.SetClientPolicyRequest, _admin_service_pb2.SetClientPolicyResponse]
+    """Replaces the client policy of a user or a group (compare-and-set on its version)."""
+    ListClientPolicies: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListClientPoliciesRequest, _admin_service_pb2.ListClientPoliciesResponse]
+    """Lists every client policy that was set."""
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -107,6 +115,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """Lists the audit log (authentication failures, administrators' actions, the use
     of delegations), newest first, from every server's records.
     """
+    GetClientPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetClientPolicyRequest, _admin_service_pb2.GetClientPolicyResponse]  # type: ignore[assignment]
+    """Returns the client policy of a user or a group (no features denied, version 0, when
+    none was set).
+    """
+    SetClientPolicy: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.SetClientPolicyRequest, _admin_service_pb2.SetClientPolicyResponse]  # type: ignore[assignment]
+    """Replaces the client policy of a user or a group (compare-and-set on its version)."""
+    ListClientPolicies: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListClientPoliciesRequest, _admin_service_pb2.ListClientPoliciesResponse]  # type: ignore[assignment]
+    """Lists every client policy that was set."""
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService is served by every UCServer and administers the whole system:
@@ -222,5 +238,31 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists the audit log (authentication failures, administrators' actions, the use
         of delegations), newest first, from every server's records.
         """
+
+    @_abc_1.abstractmethod
+    def GetClientPolicy(
+        self,
+        request: _admin_service_pb2.GetClientPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetClientPolicyResponse, _abc.Awaitable[_admin_service_pb2.GetClientPolicyResponse]]:
+        """Returns the client policy of a user or a group (no features denied, version 0, when
+        none was set).
+        """
+
+    @_abc_1.abstractmethod
+    def SetClientPolicy(
+        self,
+        request: _admin_service_pb2.SetClientPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.SetClientPolicyResponse, _abc.Awaitable[_admin_service_pb2.SetClientPolicyResponse]]:
+        """Replaces the client policy of a user or a group (compare-and-set on its version)."""
+
+    @_abc_1.abstractmethod
+    def ListClientPolicies(
+        self,
+        request: _admin_service_pb2.ListClientPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.ListClientPoliciesResponse, _abc.Awaitable[_admin_service_pb2.ListClientPoliciesResponse]]:
+        """Lists every client policy that was set."""
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -91,6 +91,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The call has ended (FAILED_PRECONDITION)."""
     ERROR_REASON_MEDIA_UNAVAILABLE: _ErrorReason.ValueType  # 28
     """No MediaServer can carry the call (UNAVAILABLE); retry later."""
+    ERROR_REASON_FEATURE_DISABLED: _ErrorReason.ValueType  # 29
+    """An administrator's client policy denies the user this feature (PERMISSION_DENIED);
+    ErrorInfo metadata "feature" names it.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists the machine-readable reasons procall puts into
@@ -168,4 +172,8 @@ ERROR_REASON_CALL_ENDED: ErrorReason.ValueType  # 27
 """The call has ended (FAILED_PRECONDITION)."""
 ERROR_REASON_MEDIA_UNAVAILABLE: ErrorReason.ValueType  # 28
 """No MediaServer can carry the call (UNAVAILABLE); retry later."""
+ERROR_REASON_FEATURE_DISABLED: ErrorReason.ValueType  # 29
+"""An administrator's client policy denies the user this feature (PERMISSION_DENIED);
+ErrorInfo metadata "feature" names it.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -25,27 +25,28 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from procall.api.call.v1 import call_pb2 as procall_dot_api_dot_call_dot_v1_dot_call__pb2
 from procall.api.chat.v1 import chat_pb2 as procall_dot_api_dot_chat_dot_v1_dot_chat__pb2
+from procall.api.common.v1 import client_feature_pb2 as procall_dot_api_dot_common_dot_v1_dot_client__feature__pb2
 from procall.api.journal.v1 import journal_pb2 as procall_dot_api_dot_journal_dot_v1_dot_journal__pb2
 from procall.api.presence.v1 import presence_pb2 as procall_dot_api_dot_presence_dot_v1_dot_presence__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$procall/api/session/v1/session.proto\x12\x16procall.api.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eprocall/api/call/v1/call.proto\x1a\x1eprocall/api/chat/v1/chat.proto\x1a$procall/api/journal/v1/journal.proto\x1a&procall/api/presence/v1/presence.proto\"4\n\x0eServerEndpoint\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xf4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12;\n\x0bhome_server\x18\x04 \x01(\x0b\x32&.procall.api.session.v1.ServerEndpoint\x12\x13\n\x0b\x63lient_name\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x07Welcome\x12\x30\n\x07session\x18\x01 \x01(\x0b\x32\x1f.procall.api.session.v1.Session\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\"R\n\x08Redirect\x12\x36\n\x06server\x18\x01 \x01(\x0b\x32&.procall.api.session.v1.ServerEndpoint\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\rSessionClosed\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xe1\x05\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\x12\x32\n\x07welcome\x18\n \x01(\x0b\x32\x1f.procall.api.session.v1.WelcomeH\x00\x12\x34\n\x08redirect\x18\x0b \x01(\x0b\x32 .procall.api.session.v1.RedirectH\x00\x12?\n\x0esession_closed\x18\x0c \x01(\x0b\x32%.procall.api.session.v1.SessionClosedH\x00\x12\x44\n\x10presence_changed\x18\x14 \x01(\x0b\x32(.procall.api.presence.v1.PresenceChangedH\x00\x12>\n\x0fmessage_created\x18\x1e \x01(\x0b\x32#.procall.api.chat.v1.MessageCreatedH\x00\x12\x38\n\x0cread_receipt\x18\x1f \x01(\x0b\x32 .procall.api.chat.v1.ReadReceiptH\x00\x12<\n\x0etyping_changed\x18  \x01(\x0b\x32\".procall.api.chat.v1.TypingChangedH\x00\x12H\n\x14\x63onversation_changed\x18! \x01(\x0b\x32(.procall.api.chat.v1.ConversationChangedH\x00\x12\x38\n\x0c\x63\x61ll_changed\x18( \x01(\x0b\x32 .procall.api.call.v1.CallChangedH\x00\x12H\n\x13journal_entry_added\x18\x32 \x01(\x0b\x32).procall.api.journal.v1.JournalEntryAddedH\x00\x42\t\n\x07payloadb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$procall/api/session/v1/session.proto\x12\x16procall.api.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1eprocall/api/call/v1/call.proto\x1a\x1eprocall/api/chat/v1/chat.proto\x1a*procall/api/common/v1/client_feature.proto\x1a$procall/api/journal/v1/journal.proto\x1a&procall/api/presence/v1/presence.proto\"4\n\x0eServerEndpoint\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\"\xf4\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08username\x18\x03 \x01(\t\x12;\n\x0bhome_server\x18\x04 \x01(\x0b\x32&.procall.api.session.v1.ServerEndpoint\x12\x13\n\x0b\x63lient_name\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8c\x01\n\x07Welcome\x12\x30\n\x07session\x18\x01 \x01(\x0b\x32\x1f.procall.api.session.v1.Session\x12\x0f\n\x07resumed\x18\x02 \x01(\x08\x12>\n\x10\x61llowed_features\x18\x03 \x03(\x0e\x32$.procall.api.common.v1.ClientFeature\"R\n\x08Redirect\x12\x36\n\x06server\x18\x01 \x01(\x0b\x32&.procall.api.session.v1.ServerEndpoint\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1f\n\rSessionClosed\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\xe1\x05\n\x05\x45vent\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12.\n\nevent_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cresume_token\x18\x03 \x01(\t\x12\x32\n\x07welcome\x18\n \x01(\x0b\x32\x1f.procall.api.session.v1.WelcomeH\x00\x12\x34\n\x08redirect\x18\x0b \x01(\x0b\x32 .procall.api.session.v1.RedirectH\x00\x12?\n\x0esession_closed\x18\x0c \x01(\x0b\x32%.procall.api.session.v1.SessionClosedH\x00\x12\x44\n\x10presence_changed\x18\x14 \x01(\x0b\x32(.procall.api.presence.v1.PresenceChangedH\x00\x12>\n\x0fmessage_created\x18\x1e \x01(\x0b\x32#.procall.api.chat.v1.MessageCreatedH\x00\x12\x38\n\x0cread_receipt\x18\x1f \x01(\x0b\x32 .procall.api.chat.v1.ReadReceiptH\x00\x12<\n\x0etyping_changed\x18  \x01(\x0b\x32\".procall.api.chat.v1.TypingChangedH\x00\x12H\n\x14\x63onversation_changed\x18! \x01(\x0b\x32(.procall.api.chat.v1.ConversationChangedH\x00\x12\x38\n\x0c\x63\x61ll_changed\x18( \x01(\x0b\x32 .procall.api.call.v1.CallChangedH\x00\x12H\n\x13journal_entry_added\x18\x32 \x01(\x0b\x32).procall.api.journal.v1.JournalEntryAddedH\x00\x42\t\n\x07payloadb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.api.session.v1.session_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SERVERENDPOINT']._serialized_start=239
-  _globals['_SERVERENDPOINT']._serialized_end=291
-  _globals['_SESSION']._serialized_start=294
-  _globals['_SESSION']._serialized_end=538
-  _globals['_WELCOME']._serialized_start=540
-  _globals['_WELCOME']._serialized_end=616
-  _globals['_REDIRECT']._serialized_start=618
-  _globals['_REDIRECT']._serialized_end=700
-  _globals['_SESSIONCLOSED']._serialized_start=702
-  _globals['_SESSIONCLOSED']._serialized_end=733
-  _globals['_EVENT']._serialized_start=736
-  _globals['_EVENT']._serialized_end=1473
+  _globals['_SERVERENDPOINT']._serialized_start=283
+  _globals['_SERVERENDPOINT']._serialized_end=335
+  _globals['_SESSION']._serialized_start=338
+  _globals['_SESSION']._serialized_end=582
+  _globals['_WELCOME']._serialized_start=585
+  _globals['_WELCOME']._serialized_end=725
+  _globals['_REDIRECT']._serialized_start=727
+  _globals['_REDIRECT']._serialized_end=809
+  _globals['_SESSIONCLOSED']._serialized_start=811
+  _globals['_SESSIONCLOSED']._serialized_end=842
+  _globals['_EVENT']._serialized_start=845
+  _globals['_EVENT']._serialized_end=1582
 # @@protoc_insertion_point(module_scope)

@@ -3,11 +3,14 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from procall.api.call.v1 import call_pb2 as _call_pb2
 from procall.api.chat.v1 import chat_pb2 as _chat_pb2
+from procall.api.common.v1 import client_feature_pb2 as _client_feature_pb2
 from procall.api.journal.v1 import journal_pb2 as _journal_pb2
 from procall.api.presence.v1 import presence_pb2 as _presence_pb2
 import builtins as _builtins
@@ -109,21 +112,29 @@ class Welcome(_message.Message):
 
     SESSION_FIELD_NUMBER: _builtins.int
     RESUMED_FIELD_NUMBER: _builtins.int
+    ALLOWED_FEATURES_FIELD_NUMBER: _builtins.int
     resumed: _builtins.bool
     """Whether the stream resumed a previous one (missed events follow) or started afresh."""
     @_builtins.property
     def session(self) -> Global___Session:
         """The session the stream belongs to."""
 
+    @_builtins.property
+    def allowed_features(self) -> _containers.RepeatedScalarFieldContainer[_client_feature_pb2.ClientFeature.ValueType]:
+        """The features the administrators allow this user's clients (the servers refuse the
+        others with PERMISSION_DENIED, reason FEATURE_DISABLED).
+        """
+
     def __init__(
         self,
         *,
         session: Global___Session | None = ...,
         resumed: _builtins.bool = ...,
+        allowed_features: _abc.Iterable[_client_feature_pb2.ClientFeature.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resumed", b"resumed", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_features", b"allowed_features", "resumed", b"resumed", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
