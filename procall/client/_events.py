@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from procall.api.call.v1 import call_pb2
+from procall.api.common.v1 import client_feature_pb2
 from procall.api.journal.v1 import journal_pb2
 from procall.api.session.v1 import session_pb2
 from procall.client._models import (
@@ -71,11 +72,14 @@ class ClientEvent:
 
 @dataclass(frozen=True)
 class Connected(ClientEvent):
-    """The stream is open on ``server``; ``resumed`` says no event was missed."""
+    """The stream is open on ``server``; ``resumed`` says no event was missed;
+    ``allowed_features`` is what the administrators let this user's clients use
+    (``"chat"``, ``"calls"``, ``"video"``, ...; the servers refuse the others)."""
 
     server: ServerEndpoint
     session_id: str
     resumed: bool
+    allowed_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,8 +240,17 @@ def event_from_proto(event: session_pb2.Event) -> ClientEvent:
     kind = event.WhichOneof("payload")
     if kind == "welcome":
         session = event.welcome.session
+        allowed = tuple(
+            client_feature_pb2.ClientFeature.Name(f).removeprefix("CLIENT_FEATURE_").lower()
+            for f in event.welcome.allowed_features
+            if f in client_feature_pb2.ClientFeature.values()
+        )
         return Connected(
-            _endpoint(session.home_server), session.session_id, event.welcome.resumed, **meta
+            _endpoint(session.home_server),
+            session.session_id,
+            event.welcome.resumed,
+            allowed,
+            **meta,
         )
     if kind == "redirect":
         return Redirected(_endpoint(event.redirect.server), event.redirect.reason, **meta)

@@ -133,3 +133,19 @@ async def test_wav_source_checks_the_file_and_loops(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     with pytest.raises(ValueError, match="as a WAV file"):
         WavSource(tmp_path / "bad.wav")
+
+
+def test_the_connected_event_names_the_features_the_user_may_use() -> None:
+    from procall.api.common.v1 import client_feature_pb2 as features
+    from procall.api.session.v1 import session_pb2
+    from procall.client import Connected, event_from_proto
+
+    wire = session_pb2.Event(
+        welcome=session_pb2.Welcome(
+            session=session_pb2.Session(session_id="s-1"),
+            allowed_features=[features.CLIENT_FEATURE_CALLS, features.CLIENT_FEATURE_CHAT],
+        )
+    )
+    event = event_from_proto(wire)
+    assert isinstance(event, Connected)
+    assert event.allowed_features == ("calls", "chat")
