@@ -26,6 +26,8 @@ from procall.directory.models import (
     SearchField,
     User,
     UserChanges,
+    etag_of_time,
+    user_etag,
 )
 from procall.directory.passwords import HashParameters, PasswordHasher, PasswordPolicy
 from procall.directory.ports import (
@@ -72,4 +74,6 @@ __all__ = [
     "UserQuery",
     "UserReader",
     "UserWriter",
+    "etag_of_time",
+    "user_etag",
 ]

@@ -34,6 +34,8 @@ __all__ = [
     "SearchField",
     "User",
     "UserChanges",
+    "etag_of_time",
+    "user_etag",
 ]
 
 T = TypeVar("T")
@@ -111,6 +113,19 @@ class UserChanges:
     ``USER_MUTABLE_FIELDS`` to its new value (``str``, ``bool`` or a tuple of group ids)."""
 
     values: dict[str, str | bool | tuple[str, ...]] = field(default_factory=dict)
+    #: The ``user_etag`` the change was based on; a user changed since: ABORTED (empty: no
+    #: check).
+    expected_etag: str = ""
+
+
+def user_etag(user: User) -> str:
+    """The user's etag (AIP-154): its last update time, in microseconds."""
+    return etag_of_time(user.update_time)
+
+
+def etag_of_time(update_time: UnixTime | None) -> str:
+    """The etag of a record last updated at ``update_time``."""
+    return f'"{round((update_time or 0.0) * 1_000_000):x}"'
 
 
 @dataclass(frozen=True)

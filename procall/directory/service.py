@@ -273,8 +273,11 @@ class Directory:
         password_hash = await self._hasher.hash(password) if password else ""
         return await writer.create_user(new_user, password_hash)
 
-    async def update_user(self, user_id: str, user: NewUser, mask: Sequence[str]) -> User:
-        """Change the fields named in ``mask`` (all mutable fields when empty)."""
+    async def update_user(
+        self, user_id: str, user: NewUser, mask: Sequence[str], etag: str = ""
+    ) -> User:
+        """Change the fields named in ``mask`` (all mutable fields when empty); with ``etag``,
+        only if the user did not change since (ABORTED otherwise)."""
         writer = self._writable()
         if not user_id:
             raise InvalidArgument.field("user.user_id", "is required")
@@ -289,7 +292,7 @@ class Directory:
         if not plausible_id(user_id):
             raise _user_not_found(user_id)
         checked = await self._checked_user(user, paths)
-        return await writer.update_user(user_id, UserChanges(checked))
+        return await writer.update_user(user_id, UserChanges(checked, expected_etag=etag))
 
     async def delete_user(self, user_id: str) -> None:
         """Delete a user with memberships, delegations and pick-up memberships."""

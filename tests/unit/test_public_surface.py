@@ -159,6 +159,7 @@ SURFACE: dict[str, set[str]] = {
         "LoginThrottle", "NewDelegation", "NewGroup", "NewPickupGroup", "NewUser", "Page",
         "PasswordAuthenticator", "PasswordHasher", "PasswordPolicy", "PickupGroup",
         "SearchField", "User", "UserChanges", "UserQuery", "UserReader", "UserWriter",
+        "etag_of_time", "user_etag",
     },
     "procall.journal": {
         "MAX_NOTE_BYTES", "Journal", "JournalEntry", "JournalEventSink", "JournalKind",

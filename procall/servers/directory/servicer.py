@@ -36,6 +36,7 @@ from procall.directory import (
     PickupGroup,
     SearchField,
     User,
+    user_etag,
 )
 from procall.errors import PermissionDenied
 from procall.leases import LeaseGuard
@@ -84,6 +85,7 @@ def user_to_pb(user: User) -> pb.User:
         principal_name=user.principal_name,
         create_time=timestamp_of(user.create_time),
         update_time=timestamp_of(user.update_time),
+        etag=user_etag(user),
     )
 
 
@@ -250,7 +252,10 @@ class DirectoryServicer(directory_grpc.DirectoryServiceServicer):
         else:
             await self._leased.user(request.user.user_id)
         user = await self._directory.update_user(
-            request.user.user_id, _user_fields(request.user), list(request.update_mask.paths)
+            request.user.user_id,
+            _user_fields(request.user),
+            list(request.update_mask.paths),
+            request.user.etag,
         )
         return svc.UpdateUserResponse(user=user_to_pb(user))
 

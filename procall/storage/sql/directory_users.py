@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,10 +26,11 @@ from procall.directory.models import (
     NewUser,
     User,
     UserChanges,
+    etag_of_time,
 )
 from procall.directory.ports import UserQuery
 from procall.directory.validation import normalize_key, phone_digits
-from procall.errors import AlreadyExists, NotFound
+from procall.errors import Aborted, AlreadyExists, NotFound
 from procall.paging import Cursor, bad_page_token
 from procall.storage.sql import directory_queries as q
 from procall.storage.sql.engine import SqlDatabase
@@ -55,6 +56,14 @@ def utcnow() -> dt.datetime:
 def unix_time(moment: dt.datetime | None) -> UnixTime | None:
     """A ``UTCDateTime`` column's value as the domain's time type (``procall/clock.py``)."""
     return None if moment is None else from_datetime(moment)
+
+
+def _stale_user(user_id: str) -> Aborted:
+    return Aborted(
+        f"user {user_id} changed since you read it: read it again and retry",
+        reason="STALE_VERSION",
+        metadata={"user_id": user_id},
+    )
 
 
 def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
@@ -301,12 +310,21 @@ class SqlUserStore:
         values = _column_values(changes.values)
         try:
             async with self._db.begin() as conn:
-                exists = select(users.c.id).where(users.c.id == user_id)
-                if (await conn.execute(exists)).first() is None:
+                exists = select(users.c.id, users.c.update_time).where(users.c.id == user_id)
+                row = (await conn.execute(exists)).first()
+                if row is None:
                     raise NotFound("user not found", metadata={"user_id": user_id})
                 await self._check_unique(conn, values, user_id)
                 values["update_time"] = utcnow()
-                await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+                condition = users.c.id == user_id
+                if changes.expected_etag:
+                    if etag_of_time(unix_time(row.update_time)) != changes.expected_etag:
+                        raise _stale_user(user_id)
+                    # the same row version still: a concurrent writer makes this match nothing
+                    condition = and_(condition, users.c.update_time == row.update_time)
+                done = await conn.execute(update(users).where(condition).values(**values))
+                if changes.expected_etag and done.rowcount != 1:
+                    raise _stale_user(user_id)
                 if "group_ids" in changes.values:
                     group_ids = changes.values["group_ids"]
                     assert isinstance(group_ids, tuple)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -182,6 +183,49 @@ async def test_update_changes_only_the_masked_fields(sql_directory: Harness) -> 
         )
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_two_admins_updating_one_read_of_a_user_one_wins_the_other_aborted(
+    sql_directory: Harness,
+) -> None:
+    stub = sql_directory.stub
+    read = (await stub.GetUser(svc.GetUserRequest(user_id=sql_directory.users["bob"].user_id))).user
+    assert read.etag
+
+    def change(name: str) -> object:
+        return stub.UpdateUser(
+            svc.UpdateUserRequest(
+                user=pb.User(user_id=read.user_id, display_name=name, etag=read.etag),
+                update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+            )
+        )
+
+    results = await asyncio.gather(
+        change("Bob One"),
+        change("Bob Two"),
+        return_exceptions=True,  # type: ignore[arg-type]
+    )
+    won = [r for r in results if isinstance(r, svc.UpdateUserResponse)]
+    lost = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(won) == 1 and len(lost) == 1, results
+    assert lost[0].code() == grpc.StatusCode.ABORTED
+    assert error_info(lost[0]).reason == "STALE_VERSION"
+    assert won[0].user.etag != read.etag
+    now = (await stub.GetUser(svc.GetUserRequest(user_id=read.user_id))).user
+    assert now.display_name == won[0].user.display_name  # the loser overwrote nothing
+    # without an etag there is no check (last write wins, as before)
+    await change_without_etag(stub, read.user_id)
+
+
+async def change_without_etag(stub: object, user_id: str) -> None:
+    """An update without etag goes through whatever changed meanwhile."""
+    reply = await stub.UpdateUser(  # type: ignore[attr-defined]
+        svc.UpdateUserRequest(
+            user=pb.User(user_id=user_id, display_name="Bob"),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+        )
+    )
+    assert reply.user.display_name == "Bob"
 
 
 async def test_update_without_mask_replaces_all_fields_and_disable_blocks_login(

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(procall/api/directory/v1/directory.proto\x12\x18procall.api.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x02\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0c\n\x04mail\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x12\n\ndepartment\x18\x06 \x01(\t\x12\x16\n\x0ehome_server_id\x18\x07 \x01(\t\x12\x11\n\tgroup_ids\x18\x08 \x03(\t\x12\r\n\x05\x61\x64min\x18\t \x01(\x08\x12\x10\n\x08\x64isabled\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eprincipal_name\x18\r \x01(\t\"R\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cmember_count\x18\x04 \x01(\r\"\xc4\x01\n\nDelegation\x12\x15\n\rdelegation_id\x18\x01 \x01(\t\x12\x19\n\x11principal_user_id\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65legate_user_id\x18\x03 \x01(\t\x12\x39\n\x06scopes\x18\x04 \x03(\x0e\x32).procall.api.directory.v1.DelegationScope\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x0bPickupGroup\x12\x17\n\x0fpickup_group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x03 \x03(\t\"?\n\x14HomeServerAssignment\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehome_server_id\x18\x02 \x01(\t*\x9d\x01\n\x0f\x44\x65legationScope\x12 \n\x1c\x44\x45LEGATION_SCOPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45LEGATION_SCOPE_PRESENCE_SET\x10\x01\x12\"\n\x1e\x44\x45LEGATION_SCOPE_CALLS_FORWARD\x10\x02\x12!\n\x1d\x44\x45LEGATION_SCOPE_CALLS_PICKUP\x10\x03*X\n\x0b\x42\x61\x63kendKind\x12\x1c\n\x18\x42\x41\x43KEND_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42\x41\x43KEND_KIND_SQL\x10\x01\x12\x15\n\x11\x42\x41\x43KEND_KIND_LDAP\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(procall/api/directory/v1/directory.proto\x12\x18procall.api.directory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12\x0c\n\x04mail\x18\x04 \x01(\t\x12\x14\n\x0cphone_number\x18\x05 \x01(\t\x12\x12\n\ndepartment\x18\x06 \x01(\t\x12\x16\n\x0ehome_server_id\x18\x07 \x01(\t\x12\x11\n\tgroup_ids\x18\x08 \x03(\t\x12\r\n\x05\x61\x64min\x18\t \x01(\x08\x12\x10\n\x08\x64isabled\x18\n \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eprincipal_name\x18\r \x01(\t\x12\x0c\n\x04\x65tag\x18\x0e \x01(\t\"R\n\x05Group\x12\x10\n\x08group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cmember_count\x18\x04 \x01(\r\"\xc4\x01\n\nDelegation\x12\x15\n\rdelegation_id\x18\x01 \x01(\t\x12\x19\n\x11principal_user_id\x18\x02 \x01(\t\x12\x18\n\x10\x64\x65legate_user_id\x18\x03 \x01(\t\x12\x39\n\x06scopes\x18\x04 \x03(\x0e\x32).procall.api.directory.v1.DelegationScope\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x0bPickupGroup\x12\x17\n\x0fpickup_group_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fmember_user_ids\x18\x03 \x03(\t\"?\n\x14HomeServerAssignment\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x16\n\x0ehome_server_id\x18\x02 \x01(\t*\x9d\x01\n\x0f\x44\x65legationScope\x12 \n\x1c\x44\x45LEGATION_SCOPE_UNSPECIFIED\x10\x00\x12!\n\x1d\x44\x45LEGATION_SCOPE_PRESENCE_SET\x10\x01\x12\"\n\x1e\x44\x45LEGATION_SCOPE_CALLS_FORWARD\x10\x02\x12!\n\x1d\x44\x45LEGATION_SCOPE_CALLS_PICKUP\x10\x03*X\n\x0b\x42\x61\x63kendKind\x12\x1c\n\x18\x42\x41\x43KEND_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42\x41\x43KEND_KIND_SQL\x10\x01\x12\x15\n\x11\x42\x41\x43KEND_KIND_LDAP\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.api.directory.v1.directory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DELEGATIONSCOPE']._serialized_start=851
-  _globals['_DELEGATIONSCOPE']._serialized_end=1008
-  _globals['_BACKENDKIND']._serialized_start=1010
-  _globals['_BACKENDKIND']._serialized_end=1098
+  _globals['_DELEGATIONSCOPE']._serialized_start=865
+  _globals['_DELEGATIONSCOPE']._serialized_end=1022
+  _globals['_BACKENDKIND']._serialized_start=1024
+  _globals['_BACKENDKIND']._serialized_end=1112
   _globals['_USER']._serialized_start=104
-  _globals['_USER']._serialized_end=421
-  _globals['_GROUP']._serialized_start=423
-  _globals['_GROUP']._serialized_end=505
-  _globals['_DELEGATION']._serialized_start=508
-  _globals['_DELEGATION']._serialized_end=704
-  _globals['_PICKUPGROUP']._serialized_start=706
-  _globals['_PICKUPGROUP']._serialized_end=783
-  _globals['_HOMESERVERASSIGNMENT']._serialized_start=785
-  _globals['_HOMESERVERASSIGNMENT']._serialized_end=848
+  _globals['_USER']._serialized_end=435
+  _globals['_GROUP']._serialized_start=437
+  _globals['_GROUP']._serialized_end=519
+  _globals['_DELEGATION']._serialized_start=522
+  _globals['_DELEGATION']._serialized_end=718
+  _globals['_PICKUPGROUP']._serialized_start=720
+  _globals['_PICKUPGROUP']._serialized_end=797
+  _globals['_HOMESERVERASSIGNMENT']._serialized_start=799
+  _globals['_HOMESERVERASSIGNMENT']._serialized_end=862
 # @@protoc_insertion_point(module_scope)

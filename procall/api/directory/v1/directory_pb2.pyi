@@ -91,6 +91,7 @@ class User(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     PRINCIPAL_NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Stable, opaque identifier (SQL: generated; LDAP: the entry's objectGUID/entryUUID)."""
     username: _builtins.str
@@ -111,6 +112,11 @@ class User(_message.Message):
     """Whether the account is disabled; disabled users cannot log in."""
     principal_name: _builtins.str
     """Principal name (AD: userPrincipalName), may also be used to log in."""
+    etag: _builtins.str
+    """Opaque version of the user's fields (AIP-154): it changes with every change. An
+    UpdateUser whose user carries it fails with ABORTED when the user changed since it was
+    read, instead of overwriting the other change; empty: no check.
+    """
     @_builtins.property
     def group_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Identifiers of the groups the user belongs to (AD: memberOf)."""
@@ -139,10 +145,11 @@ class User(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         principal_name: _builtins.str = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "create_time", b"create_time", "department", b"department", "disabled", b"disabled", "display_name", b"display_name", "group_ids", b"group_ids", "home_server_id", b"home_server_id", "mail", b"mail", "phone_number", b"phone_number", "principal_name", b"principal_name", "update_time", b"update_time", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "create_time", b"create_time", "department", b"department", "disabled", b"disabled", "display_name", b"display_name", "etag", b"etag", "group_ids", b"group_ids", "home_server_id", b"home_server_id", "mail", b"mail", "phone_number", b"phone_number", "principal_name", b"principal_name", "update_time", b"update_time", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
