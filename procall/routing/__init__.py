@@ -6,6 +6,7 @@ each server runs. Stores and transports implement the ports in ``ports``.
 """
 
 from procall.routing.models import (
+    BUSY_CPU_PERCENT,
     MAX_EPOCH,
     ChangeKind,
     DependencyHealth,
@@ -14,6 +15,7 @@ from procall.routing.models import (
     ServerInfo,
     ServerRole,
     TopologyChange,
+    busy_cpu_share,
 )
 from procall.routing.ports import (
     AllocationState,
@@ -29,6 +31,7 @@ from procall.routing.service import ResolvedHome, RoutingService
 from procall.routing.topology import Listing, ServerObserved, TopologyObservation, TopologyView
 
 __all__ = [
+    "BUSY_CPU_PERCENT",
     "MAX_EPOCH",
     "AllocationState",
     "Candidate",
@@ -54,5 +57,6 @@ __all__ = [
     "TopologyChange",
     "TopologyObservation",
     "TopologyView",
+    "busy_cpu_share",
     "choose_two_random",
 ]

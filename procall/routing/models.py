@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from procall.clock import UnixTime
 
 __all__ = [
+    "BUSY_CPU_PERCENT",
     "MAX_EPOCH",
     "ChangeKind",
     "DependencyHealth",
@@ -20,6 +21,7 @@ __all__ = [
     "ServerInfo",
     "ServerRole",
     "TopologyChange",
+    "busy_cpu_share",
 ]
 
 #: Largest epoch the routing view accepts. Epochs are handled inside Redis Lua scripts,
@@ -34,6 +36,16 @@ class ServerRole(enum.Enum):
     LOOKUP = "LOOKUP"
     UCSERVER = "UCSERVER"
     MEDIA = "MEDIA"
+
+
+#: From this CPU share of its core on, a server's CPU counts in its utilization (below it,
+#: the few percent an idle server moves up and down would decide between idle servers).
+BUSY_CPU_PERCENT = 60
+
+
+def busy_cpu_share(cpu_percent: int) -> float:
+    """The CPU share that counts as utilization: 0 below ``BUSY_CPU_PERCENT``."""
+    return cpu_percent / 100 if cpu_percent >= BUSY_CPU_PERCENT else 0.0
 
 
 @dataclass(frozen=True)
@@ -80,11 +92,12 @@ class ServerInfo:
 
     @property
     def utilization(self) -> float:
-        """``load / capacity``, or the CPU share of one core when that is higher; infinite
-        for a server that declares no capacity."""
+        """``load / capacity``, or the CPU share of one core when that is higher and the core
+        is busy (``BUSY_CPU_PERCENT`` or more); infinite for a server that declares no
+        capacity."""
         if self.capacity <= 0:
             return float("inf")
-        return max(self.load / self.capacity, self.cpu_percent / 100)
+        return max(self.load / self.capacity, busy_cpu_share(self.cpu_percent))
 
     def same_state(self, other: ServerInfo) -> bool:
         """Whether ``other`` describes the same run in the same state.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procall.errors import ResourceExhausted, Unavailable
-from procall.routing.models import ServerInfo
+from procall.routing.models import ServerInfo, busy_cpu_share
 
 __all__ = ["Candidate", "choose_two_random"]
 
@@ -46,11 +46,11 @@ class Candidate:
 
     @property
     def utilization(self) -> float:
-        """Load relative to capacity, or the server's CPU share of one core when higher
-        (a MediaServer whose core is busy is full before its declared capacity)."""
+        """Load relative to capacity, or the server's CPU share of one core when higher and
+        its core busy (a MediaServer whose core is busy is full before its declared capacity)."""
         if self.server.capacity <= 0:
             return float("inf")
-        return max(self.load / self.server.capacity, self.server.cpu_percent / 100)
+        return max(self.load / self.server.capacity, busy_cpu_share(self.server.cpu_percent))
 
 
 def choose_two_random(

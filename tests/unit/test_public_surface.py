@@ -187,12 +187,12 @@ SURFACE: dict[str, set[str]] = {
         "contacts_page", "requested_change",
     },
     "procall.routing": {
-        "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "CpuGauge", "DependencyHealth",
-        "HeartbeatAck",
+        "BUSY_CPU_PERCENT", "MAX_EPOCH", "AllocationState", "Candidate", "ChangeKind", "CpuGauge",
+        "DependencyHealth", "HeartbeatAck",
         "HomeAssignment", "HomeDirectory", "HomeStore", "Listing", "LoadGauge", "LookupPort",
         "MediaAllocations", "Registrar", "ResolvedHome", "RoutingService", "ServerIdentity",
         "ServerInfo", "ServerObserved", "ServerRegistry", "ServerRole", "TopologyChange",
-        "TopologyObservation", "TopologyView", "choose_two_random",
+        "TopologyObservation", "TopologyView", "busy_cpu_share", "choose_two_random",
     },
     "procall.session": {
         "Attachment", "AuthenticatedUser", "Authenticator", "EventLog", "Licenses", "LiveSession",

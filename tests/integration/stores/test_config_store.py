@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,9 @@ from procall.storage.config_cache import CacheFileError, ConfigCacheFile
 from procall.storage.sql import SqlDatabase, current_revision, head_revision, upgrade_to_head
 from procall.storage.sql.config import SqlConfigStore, config_properties
 from procall.storage.sql.migrate import load_all_tables, migration_sql
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases
 from tests.unit.config.fakes import MemoryConfigStore
 
-SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _PG_DATABASE = "config_tests"
 
 RING = PropertyKey(Scope.GLOBAL, "", "calls.ring_seconds")
@@ -38,35 +35,7 @@ CAP_1 = PropertyKey(Scope.LOCAL, "uc-1", "server.capacity")
 CAP_2 = PropertyKey(Scope.LOCAL, "uc-2", "server.capacity")
 
 
-def _migrate(url: str) -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, upgrade_to_head(url)).result()
-
-
-@pytest.fixture(scope="session")
-def config_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, copied by every SQLite test."""
-    path = tmp_path_factory.mktemp("config") / "template.db"
-    _migrate(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def config_pg_database(postgres_cluster: PostgresCluster) -> str:
-    """One migrated PostgreSQL database for this module's tests."""
-    url = postgres_cluster.create_database(_PG_DATABASE)
-    _migrate(url)
-    return url
-
-
-def _pg_url(request: pytest.FixtureRequest) -> str:
-    import psycopg
-
-    url: str = request.getfixturevalue("config_pg_database")
-    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-    with psycopg.connect(cluster.dsn(_PG_DATABASE), autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {config_properties.name}".encode())
-    return url
+DATABASES = MigratedDatabases(_PG_DATABASE, config_properties.name)
 
 
 @pytest.fixture(params=["memory", *SQL_BACKENDS])
@@ -75,12 +44,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryConfigStore()
         return
-    if request.param == "sqlite":
-        path = tmp_path / "config.db"
-        shutil.copyfile(request.getfixturevalue("config_sqlite_template"), path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = _pg_url(request)
+    url = DATABASES.url(request.param, request, tmp_path)
     database = SqlDatabase(url, name="configuration database", connect_timeout=2.0)
     try:
         yield SqlConfigStore(database)

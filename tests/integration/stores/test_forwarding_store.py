@@ -8,9 +8,7 @@ the table ``procall/storage/sql/forwarding.py`` declares, on every dialect.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from procall.launch.redis import free_port
 from procall.storage.sql import SqlDatabase, current_revision, head_revision, upgrade_to_head
 from procall.storage.sql.forwarding import SqlForwardingStore, call_forwarding
 from procall.storage.sql.migrate import load_all_tables, migration_sql
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases
 from tests.unit.calls.forwarding_fakes import (
     FakeDelegations,
     FakeReachability,
@@ -41,7 +39,6 @@ from tests.unit.calls.forwarding_fakes import (
     MemoryForwardingStore,
 )
 
-SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 _PG_DATABASE = "forwarding_tests"
 
 ALWAYS = ForwardingCondition.ALWAYS
@@ -50,36 +47,7 @@ NO_ANSWER = ForwardingCondition.NO_ANSWER
 OFFLINE = ForwardingCondition.OFFLINE
 
 
-def _migrate(url: str) -> None:
-    # fixtures may be requested from inside a running event loop: migrate on a thread
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, upgrade_to_head(url)).result()
-
-
-@pytest.fixture(scope="session")
-def forwarding_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, copied by every SQLite test."""
-    path = tmp_path_factory.mktemp("forwarding") / "template.db"
-    _migrate(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def forwarding_pg_database(postgres_cluster: PostgresCluster) -> str:
-    """One migrated PostgreSQL database for this module's tests."""
-    url = postgres_cluster.create_database(_PG_DATABASE)
-    _migrate(url)
-    return url
-
-
-def _pg_url(request: pytest.FixtureRequest) -> str:
-    import psycopg
-
-    url: str = request.getfixturevalue("forwarding_pg_database")
-    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-    with psycopg.connect(cluster.dsn(_PG_DATABASE), autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {call_forwarding.name}".encode())
-    return url
+DATABASES = MigratedDatabases(_PG_DATABASE, call_forwarding.name)
 
 
 @pytest.fixture(params=["memory", *SQL_BACKENDS])
@@ -88,12 +56,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "memory":
         yield MemoryForwardingStore()
         return
-    if request.param == "sqlite":
-        path = tmp_path / "forwarding.db"
-        shutil.copyfile(request.getfixturevalue("forwarding_sqlite_template"), path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = _pg_url(request)
+    url = DATABASES.url(request.param, request, tmp_path)
     database = SqlDatabase(url, name="chat and journal database", connect_timeout=2.0)
     try:
         yield SqlForwardingStore(database)

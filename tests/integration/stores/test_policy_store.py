@@ -3,58 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from procall.policies import ClientFeature, ClientPolicy, PolicyStore, SubjectKind
 from procall.storage.sql.engine import SqlDatabase
-from procall.storage.sql.migrate import upgrade_to_head
 from procall.storage.sql.policies import SqlPolicyStore, client_policies
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases
 from tests.unit.policies.fakes import MemoryPolicyStore
 
-_PG_DATABASE = "policy_tests"
+DATABASES = MigratedDatabases("policy_tests", client_policies.name)
 
 
-def _migrate(url: str) -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, upgrade_to_head(url)).result()
-
-
-@pytest.fixture(scope="session")
-def policy_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("policies") / "template.db"
-    _migrate(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture(scope="session")
-def policy_pg_database(postgres_cluster: PostgresCluster) -> str:
-    url = postgres_cluster.create_database(_PG_DATABASE)
-    _migrate(url)
-    return url
-
-
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[PolicyStore]:
+    """The policy store on the fake, on SQLite and on PostgreSQL in turn."""
     if request.param == "memory":
         yield MemoryPolicyStore()
         return
-    if request.param == "sqlite":
-        path = tmp_path / "policies.db"
-        shutil.copyfile(request.getfixturevalue("policy_sqlite_template"), path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        import psycopg
-
-        url = request.getfixturevalue("policy_pg_database")
-        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-        with psycopg.connect(cluster.dsn(_PG_DATABASE), autocommit=True) as conn:
-            conn.execute(f"TRUNCATE {client_policies.name}".encode())
+    url = DATABASES.url(request.param, request, tmp_path)
     database = SqlDatabase(url, name="configuration database", connect_timeout=2.0)
     try:
         yield SqlPolicyStore(database)

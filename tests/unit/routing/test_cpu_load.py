@@ -26,5 +26,7 @@ def test_a_media_server_with_a_busy_core_counts_as_full_before_its_capacity() ->
     busy = _media("m-busy", load=4, cpu=90)  # few calls, but its core is nearly full
     idle = _media("m-idle", load=20, cpu=30)
     assert busy.utilization == 0.9 and idle.utilization == 0.5
+    # an idle core's few percent do not decide between idle servers: the calls do
+    assert _media("m-quiet", load=1, cpu=10).utilization == 1 / 40
     rng = random.Random(7)
     assert {choose_two_random([busy, idle], rng).server.server_id for _ in range(20)} == {"m-idle"}
