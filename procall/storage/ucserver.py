@@ -19,6 +19,7 @@ from procall.storage.outbox import SqliteOutbox
 from procall.storage.redis.calls import RedisCallStore
 from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
+from procall.storage.redis.homes import RedisHomeStore
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.presence import RedisPresenceStore
 from procall.storage.redis.revocations import RedisRevocationStore
@@ -68,6 +69,8 @@ class UCServerStores:
     audit: SqlAuditStore
     #: ... and every store ListAuditEvents reads (see ``audit_stores``).
     audit_readers: tuple[SqlAuditStore, ...]
+    #: The shared user -> home map the Lookup answers from (written when users move).
+    homes: RedisHomeStore
     _redis: aioredis.Redis
     _database: SqlDatabase
     #: Databases opened for the audit log only.
@@ -140,6 +143,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         ),
         audit=audit,
         audit_readers=readers,
+        homes=RedisHomeStore(redis, op_timeout=3 * settings.redis.socket_timeout),
         _redis=redis,
         _database=database,
         _audit_databases=opened,

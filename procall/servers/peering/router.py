@@ -53,7 +53,8 @@ class EventRouter:
         local: list[str] = []
         remote: list[str] = []
         for user_id in dict.fromkeys(user_ids):
-            (local if self._hub.sessions_of(user_id) else remote).append(user_id)
+            # a user moved away just now is "local" too: the hub forwards to the new home
+            (local if self._hub.hosts(user_id) else remote).append(user_id)
         homes = await asyncio.gather(*(self._home(u) for u in remote)) if remote else []
         by_server: dict[str, list[str]] = {}
         for user_id, home in zip(remote, homes, strict=True):

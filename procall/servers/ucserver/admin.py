@@ -11,6 +11,7 @@ from procall.audit import AuditListing
 from procall.errors import InvalidArgument
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
+from procall.servers.moves.coordinator import MoveCoordinator
 from procall.servers.runtime.app import binding
 from procall.servers.runtime.grpc_server import ServiceBinding
 from procall.servers.ucserver.admin_servicer import AdminServicer
@@ -42,11 +43,12 @@ def admin_binding(
     licenses: LicenseCounter,
     clients: UpstreamClients,
     audit: AuditListing | None = None,
+    moves: MoveCoordinator | None = None,
 ) -> ServiceBinding:
     """The AdminService, answering from the shared state, the Lookup and the audit log."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit),
+        AdminServicer(views, sessions, audit, moves),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

@@ -1,8 +1,9 @@
 """AdminService: system-wide sessions, servers and the license pool (thin).
 
 Every RPC needs an admin session. The audit log is read from every database that
-holds audit events (``AuditListing``). Configuration, edit leases, moving users and
-draining belong to a later release and answer UNIMPLEMENTED.
+holds audit events (``AuditListing``). Moving users, rebalancing and draining go to the
+``MoveCoordinator``. Configuration and edit leases belong to a later release and answer
+UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from procall.servers.codecs.admin import (
     server_status_to_proto,
 )
 from procall.servers.codecs.audit import audit_event_to_pb, audit_query_of
+from procall.servers.moves.coordinator import MoveCoordinator, MoveOperation
 from procall.servers.runtime.auth import current_claims
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
@@ -29,6 +31,19 @@ from procall.session.tokens import SessionClaims
 __all__ = ["AdminServicer"]
 
 Context = grpc.aio.ServicerContext[object, object]
+
+
+def _operation(operation: MoveOperation) -> admin_pb.MoveOperation:
+    return admin_pb.MoveOperation(
+        operation_id=operation.operation_id,
+        description=operation.description,
+        total=operation.total,
+        moved=operation.moved,
+        failed=operation.failed,
+        done=operation.done,
+        redirected_sessions=operation.redirected_sessions,
+        server_id=operation.server_id,
+    )
 
 
 def _later(method: str) -> Unimplemented:
@@ -45,7 +60,9 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         views: AdminViews,
         sessions: SessionManager[session_pb2.Event],
         audit: AuditListing | None = None,
+        moves: MoveCoordinator | None = None,
     ) -> None:
+        self._moves = moves
         self._views = views
         self._sessions = sessions
         self._audit = audit
@@ -127,17 +144,49 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         """Not served by this release."""
         raise _later("ListEditLeases")
 
+    def _mover(self, method: str) -> MoveCoordinator:
+        if self._moves is None:
+            raise _later(method)
+        return self._moves
+
     async def MoveUser(
         self, request: admin_pb.MoveUserRequest, context: Context
     ) -> admin_pb.MoveUserResponse:
-        """Not served by this release."""
-        raise _later("MoveUser")
+        """Move users to another UCServer now; their live sessions are redirected."""
+        self._admin(context)
+        users = [u for u in (request.user_id, *request.user_ids) if u]
+        moved, redirected = await self._mover("MoveUser").move_users(
+            users, request.target_server_id
+        )
+        return admin_pb.MoveUserResponse(redirected_sessions=redirected, moved_users=moved)
 
     async def DrainServer(
         self, request: admin_pb.DrainServerRequest, context: Context
     ) -> admin_pb.DrainServerResponse:
-        """Not served by this release."""
-        raise _later("DrainServer")
+        """Drain a UCServer: no new logins there, its users move off in the background."""
+        self._admin(context)
+        operation = await self._mover("DrainServer").drain(
+            request.server_id, request.moves_per_second
+        )
+        return admin_pb.DrainServerResponse(
+            users_to_move=operation.total, operation=_operation(operation)
+        )
+
+    async def Rebalance(
+        self, request: admin_pb.RebalanceRequest, context: Context
+    ) -> admin_pb.RebalanceResponse:
+        """Spread users evenly over the live UCServers in the background."""
+        self._admin(context)
+        operation = await self._mover("Rebalance").rebalance(request.moves_per_second)
+        return admin_pb.RebalanceResponse(operation=_operation(operation))
+
+    async def GetMoveOperation(
+        self, request: admin_pb.GetMoveOperationRequest, context: Context
+    ) -> admin_pb.GetMoveOperationResponse:
+        """The progress of a rebalance or drain started on this server."""
+        self._admin(context)
+        operation = self._mover("GetMoveOperation").operation(request.operation_id)
+        return admin_pb.GetMoveOperationResponse(operation=_operation(operation))
 
     async def ListAuditEvents(
         self, request: admin_pb.ListAuditEventsRequest, context: Context

@@ -230,6 +230,9 @@ class CallComponent:
             except ProcallError as error:
                 _log.warning("calls of %s not ended: %s", claims.user_id, error.message)
 
+    async def session_moved(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """Nothing to do: the user's calls go on, signalled by the new home from now on."""
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, app: ServerApp) -> None:

@@ -21,6 +21,10 @@ from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.routing.models import ServerRole
 from procall.servers.codecs.chat import delivery_key
+from procall.servers.moves.coordinator import MoveCoordinator
+from procall.servers.moves.endpoint import MoveEndpoint
+from procall.servers.moves.peers import PeerCalls
+from procall.servers.moves.rehoming import LiveHomes
 from procall.servers.peering.dispatch import PeerEventDispatcher
 from procall.servers.peering.links import PeerLinks
 from procall.servers.peering.router import EventRouter
@@ -48,6 +52,7 @@ from procall.servers.upstream.clients import UpstreamClients
 from procall.servers.upstream.registration import LookupRegistration
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
+from procall.session.moves import SessionMover
 from procall.settings import Settings
 from procall.storage.redis import RedisUnavailableError
 from procall.storage.ucserver import UCServerStores, open_ucserver_stores
@@ -55,6 +60,9 @@ from procall.storage.ucserver import UCServerStores, open_ucserver_stores
 __all__ = ["build_ucserver"]
 
 _log = logging.getLogger(__name__)
+
+#: Seconds the router keeps a user's home; a moved user's old home forwards for twice that.
+_ROUTER_CACHE_SECONDS = 60.0
 
 
 def _session_manager(
@@ -119,7 +127,37 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     async def home_of(user_id: str) -> str | None:
         return await lookup.resolve_home(user_id) if lookup is not None else None
 
-    router = EventRouter(server_id, hub, links, home_of)
+    router = EventRouter(server_id, hub, links, home_of, cache_seconds=_ROUTER_CACHE_SECONDS)
+
+    def forward(target_id: str, users: list[str], event: session_pb2.Event) -> None:
+        # deliveries to users moved away from here go on to their new home
+        if not links.send(target_id, users, event):
+            for peer_id in links.peer_ids():  # no link yet: each peer delivers to its own
+                links.send(peer_id, users, event)
+
+    hub.forwarder = forward
+    peer_calls = PeerCalls(clients.channels, clients)
+    mover = SessionMover(manager, peer_calls, forward_seconds=2 * _ROUTER_CACHE_SECONDS)
+    registration: LookupRegistration | None = None
+
+    def set_draining(draining: bool) -> None:
+        manager.draining = draining
+        if registration is not None and registration.registrar is not None:
+            registration.registrar.beat_now()  # the Lookup and the peers learn it at once
+
+    moves = MoveCoordinator(
+        server_id,
+        mover,
+        peer_calls,
+        clients.directory,
+        stores.homes,
+        forget_home=router.forget,
+        set_draining=set_draining,
+    )
+    if clients.lookup is not None:
+        manager.rehoming = LiveHomes(
+            peer_calls, clients.directory, stores.homes, forget_home=router.forget
+        )
     schema = SchemaMigration(
         stores.migrate, stores.database_name, settings.lookup.heartbeat_interval
     )
@@ -174,6 +212,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         PeerEventDispatcher(hub, presence.received, calls.received),
         on_hello=links.hello_from,
         require_identity=mesh_auth_required(settings),
+        moves=MoveEndpoint(manager, mover, router.forget, lambda: set_draining(manager.draining)),
     )
 
     async def join_peers(_: ServerApp) -> None:
@@ -190,6 +229,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         audit.start()
 
     async def close_connections(_: ServerApp) -> None:
+        await moves.stop()
+        await peer_calls.close()
         await clients.close()
         await audit.stop()
         await stores.close()
@@ -199,7 +240,9 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *presence.bindings(),
         *chat.bindings(),
         binding(peer, peer_pb, peer_grpc.add_PeerServiceServicer_to_server, "PeerService"),
-        admin_binding(manager, stores.sessions, stores.licenses, clients, audit_listing),
+        admin_binding(
+            manager, stores.sessions, stores.licenses, clients, audit_listing, moves=moves
+        ),
         *calls.bindings(),
     ]
     on_start: list[Hook] = [
@@ -229,6 +272,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             ServerRole.UCSERVER,
             settings.server.capacity,
             lambda: len(hub),
+            draining=lambda: manager.draining,
             degraded=lambda: presence.degraded or chat.degraded,
             outbox_depth=lambda: chat.outbox_depth,
         )

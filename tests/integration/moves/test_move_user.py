@@ -1,0 +1,117 @@
+"""Moving a user live: the session is handed over to the new home, the client is
+redirected there and resumes; chat messages sent before, during and after the move
+arrive exactly once, in one gap-free sequence. Over real UCServers, Redis and SQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import pytest
+
+from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
+from procall.api.directory.v1 import directory_service_pb2 as directory_pb
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.settings import Settings
+from tests.helpers.streams import EventStream
+from tests.helpers.topology import (
+    StartApp,
+    System,
+    auth,
+    error_info,
+    fast_settings,
+    login,
+    start_system,
+)
+from tests.integration.moves.helpers import FollowingClient, admin_stub, group_chat, send
+
+HOMES = [("alice", "uc-1"), ("bob", "uc-2"), ("carol", "uc-1")]
+
+
+@pytest.fixture
+async def system(
+    redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
+) -> AsyncIterator[System]:
+    yield await start_system(start_app, lambda: fast_settings(make_settings, redis_url), HOMES)
+
+
+async def _home_in_directory(system: System, user_id: str) -> str:
+    async with system.operator_channel(system.directory) as channel:
+        reply = await directory_grpc.DirectoryServiceStub(channel).GetUser(
+            directory_pb.GetUserRequest(user_id=user_id)
+        )
+    return reply.user.home_server_id
+
+
+async def test_moved_session_is_redirected_and_resumes_exactly_once(system: System) -> None:
+    uc1, uc2 = system.ucservers["uc-1"], system.ucservers["uc-2"]
+    alice = await login(uc1.address, "alice")
+    bob = await login(uc2.address, "bob")
+    conversation = await group_chat(
+        uc2.address, bob.session_token, [system.users["alice"], system.users["carol"]]
+    )
+    client = FollowingClient(uc1.address, alice.session_token)
+    await client.start()
+    sent: set[str] = set()
+    async with grpc.aio.insecure_channel(uc2.address) as channel:
+        chat = chat_grpc.ChatServiceStub(channel)
+
+        async def burst(prefix: str, count: int) -> None:
+            for n in range(count):
+                text = f"{prefix}-{n}"
+                await send(chat, bob.session_token, conversation, text)
+                sent.add(text)
+
+        await burst("before", 20)
+        await client.wait_for(set(sent))
+        stub, admin_channel, token = admin_stub(uc2)  # any UCServer runs the move
+        during = asyncio.create_task(burst("during", 60))
+        await asyncio.sleep(0.05)
+        reply = await stub.MoveUser(
+            admin_pb.MoveUserRequest(user_id=system.users["alice"], target_server_id="uc-2"),
+            metadata=auth(token),
+        )
+        await during
+        await burst("after", 20)
+    assert reply.moved_users == 1
+    assert reply.redirected_sessions == 1
+    await client.wait_for(sent)
+    await asyncio.sleep(0.3)  # nothing more may come
+    client.check_exactly_once(sent)
+    assert client.redirects == 1 and client.resumed == 1
+    assert client.address == uc2.address
+    assert await _home_in_directory(system, system.users["alice"]) == "uc-2"
+
+    # the old token at the old home names the new one; the new token works at home
+    old = EventStream(uc1.address, alice.session_token)
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await old.open()
+    assert error_info(failure.value).reason == "WRONG_HOME_SERVER"
+    assert error_info(failure.value).metadata["home_server_id"] == "uc-2"
+    await old.channel.close()
+    # a new login lands at the new home
+    again = await login(uc1.address, "alice")
+    assert again.session.home_server.server_id == "uc-2"
+    await client.close()
+    await admin_channel.close()
+
+
+async def test_moving_a_user_without_a_session_changes_the_home(system: System) -> None:
+    stub, channel, token = admin_stub(system.ucservers["uc-1"])
+    reply = await stub.MoveUser(
+        admin_pb.MoveUserRequest(user_id=system.users["carol"], target_server_id="uc-2"),
+        metadata=auth(token),
+    )
+    assert (reply.moved_users, reply.redirected_sessions) == (1, 0)
+    assert await _home_in_directory(system, system.users["carol"]) == "uc-2"
+    carol = await login(system.ucservers["uc-1"].address, "carol")
+    assert carol.session.home_server.server_id == "uc-2"
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stub.MoveUser(
+            admin_pb.MoveUserRequest(user_id=system.users["carol"], target_server_id="uc-9"),
+            metadata=auth(token),
+        )
+    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    await channel.close()
