@@ -137,7 +137,9 @@ async def group_chat(address: str, token: str, member_ids: list[str]) -> str:
     return reply.conversation.conversation_id
 
 
-async def send(stub: chat_grpc.ChatServiceStub, token: str, conversation_id: str, text: str) -> None:
+async def send(
+    stub: chat_grpc.ChatServiceStub, token: str, conversation_id: str, text: str
+) -> None:
     """Post ``text``."""
     await stub.SendMessage(
         chat_pb.SendMessageRequest(
