@@ -3,10 +3,8 @@ users of a dead UCServer getting a live home by load when they log in again."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 
-import grpc
 import pytest
 
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
