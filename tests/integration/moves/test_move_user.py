@@ -14,9 +14,11 @@ from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.client import ClientOptions, MessageCreated, ProcallClient, Redirected, Resynced
 from procall.settings import Settings
 from tests.helpers.streams import EventStream
 from tests.helpers.topology import (
+    PASSWORD,
     StartApp,
     System,
     auth,
@@ -25,6 +27,7 @@ from tests.helpers.topology import (
     login,
     start_system,
 )
+from tests.integration.client.helpers import EventReader
 from tests.integration.moves.helpers import FollowingClient, admin_stub, group_chat, send
 
 HOMES = [("alice", "uc-1"), ("bob", "uc-2"), ("carol", "uc-1")]
@@ -115,3 +118,37 @@ async def test_moving_a_user_without_a_session_changes_the_home(system: System) 
         )
     assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     await channel.close()
+
+
+async def test_the_sdk_follows_a_move_by_itself(system: System) -> None:
+    uc1, uc2 = system.ucservers["uc-1"], system.ucservers["uc-2"]
+    bob = await login(uc2.address, "bob")
+    conversation = await group_chat(uc2.address, bob.session_token, [system.users["alice"]])
+    options = ClientOptions(backoff_initial=0.05, backoff_max=0.5, ack_interval=0.1)
+    client = await ProcallClient.login(uc1.address, "alice", PASSWORD, options=options)
+    reader = EventReader(client)
+    sent = []
+    async with grpc.aio.insecure_channel(uc2.address) as channel:
+        chat = chat_grpc.ChatServiceStub(channel)
+        for n in range(10):
+            await send(chat, bob.session_token, conversation, f"m{n}")
+            sent.append(f"m{n}")
+        stub, admin_channel, token = admin_stub(uc1)
+        await stub.MoveUser(
+            admin_pb.MoveUserRequest(user_id=system.users["alice"], target_server_id="uc-2"),
+            metadata=auth(token),
+        )
+        for n in range(10, 20):
+            await send(chat, bob.session_token, conversation, f"m{n}")
+            sent.append(f"m{n}")
+    redirected = await reader.next(Redirected)
+    assert redirected.server.server_id == "uc-2"
+    await reader.next(MessageCreated, lambda e: e.text == "m19", timeout=10)
+    await reader.quiet(0.3)
+    assert [e.text for e in reader.of(MessageCreated)] == sent
+    assert client.session is not None
+    assert client.session.home_server.server_id == "uc-2"
+    assert not reader.of(Resynced)
+    await reader.stop()
+    await client.close()
+    await admin_channel.close()
