@@ -150,8 +150,9 @@ class SessionManager(Generic[P]):
     def refresh(self, claims: SessionClaims) -> tuple[str, SessionClaims]:
         """A token with a fresh lifetime for the caller's session; the live session here,
         if any, carries the renewed claims from now on."""
-        token, renewed = self.signer.refresh(claims)
         live = self.hub.get(claims.session_id)
+        # a session handed over to this server: the new token names this home
+        token, renewed = self.signer.refresh(live.claims if live is not None else claims)
         if live is not None:
             live.claims = renewed
         return token, renewed
@@ -290,6 +291,8 @@ class SessionManager(Generic[P]):
         moved = self.moved.get(claims.session_id)
         if claims.home_server_id == self.server_id and moved is None:
             return
+        if moved is None and self.hub.get(claims.session_id) is not None:
+            return  # handed over to this server: a client that missed the Redirect
         if moved is not None:  # handed over: the Redirect event carried the new token
             home, address = moved[0], moved[1]
         else:

@@ -155,6 +155,7 @@ class MoveCoordinator:
         for user_id, username in users:
             await self._homes.set_home(user_id, username, target.server_id)
             self._forget(user_id)
+        await self._homes.announce_moved(ids)  # every server drops its cached homes
         return redirected
 
     # -- background operations -------------------------------------------------------------

@@ -79,6 +79,7 @@ class LiveHomes:
         chosen = min(picks, key=lambda s: (self._load(s), s.server_id))
         await self._directory.set_home_servers({user_id: chosen.server_id})
         await self._homes.set_home(user_id, username, chosen.server_id)
+        await self._homes.announce_moved([user_id])
         self._forget(user_id)
         self._placed[chosen.server_id] = self._placed.get(chosen.server_id, 0) + 1
         return chosen.server_id

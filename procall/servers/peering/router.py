@@ -86,6 +86,11 @@ class EventRouter:
         self._homes[user_id] = (home, now + self._ttl)
         return home
 
+    def cached_home(self, user_id: str) -> str | None:
+        """The home cached for ``user_id`` (None when none is cached)."""
+        cached = self._homes.get(user_id)
+        return cached[0] if cached is not None and cached[1] > self._clock() else None
+
     def forget(self, user_id: str) -> None:
         """Drop a cached home (after the user was moved to another server)."""
         self._homes.pop(user_id, None)

@@ -23,6 +23,7 @@ from procall.routing.models import ServerRole
 from procall.servers.codecs.chat import delivery_key
 from procall.servers.moves.coordinator import MoveCoordinator
 from procall.servers.moves.endpoint import MoveEndpoint
+from procall.servers.moves.follower import MovedHomesFollower
 from procall.servers.moves.peers import PeerCalls
 from procall.servers.moves.rehoming import LiveHomes
 from procall.servers.peering.dispatch import PeerEventDispatcher
@@ -154,6 +155,9 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         forget_home=router.forget,
         set_draining=set_draining,
     )
+    moved_homes = MovedHomesFollower(
+        stores.homes, router.forget, settings.lookup.heartbeat_interval
+    )
     if clients.lookup is not None:
         manager.rehoming = LiveHomes(
             peer_calls, clients.directory, stores.homes, forget_home=router.forget
@@ -250,6 +254,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         start_audit,
         join_peers,
         presence.start,
+        moved_homes.start,
         chat.start,
         calls.start,
         sessions.start,
@@ -262,6 +267,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         schema.stop,
         chat.stop,
         leave_peers,
+        moved_homes.stop,
         presence.stop,
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
@@ -296,6 +302,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "chat": chat,
             "calls": calls,
             "links": links,
+            "router": router,
+            "moves": moves,
             "limits": limits,
             "audit": audit,
         },

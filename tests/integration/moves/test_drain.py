@@ -10,9 +10,11 @@ import pytest
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.api.session.v1 import session_pb2
 from procall.mesh.lookup.v1 import lookup_pb2
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
+from procall.servers.peering.router import EventRouter
 from procall.settings import Settings
 from tests.helpers.streams import EventStream
 from tests.helpers.topology import (
@@ -122,3 +124,24 @@ async def test_users_of_a_dead_server_get_a_live_home_by_load(system: System) ->
     # the new home sticks
     again = await login(system.ucservers["uc-2"].address, orphans[0])
     assert again.session.home_server.server_id == homes[0]
+
+
+async def test_a_move_drops_every_servers_cached_home_of_the_user(system: System) -> None:
+    uc1 = system.ucservers["uc-1"]
+    router = uc1.components["router"]
+    assert isinstance(router, EventRouter)
+    user_id = system.users["user2"]  # homed on uc-3
+    await router.route([user_id], session_pb2.Event())
+    assert router.cached_home(user_id) == "uc-3"
+    stub, channel, token = admin_stub(system.ucservers["uc-2"])
+    await stub.MoveUser(
+        admin_pb.MoveUserRequest(user_id=user_id, target_server_id="uc-2"), metadata=auth(token)
+    )
+
+    async def forgotten() -> bool:
+        return router.cached_home(user_id) is None
+
+    await wait_for(forgotten, timeout=3)
+    await router.route([user_id], session_pb2.Event())
+    assert router.cached_home(user_id) == "uc-2"
+    await channel.close()

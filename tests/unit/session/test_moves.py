@@ -109,6 +109,11 @@ async def test_the_session_continues_at_the_new_home_exactly_once(
     assert wrong.value.reason == "WRONG_HOME_SERVER"
     assert wrong.value.metadata["home_server_id"] == "uc-2"
     assert await old.touch(login.claims) is None
+    # a client that missed the Redirect comes with its old token: its session lives here
+    late = await new.attach(login.claims, old.resume_token(claims.session_id, 7), "")
+    assert late.resumed and late.start_sequence == 7
+    token, renewed = new.refresh(login.claims)
+    assert renewed.home_server_id == "uc-2" and renewed.session_id == claims.session_id
     assert old.licenses.held == set()  # type: ignore[attr-defined]
     assert new.licenses.held == {claims.session_id}  # type: ignore[attr-defined]
 
