@@ -1,7 +1,8 @@
 """``procall admin``: administration commands that talk to the servers over gRPC.
 
-``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` to
-the ``procall`` command line. Each command finds the Directory through
+``add_admin_parser(subparsers)`` adds ``admin users import|list|show|set-home`` and
+``admin move|rebalance|drain`` (``_moves``) to the ``procall`` command line. Each
+command finds the Directory through
 ``--directory HOST:PORT``, ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json``
 of a running ``procall up`` (``--data-dir``), and proves who calls: an administrator
 (``--user NAME``, logged in at a UCServer, password from ``$PROCALL_PASSWORD`` or a
@@ -16,6 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from procall.admin._moves import add_move_parsers
 from procall.admin._users import run_users_command
 
 __all__ = ["add_admin_parser"]
@@ -59,6 +61,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--concurrency", type=int, default=4, help="requests in flight (default 4)"
     )
     users.set_defaults(handler=run_users_command)
+    add_move_parsers(areas, common)
     return admin
 
 

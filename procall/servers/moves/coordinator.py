@@ -119,7 +119,8 @@ class MoveCoordinator:
         return target
 
     async def move_users(self, user_ids: Sequence[str], target_id: str) -> tuple[int, int]:
-        """Move users to ``target_id`` now; returns (users moved, sessions redirected)."""
+        """Move users (by id or username) to ``target_id`` now; returns (users moved,
+        sessions redirected)."""
         if not target_id:
             raise InvalidArgument.field("target_server_id", "is required")
         if not user_ids:
@@ -129,8 +130,11 @@ class MoveCoordinator:
         directory = self._require_directory()
         target = await self._live_target(target_id)
         by_home: dict[str, list[tuple[str, str]]] = {}
-        for user_id in dict.fromkeys(user_ids):
-            user = await directory.get_user(user_id)
+        for who in dict.fromkeys(user_ids):
+            try:
+                user = await directory.get_user(who)
+            except (NotFound, InvalidArgument):  # not an id: a username (the CLI passes either)
+                user = await directory.get_user_by_name(who)
             by_home.setdefault(user.home_server_id, []).append((user.user_id, user.username))
         moved = redirected = 0
         for home, users in by_home.items():

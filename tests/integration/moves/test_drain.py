@@ -3,11 +3,17 @@ users of a dead UCServer getting a live home by load when they log in again."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import io
+import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from procall.admin import add_admin_parser
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
+from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.api.session.v1 import session_pb2
@@ -18,6 +24,7 @@ from procall.servers.peering.router import EventRouter
 from procall.settings import Settings
 from tests.helpers.streams import EventStream
 from tests.helpers.topology import (
+    PASSWORD,
     StartApp,
     System,
     auth,
@@ -145,3 +152,40 @@ async def test_a_move_drops_every_servers_cached_home_of_the_user(system: System
     await router.route([user_id], session_pb2.Event())
     assert router.cached_home(user_id) == "uc-2"
     await channel.close()
+
+
+async def test_the_admin_cli_moves_rebalances_and_drains(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with system.operator_channel(system.directory) as channel:
+        await directory_grpc.DirectoryServiceStub(channel).CreateUser(
+            directory_pb.CreateUserRequest(
+                user=directory_pb2.User(
+                    username="root", display_name="Root", home_server_id="uc-1", admin=True
+                ),
+                password=PASSWORD,
+            )
+        )
+    monkeypatch.setenv("PROCALL_PASSWORD", PASSWORD)
+    parser = argparse.ArgumentParser(prog="procall")
+    add_admin_parser(parser.add_subparsers(dest="command", required=True))
+    where = ["--user", "root", "--ucserver", system.ucservers["uc-2"].address]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        args = parser.parse_args(["admin", *argv, *where])
+        out, err = io.StringIO(), io.StringIO()
+        code = args.handler(args, out, err)
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, _ = await asyncio.to_thread(run, "move", "user0", "user3", "--to", "uc-2")
+    assert (code, out) == (0, "moved 2 users to uc-2; 0 live sessions redirected\n")
+    assert "user0" in await homed_on(system, "uc-2")
+    code, out, err = await asyncio.to_thread(run, "drain", "uc-3", "--rate", "100", "--json")
+    assert code == 0, err
+    assert json.loads(out)["done"] and json.loads(out)["moved"] == 4
+    assert "[" + "#" * 30 + "] 4/4 moved, 0 failed" in err
+    assert await homed_on(system, "uc-3") == []
+    code, out, _ = await asyncio.to_thread(run, "rebalance")
+    assert code == 0 and out.startswith("rebalance: ")
+    code, _, err = await asyncio.to_thread(run, "move", "nobody", "--to", "uc-1")
+    assert code == 1 and "NOT_FOUND" in err
