@@ -149,9 +149,19 @@ class SessionHub(Generic[P]):
         is being (or was just) moved away and they are forwarded."""
         return user_id in self._by_user or user_id in self._moved
 
+    def moving(self, user_id: str) -> bool:
+        """Whether a hand-over of the user's sessions is under way (deliveries are held)."""
+        current = self._moved.get(user_id)
+        return current is not None and current.held is not None
+
     def begin_move(self, user_id: str) -> list[LiveSession[P]]:
         """Take the user's sessions out of delivery (their logs keep what they hold) and
-        hold the user's deliveries from now on; returns the sessions."""
+        hold the user's deliveries from now on; returns the sessions.
+
+        ``ValueError`` while another move of the user is under way (its held deliveries
+        must not be lost)."""
+        if self.moving(user_id):
+            raise ValueError(f"a move of {user_id} is under way")
         sessions = self.sessions_of(user_id)
         for session in sessions:
             del self._sessions[session.claims.session_id]

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from procall.errors import InvalidArgument, ProcallError
+from procall.errors import FailedPrecondition, InvalidArgument, ProcallError
 from procall.session.events import EventLog, SequencedEvent
 from procall.session.hub import LiveSession, MovedTo
 from procall.session.manager import SessionManager
@@ -94,7 +94,19 @@ class SessionMover(Generic[P]):
         manager = self._manager
         if target_id == manager.server_id:
             raise InvalidArgument.field("target_server_id", "is the users' home already")
-        frozen = {user_id: manager.hub.begin_move(user_id) for user_id in dict.fromkeys(user_ids)}
+        hub = manager.hub
+        frozen: dict[str, list[LiveSession[P]]] = {}
+        for user_id in dict.fromkeys(user_ids):
+            if hub.hosts(user_id) and not hub.sessions_of(user_id) and not hub.moving(user_id):
+                continue  # moved away already: keep forwarding to where its sessions are
+            try:
+                frozen[user_id] = hub.begin_move(user_id)
+            except ValueError:
+                for thawed, sessions in frozen.items():
+                    hub.abort_move(thawed, sessions)
+                raise FailedPrecondition(
+                    f"user {user_id} is being moved already; try again when that move is done"
+                ) from None
         handovers: list[HandOver[P]] = []
         moved_to: dict[str, MovedTo] = {}
         for sessions in frozen.values():

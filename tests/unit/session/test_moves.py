@@ -148,3 +148,27 @@ async def test_forwarding_ends_after_its_window(
     await old.expire_lapsed(60)
     assert not old.hub.hosts("u-alice")
     assert old.moved == {}
+
+
+async def test_a_user_moved_away_already_is_not_moved_again_from_here(
+    pair: tuple[SessionManager[str], SessionManager[str], _Peer],
+) -> None:
+    old, new, peer = pair
+    login = await old.login("alice", "pw", "cli")
+    mover = SessionMover(old, peer)
+    assert await mover.move_out(["u-alice"], "uc-2", "uc-2:1") == 1
+    # a second move naming this server as the home (the Directory not updated yet)
+    assert await mover.move_out(["u-alice"], "uc-3", "uc-3:1") == 0
+    old.hub.deliver_nowait(["u-alice"], "late")
+    live = new.hub.get(login.claims.session_id)
+    assert live is not None and [e.payload for e in live.log.after(0)] == ["late"]
+
+
+async def test_a_second_move_during_a_hand_over_is_refused(
+    pair: tuple[SessionManager[str], SessionManager[str], _Peer],
+) -> None:
+    old, _, _ = pair
+    await old.login("alice", "pw", "cli")
+    old.hub.begin_move("u-alice")
+    with pytest.raises(FailedPrecondition):
+        await SessionMover(old, _Peer()).move_out(["u-alice"], "uc-2", "uc-2:1")
