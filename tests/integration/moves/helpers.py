@@ -17,7 +17,7 @@ from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
 from procall.servers.runtime.app import ServerApp
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import auth, mint_token
+from tests.helpers.topology import ChannelFor, auth, mint_token
 
 __all__ = ["FollowingClient", "admin_stub", "group_chat", "wait_operation"]
 
@@ -26,7 +26,11 @@ class FollowingClient:
     """One session's event stream: follows redirects (new home, new token) and resumes
     after its last event; records every chat message and every sequence it saw."""
 
-    def __init__(self, address: str, token: str) -> None:
+    def __init__(
+        self, address: str, token: str, channel_for: ChannelFor = grpc.aio.insecure_channel
+    ) -> None:
+        """``channel_for`` makes the channels (``system.channel`` for a TLS system)."""
+        self._channel_for = channel_for
         self.address = address
         self.token = token
         self.texts: Counter[str] = Counter()
@@ -40,7 +44,7 @@ class FollowingClient:
 
     async def start(self) -> None:
         """Open the first stream and follow it in the background."""
-        self._stream = EventStream(self.address, self.token)
+        self._stream = EventStream(self.address, self.token, self._channel_for)
         await self._stream.open()
         self._task = asyncio.create_task(self._run())
 
@@ -55,7 +59,9 @@ class FollowingClient:
                     self.address = event.redirect.server.address
                     self.token = event.redirect.session_token or self.token
                     await self._stream.close()
-                    self._stream = EventStream(self.address, self.token, resume_token=self._resume)
+                    self._stream = EventStream(
+                        self.address, self.token, self._channel_for, resume_token=self._resume
+                    )
                     welcome = await self._stream.open()
                     assert welcome.welcome.resumed, "the new home did not resume the session"
                     self.resumed += 1
@@ -100,9 +106,11 @@ class FollowingClient:
             await self._stream.close()
 
 
-def admin_stub(server: ServerApp) -> tuple[admin_grpc.AdminServiceStub, grpc.aio.Channel, str]:
+def admin_stub(
+    server: ServerApp, channel_for: ChannelFor = grpc.aio.insecure_channel
+) -> tuple[admin_grpc.AdminServiceStub, grpc.aio.Channel, str]:
     """An AdminService stub on ``server`` with an administrator's token."""
-    channel = grpc.aio.insecure_channel(server.address)
+    channel = channel_for(server.address)
     token = mint_token(server, user_id="u-admin", username="admin", admin=True)
     return admin_grpc.AdminServiceStub(channel), channel, token
 
@@ -122,9 +130,14 @@ async def wait_operation(
         await asyncio.sleep(0.1)
 
 
-async def group_chat(address: str, token: str, member_ids: list[str]) -> str:
+async def group_chat(
+    address: str,
+    token: str,
+    member_ids: list[str],
+    channel_for: ChannelFor = grpc.aio.insecure_channel,
+) -> str:
     """A group conversation of the caller with ``member_ids``; its id."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with channel_for(address) as channel:
         reply = await chat_grpc.ChatServiceStub(channel).CreateConversation(
             chat_pb.CreateConversationRequest(
                 kind=chat_pb2.CONVERSATION_KIND_GROUP,

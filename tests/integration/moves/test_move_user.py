@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import grpc
 import pytest
@@ -150,5 +151,48 @@ async def test_the_sdk_follows_a_move_by_itself(system: System) -> None:
     assert client.session.home_server.server_id == "uc-2"
     assert not reader.of(Resynced)
     await reader.stop()
+    await client.close()
+    await admin_channel.close()
+
+
+async def test_a_move_over_mutual_tls(
+    redis_url: str,
+    make_settings: Callable[..., Settings],
+    start_app: StartApp,
+    tmp_path: Path,
+) -> None:
+    system = await start_system(
+        start_app,
+        lambda: fast_settings(make_settings, redis_url),
+        HOMES,
+        tls_dir=tmp_path / "tls",
+    )
+    uc1, uc2 = system.ucservers["uc-1"], system.ucservers["uc-2"]
+    alice = await login(uc1.address, "alice", system.channel)
+    bob = await login(uc2.address, "bob", system.channel)
+    conversation = await group_chat(
+        uc2.address, bob.session_token, [system.users["alice"]], system.channel
+    )
+    client = FollowingClient(uc1.address, alice.session_token, system.channel)
+    await client.start()
+    stub, admin_channel, token = admin_stub(uc1, system.channel)
+    sent = set()
+    async with system.channel(uc2.address) as channel:
+        chat = chat_grpc.ChatServiceStub(channel)
+        for n in range(6):
+            if n == 3:
+                reply = await stub.MoveUser(
+                    admin_pb.MoveUserRequest(
+                        user_id=system.users["alice"], target_server_id="uc-2"
+                    ),
+                    metadata=auth(token),
+                )
+                assert reply.redirected_sessions == 1
+            await send(chat, bob.session_token, conversation, f"t{n}")
+            sent.add(f"t{n}")
+    await client.wait_for(sent)
+    await asyncio.sleep(0.2)
+    client.check_exactly_once(sent)
+    assert client.resumed == 1 and client.address == uc2.address
     await client.close()
     await admin_channel.close()
