@@ -21,6 +21,7 @@ from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
 from procall.storage.redis.homes import RedisHomeStore
 from procall.storage.redis.licenses import LicensePool
+from procall.storage.redis.moves import RedisMoveOperations
 from procall.storage.redis.presence import RedisPresenceStore
 from procall.storage.redis.revocations import RedisRevocationStore
 from procall.storage.redis.sessions import RedisSessionRegistry
@@ -71,6 +72,8 @@ class UCServerStores:
     audit_readers: tuple[SqlAuditStore, ...]
     #: The shared user -> home map the Lookup answers from (written when users move).
     homes: RedisHomeStore
+    #: Progress of background moves (rebalance, drain), readable on every UCServer.
+    move_operations: RedisMoveOperations
     _redis: aioredis.Redis
     _database: SqlDatabase
     #: Databases opened for the audit log only.
@@ -144,6 +147,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         audit=audit,
         audit_readers=readers,
         homes=RedisHomeStore(redis, op_timeout=3 * settings.redis.socket_timeout),
+        move_operations=RedisMoveOperations(redis),
         _redis=redis,
         _database=database,
         _audit_databases=opened,

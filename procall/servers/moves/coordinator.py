@@ -8,8 +8,9 @@ matters: until the home map changes, events still go to the old home, which forw
 them to the new one; after it, they go to the new home directly. A user whose old
 home is dead has no live session to hand over: only the assignment changes.
 
-Rebalances and drains run in the background as a ``MoveOperation`` whose progress
-``GetMoveOperation`` reads on the server that runs it. Their moves go in small
+Rebalances and drains run in the background as a ``MoveOperation`` on the server that
+took the call; its progress is saved in Redis, so ``GetMoveOperation`` answers on any
+UCServer. Their moves go in small
 chunks (users of one old home to one new home), paced by a token bucket of
 ``moves_per_second`` so that a large rebalance does not make thousands of clients
 reconnect at once.
@@ -24,7 +25,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from procall.api.session.v1 import session_pb2
 from procall.errors import FailedPrecondition, InvalidArgument, NotFound, ProcallError
@@ -35,6 +36,7 @@ from procall.servers.moves.peers import PeerCalls
 from procall.servers.upstream.directory import DirectoryClient
 from procall.session.moves import SessionMover
 from procall.storage.redis.homes import RedisHomeStore
+from procall.storage.redis.moves import RedisMoveOperations
 
 __all__ = ["DEFAULT_MOVES_PER_SECOND", "MoveCoordinator", "MoveOperation"]
 
@@ -85,6 +87,7 @@ class MoveCoordinator:
         directory: DirectoryClient | None,
         homes: RedisHomeStore,
         *,
+        progress: RedisMoveOperations | None = None,
         forget_home: Callable[[str], None],
         set_draining: Callable[[bool], None],
         clock: Callable[[], float] = time.monotonic,
@@ -96,6 +99,7 @@ class MoveCoordinator:
         self._peers = peers
         self._directory = directory
         self._homes = homes
+        self._progress = progress
         self._forget = forget_home
         self._set_draining = set_draining
         self._clock = clock
@@ -164,16 +168,27 @@ class MoveCoordinator:
 
     # -- background operations -------------------------------------------------------------
 
-    def operation(self, operation_id: str) -> MoveOperation:
-        """A running or recently finished operation started on this server."""
+    async def operation(self, operation_id: str) -> MoveOperation:
+        """A running or recently finished operation, started here or on another UCServer
+        (its progress as that server last saved it)."""
         found = self._operations.get(operation_id)
-        if found is None:
+        if found is not None:
+            return found
+        record = await self._progress.load(operation_id) if self._progress else None
+        if record is None:
             raise NotFound(
-                f"no move operation {operation_id} on UCServer {self._server_id} (operations "
-                "are read on the server that runs them)",
-                metadata={"operation_id": operation_id},
+                f"no move operation {operation_id}", metadata={"operation_id": operation_id}
             )
-        return found
+        return MoveOperation(**record)
+
+    async def _save(self, operation: MoveOperation) -> None:
+        if self._progress is None:
+            return
+        record = {f.name: getattr(operation, f.name) for f in fields(operation) if f.name != "task"}
+        try:
+            await self._progress.save(operation.operation_id, record)
+        except ProcallError as error:  # readable here; elsewhere once Redis answers
+            _log.info("progress of %s not saved: %s", operation.operation_id, error.message)
 
     async def _homes_of_live(self) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
         """Users homed on each live UCServer, and the live ones that are not draining."""
@@ -222,6 +237,8 @@ class MoveCoordinator:
         self._operations[operation.operation_id] = operation
         if not plan:
             operation.done = True
+            operation.task = asyncio.create_task(self._save(operation))
+            operation.task.add_done_callback(lambda _: setattr(operation, "task", None))
         else:
             operation.task = asyncio.create_task(
                 self._run(operation, plan, names, rate), name=f"moves-{operation.operation_id}"
@@ -251,6 +268,7 @@ class MoveCoordinator:
                             source, users, target
                         )
                         operation.moved += len(part)
+                        await self._save(operation)
                     except ProcallError as error:
                         operation.failed += len(part)
                         _log.warning(
@@ -264,6 +282,7 @@ class MoveCoordinator:
         finally:
             operation.done = True
             operation.task = None
+            await self._save(operation)
 
     async def stop(self) -> None:
         """Cancel the running operations (this server stops)."""

@@ -25,6 +25,8 @@ from procall.session.moves import HandOver
 __all__ = ["PeerCalls", "handover_from_proto", "handover_to_proto"]
 
 Payload = session_pb2.Event
+#: Bytes of handed-over sessions per AcceptSessions request (servers take 4 MiB messages).
+_REQUEST_BYTES = 1024 * 1024
 
 
 def handover_to_proto(handover: HandOver[Payload]) -> peer_pb.SessionHandOver:
@@ -96,14 +98,26 @@ class PeerCalls:
         return peer_grpc.PeerServiceStub(channel)
 
     async def accept(self, server_id: str, sessions: Sequence[HandOver[Payload]]) -> int:
-        """Hand ``sessions`` over to ``server_id``."""
+        """Hand ``sessions`` over to ``server_id``, in requests of at most about
+        ``_REQUEST_BYTES`` (a session's buffered events can be many)."""
         stub = await self._stub(server_id)
-        request = peer_pb.AcceptSessionsRequest(sessions=[handover_to_proto(h) for h in sessions])
-        try:
-            reply = await stub.AcceptSessions(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as error:
-            raise domain_error(error, f"UCServer {server_id}") from None
-        return reply.accepted
+        requests: list[peer_pb.AcceptSessionsRequest] = [peer_pb.AcceptSessionsRequest()]
+        size = 0
+        for handover in sessions:
+            message = handover_to_proto(handover)
+            if size and size + message.ByteSize() > _REQUEST_BYTES:
+                requests.append(peer_pb.AcceptSessionsRequest())
+                size = 0
+            requests[-1].sessions.append(message)
+            size += message.ByteSize()
+        accepted = 0
+        for request in requests:
+            try:
+                reply = await stub.AcceptSessions(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as error:
+                raise domain_error(error, f"UCServer {server_id}") from None
+            accepted += reply.accepted
+        return accepted
 
     async def move_users(
         self, home_id: str, user_ids: Sequence[str], target_id: str, target_address: str

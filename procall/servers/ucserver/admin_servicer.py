@@ -185,7 +185,7 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     ) -> admin_pb.GetMoveOperationResponse:
         """The progress of a rebalance or drain started on this server."""
         self._admin(context)
-        operation = self._mover("GetMoveOperation").operation(request.operation_id)
+        operation = await self._mover("GetMoveOperation").operation(request.operation_id)
         return admin_pb.GetMoveOperationResponse(operation=_operation(operation))
 
     async def ListAuditEvents(

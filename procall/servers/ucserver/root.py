@@ -152,6 +152,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         peer_calls,
         clients.directory,
         stores.homes,
+        progress=stores.move_operations,
         forget_home=router.forget,
         set_draining=set_draining,
     )

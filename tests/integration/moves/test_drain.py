@@ -80,6 +80,10 @@ async def test_a_drained_server_ends_with_no_users_and_takes_no_logins(system: S
     done = await wait_operation(stub, token, reply.operation.operation_id)
     assert (done.operation.moved, done.operation.failed) == (len(local), 0)
     assert done.operation.redirected_sessions == len(local)
+    other, other_channel, other_token = admin_stub(system.ucservers["uc-2"])
+    elsewhere = await wait_operation(other, other_token, reply.operation.operation_id)
+    assert elsewhere.operation == done.operation  # readable on any UCServer
+    await other_channel.close()
     assert await homed_on(system, "uc-3") == []
     # spread by load: the two others end even
     assert len(await homed_on(system, "uc-1")) == len(await homed_on(system, "uc-2")) == 6

@@ -753,7 +753,7 @@ class MoveOperation(_message.Message):
     redirected_sessions: _builtins.int
     """Live sessions redirected so far."""
     server_id: _builtins.str
-    """The server that runs the operation (GetMoveOperation is answered there)."""
+    """The server that runs the operation (GetMoveOperation answers on every UCServer)."""
     def __init__(
         self,
         *,
