@@ -36,7 +36,7 @@ at the new home with the next sequence numbers).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -81,9 +81,13 @@ class SessionMover(Generic[P]):
         peer: HandOverPeer[P],
         *,
         forward_seconds: float = 120.0,
+        moved_in: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """``forward_seconds``: how long deliveries that still reach this server for a
-        moved user are forwarded (longer than any other server caches a home)."""
+        moved user are forwarded (longer than any other server caches a home);
+        ``moved_in`` is told of each user whose sessions were taken over here (its calls
+        are kept up here from then on)."""
+        self._moved_in = moved_in
         self._manager = manager
         self._peer = peer
         self._forward_seconds = forward_seconds
@@ -191,4 +195,7 @@ class SessionMover(Generic[P]):
                 pass  # renewed with this server's licenses once the pool answers
             for observer in manager.observers:
                 await observer.session_opened(claims, handover.client_name)
+        if self._moved_in is not None:
+            for user_id in dict.fromkeys(self._manager.verify(h.token).user_id for h in handovers):
+                await self._moved_in(user_id)
         return len(handovers)

@@ -138,7 +138,13 @@ async def build_ucserver(settings: Settings) -> ServerApp:
 
     hub.forwarder = forward
     peer_calls = PeerCalls(clients.channels, clients)
-    mover = SessionMover(manager, peer_calls, forward_seconds=2 * _ROUTER_CACHE_SECONDS)
+
+    async def moved_in(user_id: str) -> None:
+        await calls.moved_in(user_id)
+
+    mover = SessionMover(
+        manager, peer_calls, forward_seconds=2 * _ROUTER_CACHE_SECONDS, moved_in=moved_in
+    )
     registration: LookupRegistration | None = None
 
     def set_draining(draining: bool) -> None:
