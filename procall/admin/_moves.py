@@ -41,6 +41,9 @@ def add_move_parsers(areas: Any, common: argparse.ArgumentParser) -> None:
         "drain", parents=[common], help="move every user off a UCServer; it takes no logins"
     )
     drain.add_argument("server", help="the UCServer to drain")
+    drain.add_argument(
+        "--stop", action="store_true", help="end draining: the server takes logins again"
+    )
     for parser in (rebalance, drain):
         parser.add_argument("--rate", type=int, default=0, help="moves per second (default 50)")
         parser.add_argument("--no-wait", action="store_true", help="return once started")
@@ -130,7 +133,9 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             operation = started.operation
         else:
             drained = await stub.DrainServer(
-                admin_pb.DrainServerRequest(server_id=args.server, moves_per_second=args.rate),
+                admin_pb.DrainServerRequest(
+                    server_id=args.server, moves_per_second=args.rate, stop_draining=args.stop
+                ),
                 metadata=metadata,
                 timeout=_TIMEOUT,
             )

@@ -206,15 +206,25 @@ class MoveCoordinator:
         plan = plan_rebalance({s: [u for u, _ in users] for s, users in homes.items()}, targets)
         return self._start("rebalance", plan, names, rate)
 
+    async def _mark_draining(self, server_id: str, draining: bool) -> None:
+        if server_id == self._server_id:
+            self._set_draining(draining)
+        else:
+            await self._peers.set_draining(server_id, draining)
+
+    async def stop_draining(self, server_id: str) -> MoveOperation:
+        """``server_id`` takes new sessions again (a finished operation moving nobody)."""
+        if not server_id:
+            raise InvalidArgument.field("server_id", "is required")
+        await self._mark_draining(server_id, False)
+        return self._start(f"stop draining {server_id}", [], {}, DEFAULT_MOVES_PER_SECOND)
+
     async def drain(self, server_id: str, moves_per_second: int) -> MoveOperation:
         """Put ``server_id`` into draining and start moving its users to the others."""
         rate = _rate(moves_per_second)
         if not server_id:
             raise InvalidArgument.field("server_id", "is required")
-        if server_id == self._server_id:
-            self._set_draining(True)
-        else:
-            await self._peers.set_draining(server_id, True)
+        await self._mark_draining(server_id, True)
         homes, targets = await self._homes_of_live()
         if server_id not in homes:
             homes[server_id] = await self._require_directory().users_homed_on(server_id)

@@ -165,9 +165,11 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
     ) -> admin_pb.DrainServerResponse:
         """Drain a UCServer: no new logins there, its users move off in the background."""
         self._admin(context)
-        operation = await self._mover("DrainServer").drain(
-            request.server_id, request.moves_per_second
-        )
+        mover = self._mover("DrainServer")
+        if request.stop_draining:
+            operation = await mover.stop_draining(request.server_id)
+        else:
+            operation = await mover.drain(request.server_id, request.moves_per_second)
         return admin_pb.DrainServerResponse(
             users_to_move=operation.total, operation=_operation(operation)
         )

@@ -586,19 +586,25 @@ class DrainServerRequest(_message.Message):
 
     SERVER_ID_FIELD_NUMBER: _builtins.int
     MOVES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    STOP_DRAINING_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """The UCServer to drain."""
     moves_per_second: _builtins.int
     """Moves per second (default 50, at most 10000)."""
+    stop_draining: _builtins.bool
+    """End draining instead: the server takes new sessions again (users moved off stay
+    where they are now; a rebalance brings some back).
+    """
     def __init__(
         self,
         *,
         server_id: _builtins.str = ...,
         moves_per_second: _builtins.int = ...,
+        stop_draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves_per_second", b"moves_per_second", "server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves_per_second", b"moves_per_second", "server_id", b"server_id", "stop_draining", b"stop_draining"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
