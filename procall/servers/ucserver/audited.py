@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
@@ -19,14 +20,32 @@ def _user_id(request: Any, response: Any) -> str:
     return str(getattr(request, "user_id", ""))
 
 
+#: Details of the admin actions that change where users live (secret-free, short).
+_ADMIN_DETAILS: dict[str, Callable[[Any], dict[str, str]]] = {
+    "MoveUser": lambda r: {
+        "target_server_id": r.target_server_id[:64],
+        "users": str(len([u for u in (r.user_id, *r.user_ids) if u])),
+    },
+    "DrainServer": lambda r: {
+        "server_id": r.server_id[:64],
+        "stop_draining": str(r.stop_draining),
+        "moves_per_second": str(r.moves_per_second),
+    },
+    "Rebalance": lambda r: {"moves_per_second": str(r.moves_per_second)},
+}
+
+
 def _admin_rules() -> dict[str, AuditRule]:
     service = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
-    return {
-        f"{service.full_name}/{method.name}": AuditRule(
-            action=f"admin.{method.name}", subject=_user_id
-        )
-        for method in service.methods
-    }
+    rules = {}
+    for method in service.methods:
+        rule = AuditRule(action=f"admin.{method.name}", subject=_user_id)
+        if method.name in _ADMIN_DETAILS:
+            rule = AuditRule(
+                action=rule.action, subject=_user_id, detail=_ADMIN_DETAILS[method.name]
+            )
+        rules[f"{service.full_name}/{method.name}"] = rule
+    return rules
 
 
 #: The audited methods of a UCServer.

@@ -27,6 +27,7 @@ from tests.helpers.topology import (
     fast_settings,
     login,
     start_system,
+    wait_for,
 )
 from tests.integration.client.helpers import EventReader
 from tests.integration.moves.helpers import FollowingClient, admin_stub, group_chat, send
@@ -118,6 +119,14 @@ async def test_moving_a_user_without_a_session_changes_the_home(system: System) 
             metadata=auth(token),
         )
     assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    async def audited() -> bool:  # the audit log is written in batches
+        reply = await stub.ListAuditEvents(
+            admin_pb.ListAuditEventsRequest(action="admin.MoveUser"), metadata=auth(token)
+        )
+        return any("uc-2" in e.details for e in reply.events)
+
+    await wait_for(audited)
     await channel.close()
 
 
