@@ -111,8 +111,15 @@ class SessionHub(Generic[P]):
 
     def adopt(self, session: LiveSession[P]) -> LiveSession[P]:
         """Add a session built elsewhere (one handed over by the user's old home); the
-        user is no longer forwarded away from here."""
+        user is no longer forwarded away from here. The payloads in its log count as
+        delivered for the at-most-once keys (a chat message announced again after the
+        move is not appended twice)."""
         claims = session.claims
+        if self._once_key is not None:
+            for event in session.log.snapshot()[-self._once_window :]:
+                key = self._once_key(event.payload)
+                if key is not None:
+                    session.seen[key] = None
         self._sessions[claims.session_id] = session
         self._by_user.setdefault(claims.user_id, set()).add(claims.session_id)
         self._moved.pop(claims.user_id, None)

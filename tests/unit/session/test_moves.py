@@ -172,3 +172,23 @@ async def test_a_second_move_during_a_hand_over_is_refused(
     old.hub.begin_move("u-alice")
     with pytest.raises(FailedPrecondition):
         await SessionMover(old, _Peer()).move_out(["u-alice"], "uc-2", "uc-2:1")
+
+
+async def test_a_payload_announced_again_after_the_move_is_not_doubled() -> None:
+    clock = StepClock()
+    signer = TokenSigner.ephemeral(3600, clock=clock)
+    old, new = _manager("uc-1", signer, clock), _manager("uc-2", signer, clock)
+    for manager in (old, new):  # payloads starting with "once:" reach a session at most once
+        manager.hub = SessionHub[str](
+            clock, once_key=lambda p: p if p.startswith("once:") else None
+        )
+    peer = _Peer()
+    peer.target, peer.old_hub = SessionMover(new, peer), old.hub
+    login = await old.login("alice", "pw", "cli")
+    old.hub.deliver_nowait(["u-alice"], "once:m1")
+    await SessionMover(old, peer).move_out(["u-alice"], "uc-2", "uc-2:1")
+    new.hub.deliver_nowait(["u-alice"], "once:m1")  # the sender's server retried
+    new.hub.deliver_nowait(["u-alice"], "once:m2")
+    live = new.hub.get(login.claims.session_id)
+    assert live is not None
+    assert [e.payload for e in live.log.after(0)] == ["once:m1", "once:m2"]
