@@ -202,3 +202,26 @@ async def test_the_admin_cli_moves_rebalances_and_drains(
     assert code == 0 and out.startswith("rebalance: ")
     code, _, err = await asyncio.to_thread(run, "move", "nobody", "--to", "uc-1")
     assert code == 1 and "NOT_FOUND" in err
+
+
+async def test_moves_are_paced_by_the_rate(system: System) -> None:
+    stub, channel, token = admin_stub(system.ucservers["uc-1"])
+    started = asyncio.get_running_loop().time()
+    reply = await stub.DrainServer(
+        admin_pb.DrainServerRequest(server_id="uc-3", moves_per_second=4), metadata=auth(token)
+    )
+    seen = set()
+    while True:
+        progress = await stub.GetMoveOperation(
+            admin_pb.GetMoveOperationRequest(operation_id=reply.operation.operation_id),
+            metadata=auth(token),
+        )
+        seen.add(progress.operation.moved)
+        if progress.operation.done:
+            break
+        await asyncio.sleep(0.05)
+    elapsed = asyncio.get_running_loop().time() - started
+    assert progress.operation.moved == 4
+    assert elapsed >= 0.7  # 4 users at 4 per second: one at once, then one every 0.25 s
+    assert len(seen - {0, 4}) >= 1, f"no progress between start and end: {seen}"
+    await channel.close()
