@@ -224,9 +224,10 @@ class SessionHub(Generic[P]):
         sessions = self._sessions
         key = self._once_key(payload) if self._once_key is not None else None
         for user_id in user_ids:
-            if user_id in self._moved and user_id not in self._by_user:
+            if user_id in self._moved:
+                # moved away (or moving): the new home gets it; a session that opened here
+                # meanwhile (a login racing the move) gets it too
                 self._deliver_moved(user_id, payload)
-                continue
             for session_id in self._by_user.get(user_id, ()):
                 session = sessions[session_id]
                 if key is not None:
