@@ -209,8 +209,9 @@ class MoveCoordinator:
     async def _mark_draining(self, server_id: str, draining: bool) -> None:
         if server_id == self._server_id:
             self._set_draining(draining)
-        else:
+        elif server_id in await self._peers.ucservers():
             await self._peers.set_draining(server_id, draining)
+        # else a dead server: nothing to tell it; draining it re-homes its users all the same
 
     async def stop_draining(self, server_id: str) -> MoveOperation:
         """``server_id`` takes new sessions again (a finished operation moving nobody)."""

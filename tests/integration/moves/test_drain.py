@@ -146,6 +146,24 @@ async def test_users_of_a_dead_server_get_a_live_home_by_load(system: System) ->
     assert again.session.home_server.server_id == homes[0]
 
 
+async def test_draining_a_dead_server_rehomes_its_users(system: System) -> None:
+    await system.ucservers["uc-3"].stop(0)
+
+    async def gone() -> bool:
+        return "uc-3" not in await live_ucservers(system)
+
+    await wait_for(gone)
+    stub, channel, token = admin_stub(system.ucservers["uc-1"])
+    reply = await stub.DrainServer(
+        admin_pb.DrainServerRequest(server_id="uc-3"), metadata=auth(token)
+    )
+    done = await wait_operation(stub, token, reply.operation.operation_id)
+    assert (done.operation.moved, done.operation.redirected_sessions) == (4, 0)
+    assert await homed_on(system, "uc-3") == []
+    assert len(await homed_on(system, "uc-1")) == len(await homed_on(system, "uc-2")) == 6
+    await channel.close()
+
+
 async def test_a_move_drops_every_servers_cached_home_of_the_user(system: System) -> None:
     uc1 = system.ucservers["uc-1"]
     router = uc1.components["router"]
