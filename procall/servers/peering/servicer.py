@@ -1,4 +1,6 @@
-"""PeerService: the receiving end of the streams between UCServers (thin).
+"""PeerService: the receiving end of the streams between UCServers (thin), and of the
+unary calls that move users (``MoveUsers``, ``AcceptSessions``, ``SetDraining``), which
+it hands to a ``MoveHandler`` (``procall.servers.moves.endpoint``).
 
 Each delivery is applied at most once per sending run: a sender that
 reconnects resends what was not acked, and the receiver skips sequence numbers

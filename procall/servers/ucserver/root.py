@@ -6,6 +6,9 @@ links to the other UCServers, the ``EventRouter`` that delivers events to users
 wherever they are homed, the dispatcher of what peers deliver (presence events to
 presence, the rest to the local sessions) and the schema migration, a start hook of
 its own. The parts (sessions, presence, chat) only serve and keep up their own area.
+Moving users (``procall.servers.moves``) shares the hub, the manager, the router and the
+peer links: the hub forwards a moved user's deliveries over the links, the router's cached
+homes are dropped when a move is announced.
 """
 
 from __future__ import annotations
