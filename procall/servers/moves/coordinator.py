@@ -68,9 +68,9 @@ class MoveOperation:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
-def _rate(moves_per_second: int) -> int:
+def _rate(moves_per_second: int, default: int) -> int:
     if moves_per_second == 0:
-        return DEFAULT_MOVES_PER_SECOND
+        return default
     if moves_per_second > MAX_MOVES_PER_SECOND:
         raise InvalidArgument.field("moves_per_second", f"must be at most {MAX_MOVES_PER_SECOND}")
     return moves_per_second
@@ -90,10 +90,13 @@ class MoveCoordinator:
         progress: RedisMoveOperations | None = None,
         forget_home: Callable[[str], None],
         set_draining: Callable[[bool], None],
+        default_rate: int = DEFAULT_MOVES_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``forget_home`` drops a cached home of this server's router; ``set_draining``
-        drains this server itself."""
+        drains this server itself; ``default_rate``: moves per second when a request
+        names none (``[moves] moves_per_second``)."""
+        self._default_rate = max(1, default_rate)
         self._server_id = server_id
         self._mover = mover
         self._peers = peers
@@ -200,7 +203,7 @@ class MoveCoordinator:
 
     async def rebalance(self, moves_per_second: int) -> MoveOperation:
         """Start moving users until every live, non-draining UCServer has an even share."""
-        rate = _rate(moves_per_second)
+        rate = _rate(moves_per_second, self._default_rate)
         homes, targets = await self._homes_of_live()
         names = {u: n for users in homes.values() for u, n in users}
         plan = plan_rebalance({s: [u for u, _ in users] for s, users in homes.items()}, targets)
@@ -222,7 +225,7 @@ class MoveCoordinator:
 
     async def drain(self, server_id: str, moves_per_second: int) -> MoveOperation:
         """Put ``server_id`` into draining and start moving its users to the others."""
-        rate = _rate(moves_per_second)
+        rate = _rate(moves_per_second, self._default_rate)
         if not server_id:
             raise InvalidArgument.field("server_id", "is required")
         await self._mark_draining(server_id, True)

@@ -65,7 +65,7 @@ __all__ = ["build_ucserver"]
 
 _log = logging.getLogger(__name__)
 
-#: Seconds the router keeps a user's home; a moved user's old home forwards for twice that.
+#: Seconds the router keeps a user's home (``[moves] forward_seconds`` should be longer).
 _ROUTER_CACHE_SECONDS = 60.0
 
 
@@ -146,7 +146,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         await calls.moved_in(user_id)
 
     mover = SessionMover(
-        manager, peer_calls, forward_seconds=2 * _ROUTER_CACHE_SECONDS, moved_in=moved_in
+        manager, peer_calls, forward_seconds=settings.moves.forward_seconds, moved_in=moved_in
     )
     registration: LookupRegistration | None = None
 
@@ -164,6 +164,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         progress=stores.move_operations,
         forget_home=router.forget,
         set_draining=set_draining,
+        default_rate=settings.moves.moves_per_second,
     )
     moved_homes = MovedHomesFollower(
         stores.homes, router.forget, settings.lookup.heartbeat_interval
