@@ -306,6 +306,17 @@ class CallSettings:
 
 
 @dataclass
+class MovesSettings:
+    """Moving users between UCServers (admin moves, rebalances, drains)."""
+
+    #: Moves per second of a rebalance or drain whose request names no rate (token bucket).
+    moves_per_second: int = 50
+    #: Seconds the old home of a moved user forwards the deliveries that still reach it
+    #: (routers cache homes for 60 s, and drop them at once when a move is announced).
+    forward_seconds: float = 120.0
+
+
+@dataclass
 class LimitsSettings:
     """Caps on what one user or one network source may take of a server."""
 
@@ -365,6 +376,7 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     calls: CallSettings = field(default_factory=CallSettings)
+    moves: MovesSettings = field(default_factory=MovesSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     media: MediaSettings = field(default_factory=MediaSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)

@@ -2,10 +2,10 @@
 
 ``add_admin_parser(subparsers)`` adds
 ``admin users create|delete|password|import|list|show|set-home``,
-``admin status|sessions|licenses|audit`` and ``admin config list|get|set|edit`` to the
-``procall`` command line; the latter two call the AdminService of a UCServer and need an
-administrator (``--user NAME``). Each
-command finds the Directory through ``--directory HOST:PORT``,
+``admin status|sessions|licenses|audit``, ``admin config list|get|set|edit`` and
+``admin move|rebalance|drain`` to the ``procall`` command line; all but ``users`` call
+the AdminService of a UCServer and need an administrator (``--user NAME``). Each command
+finds the Directory through ``--directory HOST:PORT``,
 ``$PROCALL_DIRECTORY_ADDRESS`` or the ``endpoints.json`` of a running ``procall up``
 (``--data-dir``), and proves who calls: an administrator (``--user NAME``, logged in at
 a UCServer, password from ``$PROCALL_PASSWORD`` or a prompt) or the machine's operator
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from procall.admin._config import add_config_parser
+from procall.admin._moves import add_move_parsers
 from procall.admin._system import add_system_parsers
 from procall.admin._users import run_users_command
 
@@ -84,6 +85,7 @@ def add_admin_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     password.add_argument("user", help="username or user id")
     users.set_defaults(handler=run_users_command)
+    add_move_parsers(areas, common)
     return admin
 
 

@@ -36,11 +36,13 @@ __all__ = [
     "DirectoryTarget",
     "Metadata",
     "UCServerTarget",
+    "admin_session",
     "admin_target",
     "directory_address",
     "error_text",
     "operator_signer",
     "ucserver_target",
+    "ucserver_address",
 ]
 
 Metadata = tuple[tuple[str, str], ...]
@@ -155,16 +157,27 @@ def _ca_of(args: Any) -> bytes | None:
     return _read(Path(ca_file), "CA certificate") if ca_file else None
 
 
-def _ucserver_address(args: Any) -> str:
+def ucserver_address(args: Any) -> str:
+    """The UCServer the admin commands log in at (``--ucserver``, the environment, or the
+    data dir of a running ``procall up``)."""
     address = args.ucserver or os.environ.get("PROCALL_UCSERVER_ADDRESS") or ""
     if not address:
         address = str(_endpoint("ucserver", args.data_dir, "--ucserver HOST:PORT")["address"])
-    return address
+    return str(address)
+
+
+async def admin_session(args: Any, timeout: float = 15.0) -> tuple[str, Metadata, bytes | None]:
+    """Log in as the administrator ``--user`` at a UCServer: (its address, the call
+    metadata with the session token, the CA certificate when TLS is used)."""
+    if not args.admin_user:
+        raise AdminUsageError("this command needs an administrator: pass --user NAME")
+    ca = _ca_of(args)
+    return ucserver_address(args), await _login(args, ca, timeout), ca
 
 
 async def _login(args: Any, ca: bytes | None, timeout: float) -> Metadata:
     user = args.admin_user
-    address = _ucserver_address(args)
+    address = ucserver_address(args)
     password = os.environ.get("PROCALL_PASSWORD")
     if password is None:
         password = getpass.getpass(f"password of {user}: ")
@@ -262,7 +275,7 @@ async def ucserver_target(args: Any, timeout: float = 15.0) -> UCServerTarget:
     ca = _ca_of(args)
     metadata = await _login(args, ca, timeout)
     credentials = grpc.ssl_channel_credentials(root_certificates=ca) if ca else None
-    return UCServerTarget(_ucserver_address(args), credentials, metadata)
+    return UCServerTarget(ucserver_address(args), credentials, metadata)
 
 
 def error_text(error: grpc.RpcError) -> str:

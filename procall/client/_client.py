@@ -265,9 +265,11 @@ class ProcallClient(CallMethods):
             expire_time=datetime_from_proto(session.expire_time),
         )
 
-    def follow(self, server: ServerEndpoint) -> None:
-        """The session's home is now ``server``."""
+    def follow(self, server: ServerEndpoint, token: str = "") -> None:
+        """The session's home is now ``server``; ``token`` (when given) names it."""
         self._home = server
+        if token:
+            self._token = token
         if self._session is not None:
             self._session = SessionInfo(
                 self._session.session_id,

@@ -85,7 +85,7 @@ class StreamHost(Protocol):
         """A stream opened for ``session``."""
         ...
 
-    def follow(self, server: ServerEndpoint) -> None:
+    def follow(self, server: ServerEndpoint, token: str = "") -> None:
         """The session's home moved to ``server``."""
         ...
 
@@ -319,7 +319,8 @@ class EventStream:
                     if event.resume_token:
                         self._resume_token = event.resume_token
                     if isinstance(typed, Redirected):
-                        host.follow(typed.server)
+                        # a moved session: the old token names the old home
+                        host.follow(typed.server, event.redirect.session_token)
                         raise _Reconnect(f"redirected to {typed.server.address}")
         except grpc.aio.AioRpcError as rpc_error:
             await self._failed(error_from_rpc(rpc_error), address, token)

@@ -151,6 +151,15 @@ class PresenceManager:
             self._caps.pop(user_id, None)
         await self._apply(user_id, PresenceChange(ended_session=session_id), "")
 
+    def session_moved(self, user_id: str, session_id: str) -> None:
+        """A client's session moved to the user's new home, which owns its presence from
+        now on: drop it here without writing or announcing anything."""
+        sessions = self._caps.get(user_id, {})
+        sessions.pop(session_id, None)
+        if not sessions:
+            self._caps.pop(user_id, None)
+            self._local.pop(user_id, None)
+
     async def _apply(self, user_id: str, change: PresenceChange, set_by: str) -> Presence:
         try:
             presence = await self._store.update(user_id, change, set_by, self.server_id)

@@ -1,10 +1,12 @@
 """Routing: the live servers, users' home servers and media-server allocation.
 
 Domain code only (no gRPC, no Redis): the models, the "two random choices"
-selection, a watcher's topology view, the Lookup's use-cases and the registrar
-each server runs. Stores and transports implement the ports in ``ports``.
+selection, a watcher's topology view, the Lookup's use-cases, the registrar
+each server runs and the plans of moving users (rebalance, drain). Stores and
+transports implement the ports in ``ports``.
 """
 
+from procall.routing.balance import PlannedMove, plan_drain, plan_rebalance
 from procall.routing.models import (
     BUSY_CPU_PERCENT,
     MAX_EPOCH,
@@ -46,6 +48,7 @@ __all__ = [
     "LoadGauge",
     "LookupPort",
     "MediaAllocations",
+    "PlannedMove",
     "Registrar",
     "ResolvedHome",
     "RoutingService",
@@ -59,4 +62,6 @@ __all__ = [
     "TopologyView",
     "busy_cpu_share",
     "choose_two_random",
+    "plan_drain",
+    "plan_rebalance",
 ]

@@ -7,12 +7,14 @@ came and went; revoked sessions are shared through ``RevocationStore``.
 """
 
 from procall.session.events import EventLog, ReplayGap, SequencedEvent
-from procall.session.hub import LiveSession, SessionHub
+from procall.session.hub import Forwarder, LiveSession, MovedTo, SessionHub
 from procall.session.manager import Attachment, LoginResult, SessionManager
+from procall.session.moves import HandOver, HandOverPeer, SessionMover
 from procall.session.ports import (
     AuthenticatedUser,
     Authenticator,
     Licenses,
+    Rehoming,
     ServerLocator,
     SessionObserver,
 )
@@ -44,6 +46,12 @@ __all__ = [
     "AuthenticatedUser",
     "Authenticator",
     "EventLog",
+    "Forwarder",
+    "HandOver",
+    "HandOverPeer",
+    "MovedTo",
+    "Rehoming",
+    "SessionMover",
     "Licenses",
     "LiveSession",
     "LoginResult",

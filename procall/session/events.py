@@ -57,6 +57,23 @@ class EventLog(Generic[P]):
         self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
+    @classmethod
+    def restored(
+        cls, capacity: int, events: list[SequencedEvent[P]], last: int, acked: int
+    ) -> EventLog[P]:
+        """A log that continues another server's log of the same session (a moved user):
+        its unacked ``events`` (contiguous, ending at ``last``) stay replayable and the
+        next event gets ``last + 1``."""
+        log = cls(capacity)
+        log._last = last
+        log._acked = min(acked, last)
+        log._buffer.extend(e for e in events if e.sequence > log._acked)
+        return log
+
+    def snapshot(self) -> list[SequencedEvent[P]]:
+        """The buffered (unacknowledged) events, in order."""
+        return list(self._buffer)
+
     @property
     def last_sequence(self) -> int:
         """Sequence number of the newest event (0 before the first)."""

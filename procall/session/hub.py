@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from procall.clock import Clock, UnixTime
 from procall.session.events import EventLog
 from procall.session.tokens import SessionClaims
 
-__all__ = ["LiveSession", "SessionHub"]
+__all__ = ["Forwarder", "LiveSession", "MovedTo", "SessionHub"]
+
+#: Sends a payload for users to another server (their new home): ``(server_id, users, payload)``.
+Forwarder = Callable[[str, list[str], Any], None]
 
 P = TypeVar("P")
 
@@ -38,6 +41,33 @@ class LiveSession(Generic[P]):
     generation: int = field(default=0)
     #: Keys of the recent deliveries that must reach this session once (see ``SessionHub``).
     seen: OrderedDict[Hashable, None] = field(default_factory=OrderedDict)
+    #: Runs of other servers whose resume tokens of this session are valid here (the
+    #: session was handed over from them; see ``procall.session.moves``).
+    resume_runs: frozenset[str] = frozenset()
+    #: Set when the session was handed over to another server: its streams end with a
+    #: ``Redirect`` there.
+    moved_to: MovedTo | None = None
+
+
+@dataclass(frozen=True)
+class MovedTo:
+    """Where a handed-over session continues, and the token naming that home."""
+
+    server_id: str
+    address: str
+    token: str
+
+
+class _Forward(Generic[P]):
+    """Deliveries to a user being moved: held until the new home took the sessions over,
+    then sent there (``SessionHub.forward``)."""
+
+    __slots__ = ("held", "server_id", "until")
+
+    def __init__(self) -> None:
+        self.held: list[P] | None = []
+        self.server_id = ""
+        self.until = 0.0
 
 
 class SessionHub(Generic[P]):
@@ -59,6 +89,10 @@ class SessionHub(Generic[P]):
         self._once_window = once_window
         self._sessions: dict[str, LiveSession[P]] = {}
         self._by_user: dict[str, set[str]] = {}
+        #: Users moved away from here, whose deliveries go to their new home.
+        self._moved: dict[str, _Forward[P]] = {}
+        #: Sends deliveries of moved users to their new home (set by the composition root).
+        self.forwarder: Forwarder | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -73,9 +107,28 @@ class SessionHub(Generic[P]):
         if existing is not None:
             return existing
         session = LiveSession(claims, client_name, EventLog[P](self._capacity), self._clock())
+        return self.adopt(session)
+
+    def adopt(self, session: LiveSession[P]) -> LiveSession[P]:
+        """Add a session built elsewhere (one handed over by the user's old home); the
+        user is no longer forwarded away from here. The payloads in its log count as
+        delivered for the at-most-once keys (a chat message announced again after the
+        move is not appended twice)."""
+        claims = session.claims
+        if self._once_key is not None:
+            for event in session.log.snapshot()[-self._once_window :]:
+                key = self._once_key(event.payload)
+                if key is not None:
+                    session.seen[key] = None
         self._sessions[claims.session_id] = session
         self._by_user.setdefault(claims.user_id, set()).add(claims.session_id)
+        self._moved.pop(claims.user_id, None)
         return session
+
+    @property
+    def replay_capacity(self) -> int:
+        """Events each session's log keeps for replay."""
+        return self._capacity
 
     async def remove(self, session_id: str) -> LiveSession[P] | None:
         """End a session: its streams finish, its events are dropped."""
@@ -98,6 +151,64 @@ class SessionHub(Generic[P]):
         """The live sessions of one user."""
         return [self._sessions[i] for i in self._by_user.get(user_id, ())]
 
+    def hosts(self, user_id: str) -> bool:
+        """Whether deliveries to the user are taken here: sessions live here, or the user
+        is being (or was just) moved away and they are forwarded."""
+        return user_id in self._by_user or user_id in self._moved
+
+    def moving(self, user_id: str) -> bool:
+        """Whether a hand-over of the user's sessions is under way (deliveries are held)."""
+        current = self._moved.get(user_id)
+        return current is not None and current.held is not None
+
+    def begin_move(self, user_id: str) -> list[LiveSession[P]]:
+        """Take the user's sessions out of delivery (their logs keep what they hold) and
+        hold the user's deliveries from now on; returns the sessions.
+
+        ``ValueError`` while another move of the user is under way (its held deliveries
+        must not be lost)."""
+        if self.moving(user_id):
+            raise ValueError(f"a move of {user_id} is under way")
+        sessions = self.sessions_of(user_id)
+        for session in sessions:
+            del self._sessions[session.claims.session_id]
+        self._by_user.pop(user_id, None)
+        self._moved[user_id] = _Forward()
+        return sessions
+
+    def abort_move(self, user_id: str, sessions: list[LiveSession[P]]) -> None:
+        """The new home did not take the sessions: they live here again with the held
+        deliveries appended, as if nothing happened."""
+        forward = self._moved.pop(user_id, None)
+        for session in sessions:
+            self._sessions[session.claims.session_id] = session
+            self._by_user.setdefault(user_id, set()).add(session.claims.session_id)
+        for payload in (forward.held or []) if forward is not None else []:
+            self.deliver_nowait([user_id], payload)
+
+    def forward(self, user_id: str, server_id: str, until: float) -> None:
+        """The new home ``server_id`` has the user's sessions: send it what was held, and
+        every delivery until ``until`` (while other servers may still route here)."""
+        forward = self._moved.setdefault(user_id, _Forward())
+        held, forward.held = forward.held or [], None
+        forward.server_id, forward.until = server_id, until
+        if self.forwarder is not None:
+            for payload in held:
+                self.forwarder(server_id, [user_id], payload)
+
+    def forget_moved(self, now: float) -> None:
+        """Stop forwarding for users moved before their forwarding window ended."""
+        for user_id, forward in list(self._moved.items()):
+            if forward.held is None and forward.until <= now:
+                del self._moved[user_id]
+
+    def _deliver_moved(self, user_id: str, payload: P) -> None:
+        forward = self._moved[user_id]
+        if forward.held is not None:
+            forward.held.append(payload)
+        elif self.forwarder is not None:
+            self.forwarder(forward.server_id, [user_id], payload)
+
     def users(self) -> set[str]:
         """Users with at least one live session here."""
         return set(self._by_user)
@@ -113,6 +224,10 @@ class SessionHub(Generic[P]):
         sessions = self._sessions
         key = self._once_key(payload) if self._once_key is not None else None
         for user_id in user_ids:
+            if user_id in self._moved:
+                # moved away (or moving): the new home gets it; a session that opened here
+                # meanwhile (a login racing the move) gets it too
+                self._deliver_moved(user_id, payload)
             for session_id in self._by_user.get(user_id, ()):
                 session = sessions[session_id]
                 if key is not None:

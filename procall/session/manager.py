@@ -32,7 +32,13 @@ from procall.clock import Clock, UnixTime
 from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
-from procall.session.ports import Authenticator, Licenses, ServerLocator, SessionObserver
+from procall.session.ports import (
+    Authenticator,
+    Licenses,
+    Rehoming,
+    ServerLocator,
+    SessionObserver,
+)
 from procall.session.resume import decode_resume_token, encode_resume_token, resume_expired
 from procall.session.revocations import RevocationList, RevocationStore
 from procall.session.tokens import SessionClaims, TokenSigner
@@ -115,6 +121,22 @@ class SessionManager(Generic[P]):
         self.sessions_per_user = sessions_per_user
         #: Sessions of a user being opened right now (counted against the cap).
         self._opening: dict[str, int] = {}
+        #: Sessions handed over to another server: id -> (server id, address, until when).
+        self.moved: dict[str, tuple[str, str, UnixTime]] = {}
+        #: Set while this server drains: no new logins or sessions here.
+        self.draining = False
+        #: Re-homes users whose home is dead or draining at login (none: refuse instead).
+        self.rehoming: Rehoming | None = None
+
+    @property
+    def clock(self) -> Clock:
+        """This server's clock."""
+        return self._clock
+
+    @property
+    def licenses(self) -> Licenses:
+        """The shared license pool (a moved session's license moves with it)."""
+        return self._licenses
 
     def is_live(self, session_id: str) -> bool:
         """Whether the session is live on this server (it may have no stream right now)."""
@@ -128,8 +150,9 @@ class SessionManager(Generic[P]):
     def refresh(self, claims: SessionClaims) -> tuple[str, SessionClaims]:
         """A token with a fresh lifetime for the caller's session; the live session here,
         if any, carries the renewed claims from now on."""
-        token, renewed = self.signer.refresh(claims)
         live = self.hub.get(claims.session_id)
+        # a session handed over to this server: the new token names this home
+        token, renewed = self.signer.refresh(live.claims if live is not None else claims)
         if live is not None:
             live.claims = renewed
         return token, renewed
@@ -152,13 +175,24 @@ class SessionManager(Generic[P]):
             raise FailedPrecondition(
                 "no home server is assigned to this user; ask an administrator"
             )
-        is_home = user.home_server_id == self.server_id
-        address = self.own_address() if is_home else await self._address_of(user.home_server_id)
+        home = user.home_server_id
+        if self.rehoming is not None:
+            # a dead or draining home: the user gets a live one by load (and keeps it)
+            home = await self.rehoming.live_home(user.user_id, user.username, home)
+        is_home = home == self.server_id
+        if is_home and self.draining:
+            raise Unavailable(
+                f"UCServer {self.server_id} is draining and takes no new sessions; log in "
+                "on another UCServer",
+                reason="SERVER_DRAINING",
+                retry_after=1.0,
+            )
+        address = self.own_address() if is_home else await self._address_of(home)
         token, claims = self.signer.issue(
             session_id=uuid.uuid4().hex,
             user_id=user.user_id,
             username=user.username,
-            home_server_id=user.home_server_id,
+            home_server_id=home,
             admin=user.admin,
         )
         if is_home:
@@ -202,7 +236,7 @@ class SessionManager(Generic[P]):
         """A call of the session reached a server: on its home server the session is live
         from now on (opened if the client logged in elsewhere and has not connected yet)
         and, while it has no stream, kept for the resume window from now. None elsewhere."""
-        if claims.home_server_id != self.server_id:
+        if claims.home_server_id != self.server_id or claims.session_id in self.moved:
             return None
         session = self.hub.get(claims.session_id)
         if session is None:
@@ -254,14 +288,21 @@ class SessionManager(Generic[P]):
 
     async def check_home(self, claims: SessionClaims) -> None:
         """``FailedPrecondition(WRONG_HOME_SERVER)`` naming the home when this is not it."""
-        if claims.home_server_id == self.server_id:
+        moved = self.moved.get(claims.session_id)
+        if claims.home_server_id == self.server_id and moved is None:
             return
-        address = await self._locator.address_of(claims.home_server_id) or ""
+        if moved is None and self.hub.get(claims.session_id) is not None:
+            return  # handed over to this server: a client that missed the Redirect
+        if moved is not None:  # handed over: the Redirect event carried the new token
+            home, address = moved[0], moved[1]
+        else:
+            home = claims.home_server_id
+            address = await self._locator.address_of(home) or ""
         raise FailedPrecondition(
             f"this is not the home server of {claims.username}; connect to "
-            f"{claims.home_server_id} at {address or 'its address from Login'}",
+            f"{home} at {address or 'its address from Login'}",
             reason="WRONG_HOME_SERVER",
-            metadata={"home_server_id": claims.home_server_id, "home_server_address": address},
+            metadata={"home_server_id": home, "home_server_address": address},
         )
 
     async def attach(
@@ -274,7 +315,9 @@ class SessionManager(Generic[P]):
             point = decode_resume_token(resume_token)
             if point.session_id != claims.session_id:
                 raise resume_expired("the resume token belongs to another session")
-            if point.run_id != self.run_id or session is None:
+            if session is None or (
+                point.run_id != self.run_id and point.run_id not in session.resume_runs
+            ):
                 raise resume_expired("the server restarted or the session lapsed")
             try:
                 session.log.after(point.sequence)
@@ -355,6 +398,11 @@ class SessionManager(Generic[P]):
 
     async def expire_lapsed(self, resume_window: float) -> int:
         """End sessions whose clients are gone past the resume window; returns how many."""
+        now = self._clock()
+        self.hub.forget_moved(now)
+        for session_id, (_, _, until) in list(self.moved.items()):
+            if until <= now:
+                del self.moved[session_id]
         lapsed = self.hub.lapsed(resume_window)
         for session in lapsed:
             await self._end(session.claims)

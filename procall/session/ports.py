@@ -12,6 +12,7 @@ __all__ = [
     "AuthenticatedUser",
     "Authenticator",
     "Licenses",
+    "Rehoming",
     "ServerLocator",
     "SessionObserver",
 ]
@@ -62,6 +63,15 @@ class Licenses(Protocol):
         ...
 
 
+class Rehoming(Protocol):
+    """Gives users whose home UCServer is dead or draining a live one, by load."""
+
+    async def live_home(self, user_id: str, username: str, home_server_id: str) -> str:
+        """``home_server_id`` when it is live and takes sessions, else a live UCServer
+        chosen by load, now assigned as the user's home."""
+        ...
+
+
 class SessionObserver(Protocol):
     """Told when sessions of users homed here begin and end (presence, admin views)."""
 
@@ -71,4 +81,9 @@ class SessionObserver(Protocol):
 
     async def session_closed(self, claims: SessionClaims, last_of_user: bool) -> None:
         """A session ended; ``last_of_user`` when the user has no other session here."""
+        ...
+
+    async def session_moved(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """A session was handed over to the user's new home, where it goes on (the user
+        did not go offline): forget it here without announcing its end."""
         ...

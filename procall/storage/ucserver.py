@@ -20,8 +20,10 @@ from procall.storage.redis.calls import RedisCallStore
 from procall.storage.redis.chat import RedisChatState
 from procall.storage.redis.client import RedisUnavailableError, check_redis, create_redis
 from procall.storage.redis.config import RedisConfigChanges
+from procall.storage.redis.homes import RedisHomeStore
 from procall.storage.redis.leases import RedisLeaseStore
 from procall.storage.redis.licenses import LicensePool
+from procall.storage.redis.moves import RedisMoveOperations
 from procall.storage.redis.presence import RedisPresenceStore
 from procall.storage.redis.revocations import RedisRevocationStore
 from procall.storage.redis.sessions import RedisSessionRegistry
@@ -80,6 +82,10 @@ class UCServerStores:
     policies: SqlPolicyStore
     #: Configuration changes announced to (and heard from) every server.
     config_changes: RedisConfigChanges
+    #: The shared user -> home map the Lookup answers from (written when users move).
+    homes: RedisHomeStore
+    #: Progress of background moves (rebalance, drain), readable on every UCServer.
+    move_operations: RedisMoveOperations
     _redis: aioredis.Redis
     _database: SqlDatabase
     #: The configuration database.
@@ -165,6 +171,8 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         config=SqlConfigStore(config_database),
         policies=SqlPolicyStore(config_database),
         config_changes=RedisConfigChanges(redis),
+        homes=RedisHomeStore(redis, op_timeout=3 * settings.redis.socket_timeout),
+        move_operations=RedisMoveOperations(redis),
         _redis=redis,
         _database=database,
         _config_database=config_database,

@@ -87,11 +87,11 @@ async def test_rpc_of_a_later_release_answers_unimplemented_with_reason(
 ) -> None:
     app = await start_app("ucserver", make_settings(redis_url))
     async with grpc.aio.insecure_channel(app.address) as channel:
-        call = channel.unary_unary("/procall.api.admin.v1.AdminService/MoveUser")
+        call = channel.unary_unary("/procall.api.admin.v1.AdminService/GetConfigProperty")
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await call(b"", timeout=5, metadata=auth(mint_token(app, admin=True)))
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "AdminService/MoveUser" in (failure.value.details() or "")
+    assert "AdminService/GetConfigProperty" in (failure.value.details() or "")
     info = _error_info(failure.value)
     assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", "procall.dev")
 

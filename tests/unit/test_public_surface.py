@@ -193,6 +193,7 @@ SURFACE: dict[str, set[str]] = {
         "MediaAllocations", "Registrar", "ResolvedHome", "RoutingService", "ServerIdentity",
         "ServerInfo", "ServerObserved", "ServerRegistry", "ServerRole", "TopologyChange",
         "TopologyObservation", "TopologyView", "busy_cpu_share", "choose_two_random",
+        "PlannedMove", "plan_drain", "plan_rebalance",
     },
     "procall.session": {
         "Attachment", "AuthenticatedUser", "Authenticator", "EventLog", "Licenses", "LiveSession",
@@ -201,6 +202,7 @@ SURFACE: dict[str, set[str]] = {
         "SequencedEvent", "ServerLocator", "SessionClaims", "SessionHub", "SessionManager",
         "SessionObserver", "TokenSigner", "decode_resume_token", "encode_resume_token",
         "resume_expired", "DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "TokenVerifier", "key_id",
+        "Forwarder", "HandOver", "HandOverPeer", "MovedTo", "Rehoming", "SessionMover",
     },
     # the outbox's parts
     "procall.outbox.writer": {"DurableWriter", "Persisted"},
@@ -353,13 +355,13 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
     "procall.routing": {
         "model": ("models",),
         "ports": ("ports",),
-        "use_cases": ("registration", "selection", "service", "topology"),
+        "use_cases": ("balance", "registration", "selection", "service", "topology"),
         "internal": (),
     },
     "procall.session": {
         "model": ("events", "tokens"),
         "ports": ("ports", "revocations"),
-        "use_cases": ("hub", "manager", "resume"),
+        "use_cases": ("hub", "manager", "moves", "resume"),
         "internal": (),
     },
 }  # fmt: skip

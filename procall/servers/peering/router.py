@@ -53,7 +53,8 @@ class EventRouter:
         local: list[str] = []
         remote: list[str] = []
         for user_id in dict.fromkeys(user_ids):
-            (local if self._hub.sessions_of(user_id) else remote).append(user_id)
+            # a user moved away just now is "local" too: the hub forwards to the new home
+            (local if self._hub.hosts(user_id) else remote).append(user_id)
         homes = await asyncio.gather(*(self._home(u) for u in remote)) if remote else []
         by_server: dict[str, list[str]] = {}
         for user_id, home in zip(remote, homes, strict=True):
@@ -84,6 +85,11 @@ class EventRouter:
             self._homes.clear()
         self._homes[user_id] = (home, now + self._ttl)
         return home
+
+    def cached_home(self, user_id: str) -> str | None:
+        """The home cached for ``user_id`` (None when none is cached)."""
+        cached = self._homes.get(user_id)
+        return cached[0] if cached is not None and cached[1] > self._clock() else None
 
     def forget(self, user_id: str) -> None:
         """Drop a cached home (after the user was moved to another server)."""

@@ -1,4 +1,6 @@
-"""PeerService: the receiving end of the streams between UCServers (thin).
+"""PeerService: the receiving end of the streams between UCServers (thin), and of the
+unary calls that move users (``MoveUsers``, ``AcceptSessions``, ``SetDraining``), which
+it hands to a ``MoveHandler`` (``procall.servers.moves.endpoint``).
 
 Each delivery is applied at most once per sending run: a sender that
 reconnects resends what was not acked, and the receiver skips sequence numbers
@@ -17,16 +19,17 @@ never sent: callers prove they hold it (``procall.servers.runtime.identity``).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Protocol
 
 import grpc
 
 from procall.api.session.v1 import session_pb2
-from procall.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from procall.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unimplemented
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.runtime.auth import current_service
 
-__all__ = ["ACK_EVERY", "FEATURES", "DeliverySink", "PeerServicer"]
+__all__ = ["ACK_EVERY", "FEATURES", "DeliverySink", "MoveHandler", "PeerServicer"]
 
 #: Deliveries per cumulative ack (a sender resends at most about this many after a reconnect).
 ACK_EVERY = 128
@@ -37,6 +40,26 @@ FEATURES = (peer_pb.PEER_FEATURE_DELIVERY_BATCH,)
 DeliverySink = Callable[[Sequence[str], session_pb2.Event], Awaitable[None]]
 #: Told of every peer's hello: (server id, the address it serves PeerService on).
 HelloObserver = Callable[[str, str], None]
+
+
+class MoveHandler(Protocol):
+    """Serves the move calls of the PeerService (``procall.servers.moves.endpoint``)."""
+
+    async def move_users(self, request: peer_pb.MoveUsersRequest) -> peer_pb.MoveUsersResponse:
+        """Hand users' sessions over to another server."""
+        ...
+
+    async def accept_sessions(
+        self, request: peer_pb.AcceptSessionsRequest
+    ) -> peer_pb.AcceptSessionsResponse:
+        """Take over sessions from their old home."""
+        ...
+
+    async def set_draining(
+        self, request: peer_pb.SetDrainingRequest
+    ) -> peer_pb.SetDrainingResponse:
+        """Start or end draining this server."""
+        ...
 
 
 class PeerServicer(peer_grpc.PeerServiceServicer):
@@ -50,7 +73,11 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
         on_hello: HelloObserver | None = None,
         *,
         require_identity: bool = True,
+        moves: MoveHandler | None = None,
     ) -> None:
+        """``moves`` serves MoveUsers, AcceptSessions and SetDraining (UNIMPLEMENTED
+        without it)."""
+        self._moves = moves
         self._server_id = server_id
         self._epoch = epoch
         self._require_identity = require_identity
@@ -109,3 +136,29 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
             if unacked >= ACK_EVERY or (last and last % ACK_EVERY == 0):
                 unacked = 0
                 yield peer_pb.ExchangeResponse(ack=peer_pb.PeerAck(sequence=last))
+
+    def _mover(self) -> MoveHandler:
+        if self._require_identity and current_service() is None:
+            raise Unauthenticated("moves are for procall servers proven by certificate")
+        if self._moves is None:
+            raise Unimplemented("this UCServer does not move users")
+        return self._moves
+
+    async def MoveUsers(
+        self, request: peer_pb.MoveUsersRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> peer_pb.MoveUsersResponse:
+        return await self._mover().move_users(request)
+
+    async def AcceptSessions(
+        self,
+        request: peer_pb.AcceptSessionsRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> peer_pb.AcceptSessionsResponse:
+        return await self._mover().accept_sessions(request)
+
+    async def SetDraining(
+        self,
+        request: peer_pb.SetDrainingRequest,
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> peer_pb.SetDrainingResponse:
+        return await self._mover().set_draining(request)

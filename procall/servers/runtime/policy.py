@@ -191,6 +191,8 @@ POLICIES: dict[str, Policy] = _table(
                 "GetLicensePool",
                 "MoveUser",
                 "DrainServer",
+                "Rebalance",
+                "GetMoveOperation",
                 "ListAuditEvents",
                 "GetClientPolicy",
                 "SetClientPolicy",
@@ -198,7 +200,10 @@ POLICIES: dict[str, Policy] = _table(
             ),
         ),
         # -- UCServer: mesh -----------------------------------------------------------------
-        ("procall.mesh.peer.v1.PeerService", {"Exchange": services(_R.UCSERVER)}),
+        (
+            "procall.mesh.peer.v1.PeerService",
+            _all(services(_R.UCSERVER), "Exchange", "MoveUsers", "AcceptSessions", "SetDraining"),
+        ),
         # -- Directory ----------------------------------------------------------------------
         (
             "procall.api.directory.v1.DirectoryService",
@@ -220,13 +225,18 @@ POLICIES: dict[str, Policy] = _table(
                 # users may change their own password (with the old one) and their own name
                 # and number: checked inside
                 "SetPassword": USER | services(_R.OPERATOR),
+                # a UCServer moving users (an admin's move, a drain, a rebalance) or re-homing
+                # the user of a dead server at login writes the assignment itself
+                **_all(
+                    _DIRECTORY_WRITE | services(_R.UCSERVER),
+                    "SetHomeServer",
+                    "BatchSetHomeServers",
+                ),
                 "UpdateUser": USER | services(_R.OPERATOR),
                 **_all(
                     _DIRECTORY_WRITE,
                     "CreateUser",
                     "DeleteUser",
-                    "SetHomeServer",
-                    "BatchSetHomeServers",
                     "CreateGroup",
                     "DeleteGroup",
                     "ModifyGroupMembers",

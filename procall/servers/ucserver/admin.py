@@ -14,6 +14,7 @@ from procall.leases import EditLeases
 from procall.policies import ClientPolicies
 from procall.routing.models import ServerInfo
 from procall.servers.codecs.routing import server_from_proto
+from procall.servers.moves.coordinator import MoveCoordinator
 from procall.servers.runtime.app import binding
 from procall.servers.runtime.grpc_server import ServiceBinding
 from procall.servers.ucserver.admin_servicer import AdminServicer
@@ -48,12 +49,13 @@ def admin_binding(
     leases: EditLeases | None = None,
     config: ConfigService | None = None,
     policies: ClientPolicies | None = None,
+    moves: MoveCoordinator | None = None,
 ) -> ServiceBinding:
     """The AdminService, answering from the shared state, the Lookup, the audit log, the
     edit leases and the configuration database."""
     views = AdminViews(logged_on, licenses, _LookupServers(clients))
     return binding(
-        AdminServicer(views, sessions, audit, leases, config, policies),
+        AdminServicer(views, sessions, audit, leases, config, policies, moves),
         admin_pb,
         admin_grpc.add_AdminServiceServicer_to_server,
         "AdminService",

@@ -4,7 +4,8 @@ leases (thin).
 Every RPC needs an admin session. The audit log is read from every database that
 holds audit events (``AuditListing``); configuration properties through
 ``procall.config.ConfigService``; edit leases are the ``EditLeases`` use cases on the
-shared Redis. Moving users and draining belong to a later release and answer
+shared Redis; moving users, rebalancing and draining go to the ``MoveCoordinator``;
+client policies to ``procall.policies.ClientPolicies``. A part not wired answers
 UNIMPLEMENTED.
 """
 
@@ -30,6 +31,7 @@ from procall.servers.codecs.admin import (
 )
 from procall.servers.codecs.audit import audit_event_to_pb, audit_query_of
 from procall.servers.codecs.config import property_to_proto, scope_from_proto
+from procall.servers.moves.coordinator import MoveCoordinator, MoveOperation
 from procall.servers.runtime.auth import current_claims
 from procall.servers.ucserver.admin_policies import PolicyAdmin
 from procall.session.manager import SessionManager
@@ -38,6 +40,19 @@ from procall.session.tokens import SessionClaims
 __all__ = ["AdminServicer"]
 
 Context = grpc.aio.ServicerContext[object, object]
+
+
+def _operation(operation: MoveOperation) -> admin_pb.MoveOperation:
+    return admin_pb.MoveOperation(
+        operation_id=operation.operation_id,
+        description=operation.description,
+        total=operation.total,
+        moved=operation.moved,
+        failed=operation.failed,
+        done=operation.done,
+        redirected_sessions=operation.redirected_sessions,
+        server_id=operation.server_id,
+    )
 
 
 def _later(method: str) -> Unimplemented:
@@ -57,7 +72,9 @@ class AdminServicer(PolicyAdmin, admin_grpc.AdminServiceServicer):
         leases: EditLeases | None = None,
         config: ConfigService | None = None,
         policies: ClientPolicies | None = None,
+        moves: MoveCoordinator | None = None,
     ) -> None:
+        self._moves = moves
         self._views = views
         self._sessions = sessions
         self._audit = audit
@@ -186,17 +203,51 @@ class AdminServicer(PolicyAdmin, admin_grpc.AdminServiceServicer):
         leases = await self._lease_use_cases("ListEditLeases").list()
         return admin_pb.ListEditLeasesResponse(leases=[edit_lease_to_proto(x) for x in leases])
 
+    def _mover(self, method: str) -> MoveCoordinator:
+        if self._moves is None:
+            raise _later(method)
+        return self._moves
+
     async def MoveUser(
         self, request: admin_pb.MoveUserRequest, context: Context
     ) -> admin_pb.MoveUserResponse:
-        """Not served by this release."""
-        raise _later("MoveUser")
+        """Move users to another UCServer now; their live sessions are redirected."""
+        self._admin(context)
+        users = [u for u in (request.user_id, *request.user_ids) if u]
+        moved, redirected = await self._mover("MoveUser").move_users(
+            users, request.target_server_id
+        )
+        return admin_pb.MoveUserResponse(redirected_sessions=redirected, moved_users=moved)
 
     async def DrainServer(
         self, request: admin_pb.DrainServerRequest, context: Context
     ) -> admin_pb.DrainServerResponse:
-        """Not served by this release."""
-        raise _later("DrainServer")
+        """Drain a UCServer: no new logins there, its users move off in the background."""
+        self._admin(context)
+        mover = self._mover("DrainServer")
+        if request.stop_draining:
+            operation = await mover.stop_draining(request.server_id)
+        else:
+            operation = await mover.drain(request.server_id, request.moves_per_second)
+        return admin_pb.DrainServerResponse(
+            users_to_move=operation.total, operation=_operation(operation)
+        )
+
+    async def Rebalance(
+        self, request: admin_pb.RebalanceRequest, context: Context
+    ) -> admin_pb.RebalanceResponse:
+        """Spread users evenly over the live UCServers in the background."""
+        self._admin(context)
+        operation = await self._mover("Rebalance").rebalance(request.moves_per_second)
+        return admin_pb.RebalanceResponse(operation=_operation(operation))
+
+    async def GetMoveOperation(
+        self, request: admin_pb.GetMoveOperationRequest, context: Context
+    ) -> admin_pb.GetMoveOperationResponse:
+        """The progress of a rebalance or drain started on this server."""
+        self._admin(context)
+        operation = await self._mover("GetMoveOperation").operation(request.operation_id)
+        return admin_pb.GetMoveOperationResponse(operation=_operation(operation))
 
     async def ListAuditEvents(
         self, request: admin_pb.ListAuditEventsRequest, context: Context

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from procall.api.admin.v1 import admin_service_pb2 as admin_pb
@@ -41,9 +42,21 @@ def _config_change(request: Any) -> dict[str, str]:
     }
 
 
-#: Details of admin methods beyond the subject (never secrets); the others record the
-#: resource or lease they name.
-_DETAILS: dict[str, Any] = {"SetConfigProperty": _config_change}
+#: Details of admin methods beyond the subject (never secrets, short); the others record
+#: the resource or lease they name.
+_DETAILS: dict[str, Callable[[Any], dict[str, str]]] = {
+    "SetConfigProperty": _config_change,
+    "MoveUser": lambda r: {
+        "target_server_id": r.target_server_id[:64],
+        "users": str(len([u for u in (r.user_id, *r.user_ids) if u])),
+    },
+    "DrainServer": lambda r: {
+        "server_id": r.server_id[:64],
+        "stop_draining": str(r.stop_draining),
+        "moves_per_second": str(r.moves_per_second),
+    },
+    "Rebalance": lambda r: {"moves_per_second": str(r.moves_per_second)},
+}
 
 
 def _admin_rules() -> dict[str, AuditRule]:

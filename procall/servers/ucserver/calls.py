@@ -231,6 +231,31 @@ class CallComponent:
             except ProcallError as error:
                 _log.warning("calls of %s not ended: %s", claims.user_id, error.message)
 
+    async def session_moved(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """The user's calls go on, kept up by the new home from now on (``moved_in``):
+        this server lets go of those that no longer have a party here."""
+        if not last_of_user:
+            return
+        for call_id, call in list(self._live.items()):
+            if call.is_party(claims.user_id) and not any(
+                self._hub.sessions_of(p) for p in call.parties()
+            ):
+                del self._live[call_id]
+                timer = self._ring_timers.pop(call_id, None)
+                if timer is not None:
+                    timer.cancel()
+
+    async def moved_in(self, user_id: str) -> None:
+        """A user's sessions were handed over to this server: keep up its live calls here
+        (refresh, ring timer, telephony state)."""
+        try:
+            calls = await self.calls.active(user_id)
+        except ProcallError as error:
+            _log.warning("calls of moved user %s not taken over: %s", user_id, error.message)
+            return
+        for call in calls:
+            await self.observe(call, [user_id])
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, app: ServerApp) -> None:

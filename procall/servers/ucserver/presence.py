@@ -160,6 +160,14 @@ class PresenceComponent:
             self._pending_watch.discard(claims.user_id)
             await self._manager.stop_watching(claims.user_id)
 
+    async def session_moved(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """The session goes on at the user's new home, which announced it already: forget
+        it here without a change of presence, and stop watching for the user here."""
+        self._manager.session_moved(claims.user_id, claims.session_id)
+        if last_of_user:
+            self._pending_watch.discard(claims.user_id)
+            await self._manager.stop_watching(claims.user_id)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self, app: ServerApp) -> None:

@@ -6,6 +6,9 @@ links to the other UCServers, the ``EventRouter`` that delivers events to users
 wherever they are homed, the dispatcher of what peers deliver (presence events to
 presence, the rest to the local sessions) and the schema migration, a start hook of
 its own. The parts (sessions, presence, chat) only serve and keep up their own area.
+Moving users (``procall.servers.moves``) shares the hub, the manager, the router and the
+peer links: the hub forwards a moved user's deliveries over the links, the router's cached
+homes are dropped when a move is announced.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.policies import ClientPolicies
 from procall.routing.models import DependencyHealth, ServerRole
 from procall.servers.codecs.chat import delivery_key
+from procall.servers.moves.coordinator import MoveCoordinator
+from procall.servers.moves.endpoint import MoveEndpoint
+from procall.servers.moves.follower import MovedHomesFollower
+from procall.servers.moves.peers import PeerCalls
+from procall.servers.moves.rehoming import LiveHomes
 from procall.servers.peering.dispatch import PeerEventDispatcher
 from procall.servers.peering.links import PeerLinks
 from procall.servers.peering.router import EventRouter
@@ -55,6 +63,7 @@ from procall.servers.upstream.clients import UpstreamClients
 from procall.servers.upstream.registration import LookupRegistration
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
+from procall.session.moves import SessionMover
 from procall.settings import Settings
 from procall.storage.redis import RedisUnavailableError
 from procall.storage.ucserver import UCServerStores, open_ucserver_stores
@@ -62,6 +71,9 @@ from procall.storage.ucserver import UCServerStores, open_ucserver_stores
 __all__ = ["apply_config", "build_ucserver"]
 
 _log = logging.getLogger(__name__)
+
+#: Seconds the router keeps a user's home (``[moves] forward_seconds`` should be longer).
+_ROUTER_CACHE_SECONDS = 60.0
 
 
 def _session_manager(
@@ -198,7 +210,48 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     async def home_of(user_id: str) -> str | None:
         return await lookup.resolve_home(user_id) if lookup is not None else None
 
-    router = EventRouter(server_id, hub, links, home_of)
+    router = EventRouter(server_id, hub, links, home_of, cache_seconds=_ROUTER_CACHE_SECONDS)
+
+    def forward(target_id: str, users: list[str], event: session_pb2.Event) -> None:
+        # deliveries to users moved away from here go on to their new home
+        if not links.send(target_id, users, event):
+            for peer_id in links.peer_ids():  # no link yet: each peer delivers to its own
+                links.send(peer_id, users, event)
+
+    hub.forwarder = forward
+    peer_calls = PeerCalls(clients.channels, clients)
+
+    async def moved_in(user_id: str) -> None:
+        await calls.moved_in(user_id)
+
+    mover = SessionMover(
+        manager, peer_calls, forward_seconds=settings.moves.forward_seconds, moved_in=moved_in
+    )
+    registration: LookupRegistration | None = None
+
+    def set_draining(draining: bool) -> None:
+        manager.draining = draining
+        if registration is not None and registration.registrar is not None:
+            registration.registrar.beat_now()  # the Lookup and the peers learn it at once
+
+    moves = MoveCoordinator(
+        server_id,
+        mover,
+        peer_calls,
+        clients.directory,
+        stores.homes,
+        progress=stores.move_operations,
+        forget_home=router.forget,
+        set_draining=set_draining,
+        default_rate=settings.moves.moves_per_second,
+    )
+    moved_homes = MovedHomesFollower(
+        stores.homes, router.forget, settings.lookup.heartbeat_interval
+    )
+    if clients.lookup is not None:
+        manager.rehoming = LiveHomes(
+            peer_calls, clients.directory, stores.homes, forget_home=router.forget
+        )
     schema = SchemaMigration(
         stores.migrate, stores.database_name, settings.lookup.heartbeat_interval
     )
@@ -260,6 +313,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         PeerEventDispatcher(hub, presence.received, calls.received),
         on_hello=links.hello_from,
         require_identity=mesh_auth_required(settings),
+        moves=MoveEndpoint(manager, mover, router.forget, lambda: set_draining(manager.draining)),
     )
 
     async def join_peers(_: ServerApp) -> None:
@@ -280,6 +334,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         audit.start()
 
     async def close_connections(_: ServerApp) -> None:
+        await moves.stop()
+        await peer_calls.close()
         await clients.close()
         await audit.stop()
         await stores.close()
@@ -298,6 +354,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             edit_leases,
             config.service,
             policies,
+            moves=moves,
         ),
         *calls.bindings(),
     ]
@@ -318,6 +375,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         start_audit,
         join_peers,
         presence.start,
+        moved_homes.start,
         chat.start,
         calls.start,
         sessions.start,
@@ -330,6 +388,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         schema.stop,
         chat.stop,
         leave_peers,
+        moved_homes.stop,
         presence.stop,
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
@@ -341,6 +400,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             ServerRole.UCSERVER,
             lambda: int(config.live.value("server.capacity")),
             lambda: len(hub),
+            draining=lambda: manager.draining,
             degraded=lambda: (
                 not all(d.available for d in _dependencies(presence, chat, config, clients))
             ),
@@ -367,6 +427,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "chat": chat,
             "calls": calls,
             "links": links,
+            "router": router,
+            "moves": moves,
             "limits": limits,
             "config": config,
             "audit": audit,

@@ -248,6 +248,21 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                     yield self._encode(claims.session_id, pending, batches)
             except ReplayGap:
                 raise resume_expired("the client fell too far behind") from None
+            if session.moved_to is not None:  # handed over: continue at the new home
+                moved = session.moved_to
+                yield session_pb.ConnectResponse(
+                    event=session_pb2.Event(
+                        event_time=timestamp(self._clock()),
+                        redirect=session_pb2.Redirect(
+                            server=session_pb2.ServerEndpoint(
+                                server_id=moved.server_id, address=moved.address
+                            ),
+                            reason="user moved",
+                            session_token=moved.token,
+                        ),
+                    )
+                )
+                return
             if self._manager.holds(session):
                 # the session lives on: this server is shutting down, the client reconnects
                 raise Unavailable(

@@ -91,6 +91,10 @@ class SessionComponent:
         with contextlib.suppress(Unavailable):
             await self._logged_on.remove(claims.session_id)
 
+    async def session_moved(self, claims: SessionClaims, last_of_user: bool) -> None:
+        """The session now lives on the user's new home: withdraw it from this server's list."""
+        await self.session_closed(claims, last_of_user)
+
     async def start(self, app: ServerApp) -> None:
         """Load the revoked sessions, publish the pool size and start the upkeep (session
         expiry, license renewal) and the revocation follower."""

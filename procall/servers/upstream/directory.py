@@ -42,6 +42,40 @@ class DirectoryClient:
         user = reply.user
         return AuthenticatedUser(user.user_id, user.username, user.home_server_id, user.admin)
 
+    async def users_homed_on(self, server_id: str) -> list[tuple[str, str]]:
+        """``(user id, username)`` of every user homed on ``server_id`` (all pages)."""
+        found: list[tuple[str, str]] = []
+        token = ""
+        while True:
+            try:
+                reply = await self._stub.ListUsers(
+                    directory_pb.ListUsersRequest(
+                        page_size=1000, page_token=token, home_server_id=server_id
+                    ),
+                    timeout=self._timeout,
+                )
+            except grpc.aio.AioRpcError as error:
+                raise domain_error(error, _BACKEND) from None
+            found += [(u.user_id, u.username) for u in reply.users]
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    async def set_home_servers(self, assignments: dict[str, str]) -> None:
+        """Assign ``{user id: home server id}``, all or nothing."""
+        try:
+            await self._stub.BatchSetHomeServers(
+                directory_pb.BatchSetHomeServersRequest(
+                    assignments=[
+                        directory_pb2.HomeServerAssignment(user_id=u, home_server_id=s)
+                        for u, s in assignments.items()
+                    ]
+                ),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise domain_error(error, _BACKEND) from None
+
     async def get_user(self, user_id: str) -> directory_pb2.User:
         """One user by id."""
         try:

@@ -7,6 +7,10 @@ asks the Directory and keeps its answer with ``cache_home`` for a while; a cache
 answer never replaces an assignment written with ``set_home``. Usernames are
 matched case-insensitively (``str.casefold``), as the Directory does.
 
+Whoever changes a home also announces it (``announce_moved``); every UCServer follows
+the announcements (``follow_moved``) and drops its cached home of those users, so no
+server keeps routing a moved user's events to the old home for long.
+
 Example::
 
     homes = RedisHomeStore(redis_client)
@@ -18,14 +22,21 @@ Example::
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Sequence
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from procall.errors import Unavailable
 from procall.routing.models import HomeAssignment
 from procall.storage.redis import _lookup_scripts as scripts
 from procall.storage.redis._lookup_common import LookupKeys, RedisCalls, text
 
-__all__ = ["RedisHomeStore"]
+__all__ = ["MOVED_CHANNEL", "RedisHomeStore"]
+
+#: Channel on which the ids of users whose home changed are published (space-separated),
+#: so that every UCServer drops its cached homes of them at once.
+MOVED_CHANNEL = "procall:homes:moved"
 
 
 class RedisHomeStore:
@@ -92,3 +103,32 @@ class RedisHomeStore:
              self._keys.home_name_prefix + home.username.casefold()],
             [record, self._keys.home_name_prefix, str(ttl_ms), "1" if cached else "0"],
         )  # fmt: skip
+
+    async def announce_moved(self, user_ids: Sequence[str]) -> None:
+        """Tell every follower that these users' homes changed."""
+        if not user_ids:
+            return
+        async with self._calls.guard():
+            await self._calls.client.publish(MOVED_CHANNEL, " ".join(user_ids))
+
+    async def follow_moved(self) -> AsyncIterator[list[str]]:
+        """The ids of users whose home changed, as each change is announced; ends with
+        ``Unavailable`` when Redis fails (follow again once it answers)."""
+        pubsub = self._calls.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            try:
+                await pubsub.subscribe(MOVED_CHANNEL)
+            except (RedisError, OSError):
+                raise Unavailable.backend("Redis") from None
+            while True:
+                try:
+                    message = await pubsub.get_message(timeout=1.0)
+                except (RedisError, OSError):
+                    raise Unavailable.backend("Redis") from None
+                if message is not None and message.get("type") == "message":
+                    yield text(message["data"]).split()
+        finally:
+            try:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            except (RedisError, OSError):
+                pass

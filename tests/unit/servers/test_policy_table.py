@@ -56,13 +56,17 @@ def test_the_rules_the_issue_asks_for() -> None:
     directory = "/procall.api.directory.v1.DirectoryService/"
     assert POLICIES[directory + "Authenticate"].roles == {Roles.UCSERVER}
     assert POLICIES[directory + "Authenticate"].session is SessionRule.NONE
-    for write in ("CreateUser", "DeleteUser", "SetHomeServer", "CreateDelegation"):
+    for write in ("CreateUser", "DeleteUser", "CreateDelegation"):
         assert POLICIES[directory + write] == ADMIN | services(Roles.OPERATOR)
+    # a UCServer moving users, or re-homing a dead server's user at login, assigns homes
+    for write in ("SetHomeServer", "BatchSetHomeServers"):
+        assert POLICIES[directory + write] == ADMIN | services(Roles.OPERATOR, Roles.UCSERVER)
     for own in ("SetPassword", "UpdateUser"):  # checked further inside: one's own only
         assert POLICIES[directory + own] == USER | services(Roles.OPERATOR)
     assert POLICIES[directory + "GetUser"].session is SessionRule.USER
     assert {Roles.UCSERVER, Roles.LOOKUP} <= POLICIES[directory + "GetUser"].roles
-    assert POLICIES["/procall.mesh.peer.v1.PeerService/Exchange"].roles == {Roles.UCSERVER}
+    for peer in ("Exchange", "MoveUsers", "AcceptSessions", "SetDraining"):
+        assert POLICIES[f"/procall.mesh.peer.v1.PeerService/{peer}"].roles == {Roles.UCSERVER}
     assert POLICIES["/procall.api.admin.v1.AdminService/MoveUser"] == ADMIN
     assert POLICIES["/procall.api.chat.v1.ChatService/SendMessage"] == USER
     for media in ("CreateLeg", "GetLoad"):

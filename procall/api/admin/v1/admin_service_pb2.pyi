@@ -528,19 +528,25 @@ class MoveUserRequest(_message.Message):
 
     USER_ID_FIELD_NUMBER: _builtins.int
     TARGET_SERVER_ID_FIELD_NUMBER: _builtins.int
+    USER_IDS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user to move."""
     target_server_id: _builtins.str
     """The UCServer to move the user to."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """More users to move to the same UCServer (with user_id, at most 1000 in all)."""
+
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         target_server_id: _builtins.str = ...,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_server_id", b"target_server_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_server_id", b"target_server_id", "user_id", b"user_id", "user_ids", b"user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -553,16 +559,20 @@ class MoveUserResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REDIRECTED_SESSIONS_FIELD_NUMBER: _builtins.int
+    MOVED_USERS_FIELD_NUMBER: _builtins.int
     redirected_sessions: _builtins.int
     """How many live sessions were redirected."""
+    moved_users: _builtins.int
+    """How many users were moved."""
     def __init__(
         self,
         *,
         redirected_sessions: _builtins.int = ...,
+        moved_users: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["redirected_sessions", b"redirected_sessions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moved_users", b"moved_users", "redirected_sessions", b"redirected_sessions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -575,16 +585,26 @@ class DrainServerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SERVER_ID_FIELD_NUMBER: _builtins.int
+    MOVES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    STOP_DRAINING_FIELD_NUMBER: _builtins.int
     server_id: _builtins.str
     """The UCServer to drain."""
+    moves_per_second: _builtins.int
+    """Moves per second (default 50, at most 10000)."""
+    stop_draining: _builtins.bool
+    """End draining instead: the server takes new sessions again (users moved off stay
+    where they are now; a rebalance brings some back).
+    """
     def __init__(
         self,
         *,
         server_id: _builtins.str = ...,
+        moves_per_second: _builtins.int = ...,
+        stop_draining: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["server_id", b"server_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves_per_second", b"moves_per_second", "server_id", b"server_id", "stop_draining", b"stop_draining"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -597,20 +617,168 @@ class DrainServerResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USERS_TO_MOVE_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
     users_to_move: _builtins.int
     """How many users are being moved away."""
+    @_builtins.property
+    def operation(self) -> Global___MoveOperation:
+        """The background operation moving them (read it with GetMoveOperation)."""
+
     def __init__(
         self,
         *,
         users_to_move: _builtins.int = ...,
+        operation: Global___MoveOperation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["users_to_move", b"users_to_move"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "users_to_move", b"users_to_move"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DrainServerResponse: _TypeAlias = DrainServerResponse  # noqa: Y015
+
+@_typing.final
+class RebalanceRequest(_message.Message):
+    """Request of Rebalance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVES_PER_SECOND_FIELD_NUMBER: _builtins.int
+    moves_per_second: _builtins.int
+    """Moves per second (default 50, at most 10000)."""
+    def __init__(
+        self,
+        *,
+        moves_per_second: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves_per_second", b"moves_per_second"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebalanceRequest: _TypeAlias = RebalanceRequest  # noqa: Y015
+
+@_typing.final
+class RebalanceResponse(_message.Message):
+    """Response of Rebalance."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operation(self) -> Global___MoveOperation:
+        """The background operation (done at once when the spread is already even)."""
+
+    def __init__(
+        self,
+        *,
+        operation: Global___MoveOperation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RebalanceResponse: _TypeAlias = RebalanceResponse  # noqa: Y015
+
+@_typing.final
+class GetMoveOperationRequest(_message.Message):
+    """Request of GetMoveOperation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    operation_id: _builtins.str
+    """The operation, as Rebalance or DrainServer returned it."""
+    def __init__(
+        self,
+        *,
+        operation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation_id", b"operation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMoveOperationRequest: _TypeAlias = GetMoveOperationRequest  # noqa: Y015
+
+@_typing.final
+class GetMoveOperationResponse(_message.Message):
+    """Response of GetMoveOperation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def operation(self) -> Global___MoveOperation:
+        """The operation's progress."""
+
+    def __init__(
+        self,
+        *,
+        operation: Global___MoveOperation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMoveOperationResponse: _TypeAlias = GetMoveOperationResponse  # noqa: Y015
+
+@_typing.final
+class MoveOperation(_message.Message):
+    """MoveOperation is the progress of a background move of many users."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    MOVED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    REDIRECTED_SESSIONS_FIELD_NUMBER: _builtins.int
+    SERVER_ID_FIELD_NUMBER: _builtins.int
+    operation_id: _builtins.str
+    """Identifier of the operation."""
+    description: _builtins.str
+    """What it does ("rebalance", "drain ucserver-2")."""
+    total: _builtins.int
+    """Users to move in all."""
+    moved: _builtins.int
+    """Users moved so far."""
+    failed: _builtins.int
+    """Users that could not be moved (their error is logged and audited)."""
+    done: _builtins.bool
+    """Whether the operation has finished."""
+    redirected_sessions: _builtins.int
+    """Live sessions redirected so far."""
+    server_id: _builtins.str
+    """The server that runs the operation (GetMoveOperation answers on every UCServer)."""
+    def __init__(
+        self,
+        *,
+        operation_id: _builtins.str = ...,
+        description: _builtins.str = ...,
+        total: _builtins.int = ...,
+        moved: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        done: _builtins.bool = ...,
+        redirected_sessions: _builtins.int = ...,
+        server_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "done", b"done", "failed", b"failed", "moved", b"moved", "operation_id", b"operation_id", "redirected_sessions", b"redirected_sessions", "server_id", b"server_id", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveOperation: _TypeAlias = MoveOperation  # noqa: Y015
 
 @_typing.final
 class ListAuditEventsRequest(_message.Message):

@@ -97,6 +97,16 @@ class AdminServiceStub:
                 request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerRequest.SerializeToString,
                 response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerResponse.FromString,
                 _registered_method=True)
+        self.Rebalance = channel.unary_unary(
+                '/procall.api.admin.v1.AdminService/Rebalance',
+                request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceRequest.SerializeToString,
+                response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceResponse.FromString,
+                _registered_method=True)
+        self.GetMoveOperation = channel.unary_unary(
+                '/procall.api.admin.v1.AdminService/GetMoveOperation',
+                request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationRequest.SerializeToString,
+                response_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationResponse.FromString,
+                _registered_method=True)
         self.ListAuditEvents = channel.unary_unary(
                 '/procall.api.admin.v1.AdminService/ListAuditEvents',
                 request_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.ListAuditEventsRequest.SerializeToString,
@@ -205,7 +215,23 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DrainServer(self, request, context):
-        """Puts a UCServer into draining: no new sessions, its users are moved to the others.
+        """Puts a UCServer into draining: no new sessions, its users are moved to the others
+        (by load, rate-limited) in a background operation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rebalance(self, request, context):
+        """Moves users between the live UCServers until each has an even share, rate-limited,
+        in a background operation whose progress GetMoveOperation reads.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMoveOperation(self, request, context):
+        """Returns the progress of a background move operation (Rebalance, DrainServer).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +329,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DrainServer,
                     request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerRequest.FromString,
                     response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerResponse.SerializeToString,
+            ),
+            'Rebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebalance,
+                    request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceRequest.FromString,
+                    response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceResponse.SerializeToString,
+            ),
+            'GetMoveOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMoveOperation,
+                    request_deserializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationRequest.FromString,
+                    response_serializer=procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationResponse.SerializeToString,
             ),
             'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditEvents,
@@ -652,6 +688,60 @@ class AdminService:
             '/procall.api.admin.v1.AdminService/DrainServer',
             procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerRequest.SerializeToString,
             procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.DrainServerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.api.admin.v1.AdminService/Rebalance',
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceRequest.SerializeToString,
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.RebalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMoveOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.api.admin.v1.AdminService/GetMoveOperation',
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationRequest.SerializeToString,
+            procall_dot_api_dot_admin_dot_v1_dot_admin__service__pb2.GetMoveOperationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,7 +62,15 @@ class AdminServiceStub:
     MoveUser: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.MoveUserRequest, _admin_service_pb2.MoveUserResponse]
     """Moves a user to another UCServer live; the user's clients are redirected and lose nothing."""
     DrainServer: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.DrainServerRequest, _admin_service_pb2.DrainServerResponse]
-    """Puts a UCServer into draining: no new sessions, its users are moved to the others."""
+    """Puts a UCServer into draining: no new sessions, its users are moved to the others
+    (by load, rate-limited) in a background operation.
+    """
+    Rebalance: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.RebalanceRequest, _admin_service_pb2.RebalanceResponse]
+    """Moves users between the live UCServers until each has an even share, rate-limited,
+    in a background operation whose progress GetMoveOperation reads.
+    """
+    GetMoveOperation: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.GetMoveOperationRequest, _admin_service_pb2.GetMoveOperationResponse]
+    """Returns the progress of a background move operation (Rebalance, DrainServer)."""
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditEventsRequest, _admin_service_pb2.ListAuditEventsResponse]
     """Lists the audit log (authentication failures, administrators' actions, the use
     of delegations), newest first, from every server's records.
@@ -110,7 +118,15 @@ class AdminServiceAsyncStub(AdminServiceStub):
     MoveUser: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.MoveUserRequest, _admin_service_pb2.MoveUserResponse]  # type: ignore[assignment]
     """Moves a user to another UCServer live; the user's clients are redirected and lose nothing."""
     DrainServer: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.DrainServerRequest, _admin_service_pb2.DrainServerResponse]  # type: ignore[assignment]
-    """Puts a UCServer into draining: no new sessions, its users are moved to the others."""
+    """Puts a UCServer into draining: no new sessions, its users are moved to the others
+    (by load, rate-limited) in a background operation.
+    """
+    Rebalance: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.RebalanceRequest, _admin_service_pb2.RebalanceResponse]  # type: ignore[assignment]
+    """Moves users between the live UCServers until each has an even share, rate-limited,
+    in a background operation whose progress GetMoveOperation reads.
+    """
+    GetMoveOperation: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.GetMoveOperationRequest, _admin_service_pb2.GetMoveOperationResponse]  # type: ignore[assignment]
+    """Returns the progress of a background move operation (Rebalance, DrainServer)."""
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_admin_service_pb2.ListAuditEventsRequest, _admin_service_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """Lists the audit log (authentication failures, administrators' actions, the use
     of delegations), newest first, from every server's records.
@@ -227,7 +243,27 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_service_pb2.DrainServerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_service_pb2.DrainServerResponse, _abc.Awaitable[_admin_service_pb2.DrainServerResponse]]:
-        """Puts a UCServer into draining: no new sessions, its users are moved to the others."""
+        """Puts a UCServer into draining: no new sessions, its users are moved to the others
+        (by load, rate-limited) in a background operation.
+        """
+
+    @_abc_1.abstractmethod
+    def Rebalance(
+        self,
+        request: _admin_service_pb2.RebalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.RebalanceResponse, _abc.Awaitable[_admin_service_pb2.RebalanceResponse]]:
+        """Moves users between the live UCServers until each has an even share, rate-limited,
+        in a background operation whose progress GetMoveOperation reads.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMoveOperation(
+        self,
+        request: _admin_service_pb2.GetMoveOperationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_service_pb2.GetMoveOperationResponse, _abc.Awaitable[_admin_service_pb2.GetMoveOperationResponse]]:
+        """Returns the progress of a background move operation (Rebalance, DrainServer)."""
 
     @_abc_1.abstractmethod
     def ListAuditEvents(

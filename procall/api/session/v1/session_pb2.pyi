@@ -148,8 +148,13 @@ class Redirect(_message.Message):
 
     SERVER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """Why ("user moved", "server draining")."""
+    session_token: _builtins.str
+    """A session token naming the new home server, to use from now on (the old one names
+    the old home). Empty when the old token still fits.
+    """
     @_builtins.property
     def server(self) -> Global___ServerEndpoint:
         """Where to reconnect."""
@@ -159,10 +164,11 @@ class Redirect(_message.Message):
         *,
         server: Global___ServerEndpoint | None = ...,
         reason: _builtins.str = ...,
+        session_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server", b"server"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "server", b"server"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "server", b"server", "session_token", b"session_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,198 @@ PEER_FEATURE_DELIVERY_BATCH: PeerFeature.ValueType  # 1
 Global___PeerFeature: _TypeAlias = PeerFeature  # noqa: Y015
 
 @_typing.final
+class MoveUsersRequest(_message.Message):
+    """Request of MoveUsers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_IDS_FIELD_NUMBER: _builtins.int
+    TARGET_SERVER_ID_FIELD_NUMBER: _builtins.int
+    TARGET_ADDRESS_FIELD_NUMBER: _builtins.int
+    target_server_id: _builtins.str
+    """The UCServer that becomes their home."""
+    target_address: _builtins.str
+    """Where the target serves clients ("host:port"), for the Redirect events."""
+    @_builtins.property
+    def user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The users to move (homed on the called server)."""
+
+    def __init__(
+        self,
+        *,
+        user_ids: _abc.Iterable[_builtins.str] | None = ...,
+        target_server_id: _builtins.str = ...,
+        target_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["target_address", b"target_address", "target_server_id", b"target_server_id", "user_ids", b"user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUsersRequest: _TypeAlias = MoveUsersRequest  # noqa: Y015
+
+@_typing.final
+class MoveUsersResponse(_message.Message):
+    """Response of MoveUsers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REDIRECTED_SESSIONS_FIELD_NUMBER: _builtins.int
+    redirected_sessions: _builtins.int
+    """Live sessions handed over and redirected."""
+    def __init__(
+        self,
+        *,
+        redirected_sessions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["redirected_sessions", b"redirected_sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveUsersResponse: _TypeAlias = MoveUsersResponse  # noqa: Y015
+
+@_typing.final
+class SessionHandOver(_message.Message):
+    """SessionHandOver is one live session as its old home hands it to the new one."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_NAME_FIELD_NUMBER: _builtins.int
+    ACKED_SEQUENCE_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    RESUME_RUN_IDS_FIELD_NUMBER: _builtins.int
+    session_token: _builtins.str
+    """A session token of the session naming the new home (it carries the session's claims)."""
+    client_name: _builtins.str
+    """The client's name."""
+    acked_sequence: _builtins.int
+    """Highest sequence the client acknowledged."""
+    last_sequence: _builtins.int
+    """Sequence of the session's newest event."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[_session_pb2.Event]:
+        """The unacknowledged events, in order, each with its sequence and event_time."""
+
+    @_builtins.property
+    def resume_run_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Server runs whose resume tokens of this session stay valid (the old home's and
+        those it accepted itself).
+        """
+
+    def __init__(
+        self,
+        *,
+        session_token: _builtins.str = ...,
+        client_name: _builtins.str = ...,
+        acked_sequence: _builtins.int = ...,
+        last_sequence: _builtins.int = ...,
+        events: _abc.Iterable[_session_pb2.Event] | None = ...,
+        resume_run_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acked_sequence", b"acked_sequence", "client_name", b"client_name", "events", b"events", "last_sequence", b"last_sequence", "resume_run_ids", b"resume_run_ids", "session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionHandOver: _TypeAlias = SessionHandOver  # noqa: Y015
+
+@_typing.final
+class AcceptSessionsRequest(_message.Message):
+    """Request of AcceptSessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionHandOver]:
+        """The sessions to take over."""
+
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___SessionHandOver] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptSessionsRequest: _TypeAlias = AcceptSessionsRequest  # noqa: Y015
+
+@_typing.final
+class AcceptSessionsResponse(_message.Message):
+    """Response of AcceptSessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    """How many sessions live here now."""
+    def __init__(
+        self,
+        *,
+        accepted: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptSessionsResponse: _TypeAlias = AcceptSessionsResponse  # noqa: Y015
+
+@_typing.final
+class SetDrainingRequest(_message.Message):
+    """Request of SetDraining."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAINING_FIELD_NUMBER: _builtins.int
+    draining: _builtins.bool
+    """Whether the server drains (true) or takes logins again (false)."""
+    def __init__(
+        self,
+        *,
+        draining: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDrainingRequest: _TypeAlias = SetDrainingRequest  # noqa: Y015
+
+@_typing.final
+class SetDrainingResponse(_message.Message):
+    """Response of SetDraining."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCAL_USERS_FIELD_NUMBER: _builtins.int
+    local_users: _builtins.int
+    """How many users had live sessions on the server."""
+    def __init__(
+        self,
+        *,
+        local_users: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["local_users", b"local_users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetDrainingResponse: _TypeAlias = SetDrainingResponse  # noqa: Y015
+
+@_typing.final
 class PeerHello(_message.Message):
     """PeerHello identifies the calling server; first message of a stream."""
 

@@ -42,6 +42,21 @@ class PeerServiceStub:
                 request_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeRequest.SerializeToString,
                 response_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeResponse.FromString,
                 _registered_method=True)
+        self.MoveUsers = channel.unary_unary(
+                '/procall.mesh.peer.v1.PeerService/MoveUsers',
+                request_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersRequest.SerializeToString,
+                response_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersResponse.FromString,
+                _registered_method=True)
+        self.AcceptSessions = channel.unary_unary(
+                '/procall.mesh.peer.v1.PeerService/AcceptSessions',
+                request_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsRequest.SerializeToString,
+                response_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsResponse.FromString,
+                _registered_method=True)
+        self.SetDraining = channel.unary_unary(
+                '/procall.mesh.peer.v1.PeerService/SetDraining',
+                request_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingRequest.SerializeToString,
+                response_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -58,6 +73,29 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MoveUsers(self, request, context):
+        """Asks this server, the users' current home, to hand their live sessions over to
+        another UCServer (which it does with AcceptSessions) and to redirect their clients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptSessions(self, request, context):
+        """Takes over live sessions from their old home: they continue here with the same
+        session ids, sequence numbers, unacknowledged events and resume tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDraining(self, request, context):
+        """Starts or ends draining this server: it refuses new logins and says so in its heartbeat.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +103,21 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeRequest.FromString,
                     response_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeResponse.SerializeToString,
+            ),
+            'MoveUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveUsers,
+                    request_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersRequest.FromString,
+                    response_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersResponse.SerializeToString,
+            ),
+            'AcceptSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptSessions,
+                    request_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsRequest.FromString,
+                    response_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsResponse.SerializeToString,
+            ),
+            'SetDraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDraining,
+                    request_deserializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingRequest.FromString,
+                    response_serializer=procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +150,87 @@ class PeerService:
             '/procall.mesh.peer.v1.PeerService/Exchange',
             procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeRequest.SerializeToString,
             procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.ExchangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.mesh.peer.v1.PeerService/MoveUsers',
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersRequest.SerializeToString,
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.MoveUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.mesh.peer.v1.PeerService/AcceptSessions',
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsRequest.SerializeToString,
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.AcceptSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/procall.mesh.peer.v1.PeerService/SetDraining',
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingRequest.SerializeToString,
+            procall_dot_mesh_dot_peer_dot_v1_dot_peer__service__pb2.SetDrainingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,16 @@ class PeerServiceStub:
     """Opens the stream from the calling server to this one. The caller first sends
     a hello, then deliveries and interest updates; this server acks deliveries.
     """
+    MoveUsers: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.MoveUsersRequest, _peer_service_pb2.MoveUsersResponse]
+    """Asks this server, the users' current home, to hand their live sessions over to
+    another UCServer (which it does with AcceptSessions) and to redirect their clients.
+    """
+    AcceptSessions: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.AcceptSessionsRequest, _peer_service_pb2.AcceptSessionsResponse]
+    """Takes over live sessions from their old home: they continue here with the same
+    session ids, sequence numbers, unacknowledged events and resume tokens.
+    """
+    SetDraining: _grpc.UnaryUnaryMultiCallable[_peer_service_pb2.SetDrainingRequest, _peer_service_pb2.SetDrainingResponse]
+    """Starts or ends draining this server: it refuses new logins and says so in its heartbeat."""
 
 @_typing.type_check_only
 class PeerServiceAsyncStub(PeerServiceStub):
@@ -53,6 +63,16 @@ class PeerServiceAsyncStub(PeerServiceStub):
     """Opens the stream from the calling server to this one. The caller first sends
     a hello, then deliveries and interest updates; this server acks deliveries.
     """
+    MoveUsers: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.MoveUsersRequest, _peer_service_pb2.MoveUsersResponse]  # type: ignore[assignment]
+    """Asks this server, the users' current home, to hand their live sessions over to
+    another UCServer (which it does with AcceptSessions) and to redirect their clients.
+    """
+    AcceptSessions: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.AcceptSessionsRequest, _peer_service_pb2.AcceptSessionsResponse]  # type: ignore[assignment]
+    """Takes over live sessions from their old home: they continue here with the same
+    session ids, sequence numbers, unacknowledged events and resume tokens.
+    """
+    SetDraining: _aio.UnaryUnaryMultiCallable[_peer_service_pb2.SetDrainingRequest, _peer_service_pb2.SetDrainingResponse]  # type: ignore[assignment]
+    """Starts or ends draining this server: it refuses new logins and says so in its heartbeat."""
 
 class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
     """PeerService carries events between UCServers: each server keeps one
@@ -69,5 +89,33 @@ class PeerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Opens the stream from the calling server to this one. The caller first sends
         a hello, then deliveries and interest updates; this server acks deliveries.
         """
+
+    @_abc_1.abstractmethod
+    def MoveUsers(
+        self,
+        request: _peer_service_pb2.MoveUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.MoveUsersResponse, _abc.Awaitable[_peer_service_pb2.MoveUsersResponse]]:
+        """Asks this server, the users' current home, to hand their live sessions over to
+        another UCServer (which it does with AcceptSessions) and to redirect their clients.
+        """
+
+    @_abc_1.abstractmethod
+    def AcceptSessions(
+        self,
+        request: _peer_service_pb2.AcceptSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.AcceptSessionsResponse, _abc.Awaitable[_peer_service_pb2.AcceptSessionsResponse]]:
+        """Takes over live sessions from their old home: they continue here with the same
+        session ids, sequence numbers, unacknowledged events and resume tokens.
+        """
+
+    @_abc_1.abstractmethod
+    def SetDraining(
+        self,
+        request: _peer_service_pb2.SetDrainingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_peer_service_pb2.SetDrainingResponse, _abc.Awaitable[_peer_service_pb2.SetDrainingResponse]]:
+        """Starts or ends draining this server: it refuses new logins and says so in its heartbeat."""
 
 def add_PeerServiceServicer_to_server(servicer: PeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
