@@ -12,7 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from procall.servers.runtime.app import ServerApp
 from procall.settings import Settings
-from tests.helpers.topology import auth, mint_token, operator_channel
+from tests.helpers.topology import operator_channel
 
 StartApp = Callable[[str, Settings], Awaitable[ServerApp]]
 
@@ -83,15 +83,31 @@ def _error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
 
 
 async def test_rpc_of_a_later_release_answers_unimplemented_with_reason(
-    redis_url: str, make_settings: Callable[..., Settings], start_app: StartApp
+    make_settings: Callable[..., Settings],
 ) -> None:
-    app = await start_app("ucserver", make_settings(redis_url))
-    async with grpc.aio.insecure_channel(app.address) as channel:
-        call = channel.unary_unary("/procall.api.admin.v1.AdminService/GetConfigProperty")
-        with pytest.raises(grpc.aio.AioRpcError) as failure:
-            await call(b"", timeout=5, metadata=auth(mint_token(app, admin=True)))
+    # every method of this release is served: a service "of a later release" is made here
+    # the way a release declares one it does not serve yet
+    from procall.mesh.media.v1 import media_service_pb2 as media_pb
+    from procall.mesh.media.v1 import media_service_pb2_grpc as media_grpc
+    from procall.servers.runtime.app import ServerApp, binding, not_yet_served
+
+    later = binding(
+        not_yet_served(media_grpc.MediaServiceServicer),
+        media_pb,
+        media_grpc.add_MediaServiceServicer_to_server,
+        "MediaService",
+    )
+    app = ServerApp("media", make_settings(), [later])
+    await app.start()
+    try:
+        async with operator_channel(app.address, role="ucserver", target=app.server_id) as channel:
+            call = channel.unary_unary("/procall.mesh.media.v1.MediaService/GetLoad")
+            with pytest.raises(grpc.aio.AioRpcError) as failure:
+                await call(b"", timeout=5)
+    finally:
+        await app.stop(0)
     assert failure.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "AdminService/GetConfigProperty" in (failure.value.details() or "")
+    assert "MediaService/GetLoad" in (failure.value.details() or "")
     info = _error_info(failure.value)
     assert (info.reason, info.domain) == ("NOT_IMPLEMENTED", "procall.dev")
 

@@ -95,10 +95,21 @@ async def test_failures_admin_actions_and_delegations_are_audited_for_admins_onl
     # the admin's own listing is audited too
     await wait_for(lambda: _has(uc1, root.session_token, "admin.ListAuditEvents"))
 
-    # a user may not read the audit log
+    # a user may not read the audit log, and the refusal is recorded
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _audit(uc1, carol.session_token)
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    async def refusal_recorded() -> bool:
+        found = await _audit(uc1, root.session_token, action="auth.permission_denied")
+        return any(
+            e.actor_user_id == center.users["carol"]
+            and e.outcome == admin_pb2.AUDIT_OUTCOME_DENIED
+            and "AdminService/ListAuditEvents" in e.resource + e.details
+            for e in found
+        )
+
+    await wait_for(refusal_recorded)
 
 
 async def _has(address: str, token: str, action: str) -> bool:

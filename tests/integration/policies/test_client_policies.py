@@ -163,6 +163,12 @@ async def test_denied_features_are_refused_and_clients_are_told(center: Center) 
                 admin_grpc.AdminServiceStub(alice_channel), alice.session_token, USER, bob_id, [], 1
             )
         assert not_admin.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        read = await admin.GetClientPolicy(
+            admin_pb.GetClientPolicyRequest(subject_kind=USER, subject_id=alice_id),
+            metadata=auth(root.session_token),
+        )
+        assert (list(read.policy.denied_features), read.policy.version) == (denied, 1)
+        assert read.policy.updated_by_user_id == center.users["root"]
         listed = await admin.ListClientPolicies(
             admin_pb.ListClientPoliciesRequest(), metadata=auth(root.session_token)
         )
