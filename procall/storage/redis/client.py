@@ -5,7 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from procall.settings import RedisSettings
@@ -28,6 +31,12 @@ def describe_redis(settings: RedisSettings) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def _retry() -> Retry:
+    """One quick retry of a command whose connection broke: after Redis restarted, a pooled
+    connection from before fails once; a Redis that is down fails again at once."""
+    return Retry(ExponentialBackoff(cap=0.1, base=0.01), retries=1)
+
+
 def create_redis(settings: RedisSettings) -> aioredis.Redis:
     """A client for the configured Redis (through Sentinel when sentinels are set)."""
     timeout = settings.socket_timeout
@@ -47,6 +56,8 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
             socket_connect_timeout=timeout,
             max_connections=settings.max_connections,
             driver_info=None,  # no CLIENT SETINFO (redis-py reads package metadata each time)
+            retry=_retry(),
+            retry_on_error=[RedisConnectionError],
         )
         return client
     return aioredis.Redis.from_url(
@@ -56,6 +67,8 @@ def create_redis(settings: RedisSettings) -> aioredis.Redis:
         health_check_interval=5,
         max_connections=settings.max_connections,
         driver_info=None,  # no CLIENT SETINFO (redis-py reads package metadata each time)
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError],
     )
 
 
