@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup proto proto-check contracts-image breaking lint format test test-fast test-system up bench clean
+.PHONY: setup proto proto-check contracts-image breaking lint format test test-slow test-fast test-system up bench clean
 
 setup: $(STAMP)
 
@@ -47,8 +47,13 @@ format: $(STAMP)
 # part in its own interpreter so that one part's leftover gRPC state cannot affect another.
 test: $(STAMP)
 	$(BIN)/pytest tests/unit
-	$(BIN)/pytest tests/integration
-	$(BIN)/pytest tests/system
+	$(BIN)/pytest tests/integration -m "not slow"
+	$(BIN)/pytest tests/system -m "not slow"
+
+# The long scenarios `make test` leaves out (benchmark smoke runs, the 200-user rebalance,
+# crash drills with real processes); CI runs them after `make test`.
+test-slow: $(STAMP)
+	$(BIN)/pytest -m slow
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not system"

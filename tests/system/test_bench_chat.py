@@ -11,7 +11,7 @@ import pytest
 
 from procall.launch.postgres import PostgresServer
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 KEYS = {"p50_ms", "p99_ms", "messages_per_s", "offered_rate", "database", "errors"}
 

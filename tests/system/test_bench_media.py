@@ -11,7 +11,7 @@ import pytest
 
 from procall.bench.media import media_steps
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 KEYS = {
     "calls_per_core",

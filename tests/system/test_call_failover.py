@@ -24,7 +24,7 @@ from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
 from tests.helpers.calls import ALICE_HZ, BOB_HZ, Phone, hear_each_other
 from tests.helpers.media import LoopbackPeer
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 PASSWORD = "call failover password"
 TTL = 1.5

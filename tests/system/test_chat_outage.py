@@ -37,7 +37,7 @@ from tests.helpers.postgres import PostgresCluster
 from tests.helpers.streams import EventStream
 from tests.helpers.topology import PASSWORD, auth, login
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 STEADY = "ucserver-1"  # stays up: its users are the live recipients
 KILLED = "ucserver-2"  # killed with SIGKILL and restarted while the database is down

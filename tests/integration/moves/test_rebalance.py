@@ -47,6 +47,7 @@ async def system(settings: Callable[[], Settings], start_app: StartApp) -> Async
     yield await start_system(start_app, settings, HOMES)
 
 
+@pytest.mark.slow
 async def test_rebalance_of_200_users_from_two_to_three_servers(
     system: System, start_app: StartApp, settings: Callable[[], Settings]
 ) -> None:
