@@ -77,8 +77,9 @@ class MediaServers(Protocol):
         ``Unavailable`` (MEDIA_UNAVAILABLE) when the MediaServer does not answer."""
         ...
 
-    async def alive(self, media: MediaAllocation) -> bool:
-        """Whether the MediaServer answers (a cheap probe)."""
+    async def bridges(self, media: MediaAllocation) -> frozenset[str] | None:
+        """The ids of the MediaServer's open bridges (a cheap probe); None when it does not
+        answer."""
         ...
 
 

@@ -296,6 +296,17 @@ class Calls:
             raise
         return answer, call
 
+    async def media_ended(self, call_id: str, server_id: str) -> None:
+        """The bridge of a connected call ended on its MediaServer ``server_id`` (a party's
+        peer went away): the call ends FAILED."""
+
+        def decide(current: Call) -> Call:
+            if current.state is not CallState.CONNECTED or current.media_server_id != server_id:
+                return current
+            return self._ending(current, EndReason.FAILED)
+
+        await self._apply(call_id, decide)
+
     async def media_failed(self, call_id: str, server_id: str) -> Call | None:
         """The call's MediaServer ``server_id`` failed: re-anchor the call on another one
         (its parties negotiate again when they see the new ``media_server_id``), or end it

@@ -212,6 +212,10 @@ class Bridges:
         await bridge.close()
         self._forget(bridge_id, bridge)
 
+    def bridge_ids(self) -> list[str]:
+        """The ids of the open bridges."""
+        return list(self._bridges)
+
     def load(self) -> MediaLoad:
         """Open bridges and legs, and the capacity."""
         return MediaLoad(len(self._bridges), len(self._legs), self._capacity)

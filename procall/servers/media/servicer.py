@@ -56,8 +56,11 @@ class MediaServicer(media_grpc.MediaServiceServicer):
     async def GetLoad(
         self, request: media_pb.GetLoadRequest, context: Any
     ) -> media_pb.GetLoadResponse:
-        """Open bridges and legs, and the declared capacity."""
+        """Open bridges (with their ids) and legs, and the declared capacity."""
         load = self._bridges.load()
         return media_pb.GetLoadResponse(
-            bridges=load.bridges, legs=load.legs, capacity=max(0, load.capacity)
+            bridges=load.bridges,
+            legs=load.legs,
+            capacity=max(0, load.capacity),
+            bridge_ids=self._bridges.bridge_ids(),
         )

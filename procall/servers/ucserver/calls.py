@@ -142,6 +142,8 @@ class CallComponent:
         #: Calls that have not ended with a party whose clients are here (newest version).
         self._live: dict[str, Call] = {}
         self._ring_timers: dict[str, asyncio.Task[None]] = {}
+        #: (call, MediaServer) pairs whose bridge a probe found open.
+        self._bridged: set[tuple[str, str]] = set()
         self._refresher: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
         #: Seconds between two MediaServer probes (the configuration may change it live).
@@ -182,6 +184,7 @@ class CallComponent:
             return  # a late, older change
         if call.ended:
             self._live.pop(call.call_id, None)
+            self._bridged = {k for k in self._bridged if k[0] != call.call_id}
         else:
             self._live[call.call_id] = call
         self._arm_ring_timer(call)
@@ -289,22 +292,45 @@ class CallComponent:
                 _log.exception("MediaServer probe failed; retrying")
 
     async def _move_off_failed(self, on: dict[MediaAllocation, list[str]]) -> None:
-        """Probe each MediaServer; move the calls of those that fail twice in a row."""
+        """Probe each MediaServer: move the calls of one that fails twice in a row, and end
+        the calls whose bridge it no longer has."""
         if on:
             servers = list(on)
-            answers = await asyncio.gather(*(self._media.alive(m) for m in servers))
-            for media, alive in zip(servers, answers, strict=True):
-                if alive:
+            answers = await asyncio.gather(*(self._media.bridges(m) for m in servers))
+            for media, bridges in zip(servers, answers, strict=True):
+                if bridges is None:
+                    await asyncio.sleep(0.1)
+                    bridges = await self._media.bridges(media)  # one lost probe is no failure
+                if bridges is None:
+                    _log.warning(
+                        "MediaServer %s does not answer: moving its calls", media.server_id
+                    )
+                    for call_id in on[media]:
+                        try:
+                            await self.calls.media_failed(call_id, media.server_id)
+                        except ProcallError as error:
+                            _log.warning("call %s not moved: %s", call_id, error.message)
                     continue
-                await asyncio.sleep(0.1)
-                if await self._media.alive(media):  # one lost probe is not a failure
-                    continue
-                _log.warning("MediaServer %s does not answer: moving its calls", media.server_id)
-                for call_id in on[media]:
-                    try:
-                        await self.calls.media_failed(call_id, media.server_id)
-                    except ProcallError as error:
-                        _log.warning("call %s not moved: %s", call_id, error.message)
+                await self._follow_bridges(media.server_id, on[media], bridges)
+
+    async def _follow_bridges(
+        self, server_id: str, call_ids: Sequence[str], bridges: frozenset[str]
+    ) -> None:
+        """A connected call whose bridge this server saw and its MediaServer no longer has
+        lost its media (a peer went away): it ends."""
+        for call_id in call_ids:
+            key = (call_id, server_id)
+            if call_id in bridges:
+                self._bridged.add(key)
+                continue
+            call = self._live.get(call_id)
+            if key not in self._bridged or call is None or call.state is not CallState.CONNECTED:
+                continue
+            self._bridged.discard(key)
+            try:
+                await self.calls.media_ended(call_id, server_id)
+            except ProcallError as error:
+                _log.warning("call %s not ended: %s", call_id, error.message)
 
     async def stop(self, app: ServerApp) -> None:
         """Stop the timers (the calls go on: the other party's server or the TTLs end them)."""

@@ -69,13 +69,16 @@ class MediaClient:
             raise domain_error(error, f"MediaServer {media.server_id}") from None
         return reply.sdp_answer
 
-    async def alive(self, media: MediaAllocation) -> bool:
-        """Whether the MediaServer answers GetLoad within the probe timeout."""
+    async def bridges(self, media: MediaAllocation) -> frozenset[str] | None:
+        """The MediaServer's open bridges (GetLoad within the probe timeout); None when it
+        does not answer."""
         try:
-            await self._stub(media).GetLoad(media_pb.GetLoadRequest(), timeout=_PROBE_TIMEOUT)
+            reply = await self._stub(media).GetLoad(
+                media_pb.GetLoadRequest(), timeout=_PROBE_TIMEOUT
+            )
         except grpc.aio.AioRpcError:
-            return False
-        return True
+            return None
+        return frozenset(reply.bridge_ids)
 
     async def release(self, call_id: str, media: MediaAllocation) -> None:
         """Close the call's bridge and end its allocation (best effort: a MediaServer that

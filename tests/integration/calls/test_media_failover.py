@@ -53,3 +53,26 @@ async def test_calls_move_to_the_other_media_server_then_fail_when_none_is_left(
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_a_party_whose_media_goes_away_ends_the_call(
+    phones: Any, media_servers: dict[str, ServerApp]
+) -> None:
+    alice, bob = await phones("alice"), await phones("bob")
+    placed = await alice.place(bob)
+    await bob.calls.AnswerCall(
+        call_pb.AnswerCallRequest(call_id=placed.call_id), metadata=bob.metadata
+    )
+    alice_peer, bob_peer = LoopbackPeer(ALICE_HZ), LoopbackPeer(BOB_HZ)
+    try:
+        await alice.negotiate(placed.call_id, alice_peer)
+        await bob.negotiate(placed.call_id, bob_peer)
+        await hear_each_other(alice_peer, bob_peer)
+        await alice_peer.close()  # alice's client goes away with its media, not its session
+        for phone in (alice, bob):
+            ended = await phone.moved(placed.call_id, placed.media_server_id, timeout=10)
+            assert ended.state == call_pb2.CALL_STATE_ENDED
+            assert ended.end_reason == call_pb2.END_REASON_FAILED
+    finally:
+        await alice_peer.close()
+        await bob_peer.close()

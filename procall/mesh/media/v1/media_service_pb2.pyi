@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from procall.mesh.media.v1 import media_pb2 as _media_pb2
 import builtins as _builtins
 import sys
@@ -225,22 +227,30 @@ class GetLoadResponse(_message.Message):
     BRIDGES_FIELD_NUMBER: _builtins.int
     LEGS_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    BRIDGE_IDS_FIELD_NUMBER: _builtins.int
     bridges: _builtins.int
     """Open bridges."""
     legs: _builtins.int
     """Open legs."""
     capacity: _builtins.int
     """Declared capacity in concurrent calls."""
+    @_builtins.property
+    def bridge_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the open bridges (a UCServer that saw a call's bridge and no longer finds it
+        knows the call's media ended: a peer went away).
+        """
+
     def __init__(
         self,
         *,
         bridges: _builtins.int = ...,
         legs: _builtins.int = ...,
         capacity: _builtins.int = ...,
+        bridge_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridges", b"bridges", "capacity", b"capacity", "legs", b"legs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bridge_ids", b"bridge_ids", "bridges", b"bridges", "capacity", b"capacity", "legs", b"legs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
