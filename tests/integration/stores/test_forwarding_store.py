@@ -10,13 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Index, Table
-from sqlalchemy.engine import Connection
 
 from procall.calls.forwarding import (
     ForwardingCondition,
@@ -28,10 +23,10 @@ from procall.calls.forwarding import (
 )
 from procall.errors import FailedPrecondition, Unavailable
 from procall.launch.redis import free_port
-from procall.storage.sql import SqlDatabase, current_revision, head_revision, upgrade_to_head
+from procall.storage.sql import SqlDatabase
 from procall.storage.sql.forwarding import SqlForwardingStore, call_forwarding
-from procall.storage.sql.migrate import load_all_tables, migration_sql
-from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases
+from procall.storage.sql.migrate import migration_sql
+from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases, check_migration
 from tests.unit.calls.forwarding_fakes import (
     FakeDelegations,
     FakeReachability,
@@ -157,33 +152,9 @@ async def test_a_database_that_does_not_answer_is_unavailable() -> None:
 # -- the schema ---------------------------------------------------------------------------------
 
 
-def _table_of(difference: Any) -> str | None:
-    if isinstance(difference, list):
-        return _table_of(difference[0])
-    for item in difference:
-        if isinstance(item, Table):
-            return item.name
-        if isinstance(item, Index) and item.table is not None:
-            return item.table.name
-    return difference[2] if len(difference) > 2 and isinstance(difference[2], str) else None
-
-
-def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
-    found = compare_metadata(context, load_all_tables())
-    return [d for d in found if _table_of(d) == call_forwarding.name]
-
-
 async def _check_upgrade(url: str) -> None:
-    database = SqlDatabase(url, name="chat and journal database")
-    try:
-        await upgrade_to_head(database)
-        assert await current_revision(database) == head_revision()
-        async with database.connect() as connection:
-            # the migration builds exactly the table forwarding.py declares
-            assert await connection.run_sync(_differences) == []
-    finally:
-        await database.dispose()
+    # the migration builds exactly the table the store module declares
+    await check_migration(url, call_forwarding.name, "chat and journal database")
 
 
 async def test_upgrade_empty_sqlite_to_head(tmp_path: Path) -> None:

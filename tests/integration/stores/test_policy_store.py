@@ -11,7 +11,7 @@ import pytest
 from procall.policies import ClientFeature, ClientPolicy, PolicyStore, SubjectKind
 from procall.storage.sql.engine import SqlDatabase
 from procall.storage.sql.policies import SqlPolicyStore, client_policies
-from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases
+from tests.helpers.sql_stores import SQL_BACKENDS, MigratedDatabases, check_migration
 from tests.unit.policies.fakes import MemoryPolicyStore
 
 DATABASES = MigratedDatabases("policy_tests", client_policies.name)
@@ -66,3 +66,11 @@ async def test_concurrent_writers_of_one_version_have_one_winner(store: PolicySt
         )
     )
     assert sorted(results) == [False, False, True]
+
+
+async def test_the_migration_builds_the_declared_table(tmp_path: Path) -> None:
+    await check_migration(
+        f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}",
+        client_policies.name,
+        "configuration database",
+    )
