@@ -19,34 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from procall.api.directory.v1 import directory_pb2
-from procall.api.directory.v1 import directory_service_pb2 as directory_pb
-from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.bench.calls_loadgen import SETUP_UNARY_CALLS, UNARY_CALLS_WITH_MEDIA
 from procall.bench.chat import summarize_profile
+from procall.bench.setup import PASSWORD, bench_config, create_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = ["TARGETS", "format_result", "run_calls_bench"]
 
-PASSWORD = "bench-password"
-_HOMES = ("ucserver-1", "ucserver-2")
-#: Seconds one setup call (creating a user) may take.
-_SETUP_TIMEOUT = 60.0
 #: The issue's targets on this machine: ringing at the callee p99, first audio frame p50 (ms).
 TARGETS = {"ringing_p99_ms": 20.0, "first_audio_p50_ms": 300.0}
-#: The [limits] of a benchmark's servers: one host plays every client.
-_BENCH_LIMITS: dict[str, str | int | float | bool] = {
-    "source_rate": 1e9,
-    "source_burst": 1e9,
-    "user_rate": 1e9,
-    "user_burst": 1e9,
-}
 
 
 def _progress(message: str) -> None:
@@ -57,35 +43,9 @@ def _quiet(message: str) -> None:
     pass
 
 
-async def _create_users(
-    open_channel: Callable[[], grpc.aio.Channel], pairs: int
-) -> list[tuple[dict[str, str], ...]]:
-    """Each pair's caller (homed on ucserver-1) and callee (homed on ucserver-2)."""
-    made: dict[tuple[int, int], dict[str, str]] = {}
-    gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with open_channel() as channel:
-        stub = directory_grpc.DirectoryServiceStub(channel)
-
-        async def create(pair: int, side: int) -> None:
-            username = f"{('caller', 'callee')[side]}{pair:04d}"
-            async with gate:
-                reply = await stub.CreateUser(
-                    directory_pb.CreateUserRequest(
-                        user=directory_pb2.User(
-                            username=username, display_name=username, home_server_id=_HOMES[side]
-                        ),
-                        password=PASSWORD,
-                    ),
-                    timeout=_SETUP_TIMEOUT,
-                )
-            made[pair, side] = {
-                "username": username,
-                "user_id": reply.user.user_id,
-                "home": _HOMES[side],
-            }
-
-        await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
-    return [(made[p, 0], made[p, 1]) for p in range(pairs)]
+def _name(pair: int, side: int) -> tuple[str, str]:
+    username = f"{('caller', 'callee')[side]}{pair:04d}"
+    return username, username
 
 
 def _py_spy() -> str | None:
@@ -163,17 +123,7 @@ def run_calls_bench(
             media_servers=2,
             on_line=lambda _: None,
             seed_demo=False,
-            extra_config={
-                "auth": {"license_pool_size": 2 * pairs + 10},
-                "media": {"host_addresses": ["127.0.0.1"]},
-                "directory": {
-                    "argon2_time_cost": 1,
-                    "argon2_memory_kib": 1024,
-                    "argon2_parallelism": 1,
-                    "max_failed_logins": 1_000_000,
-                },
-                "limits": _BENCH_LIMITS,
-            },
+            extra_config=bench_config(2 * pairs + 10, media={"host_addresses": ["127.0.0.1"]}),
         )
         say("starting the DataCenter")
         center.start()
@@ -181,7 +131,7 @@ def run_calls_bench(
             address = {e.name: e.address for e in center.endpoints}
             say(f"creating {2 * pairs} users")
             try:
-                made = asyncio.run(_create_users(center.operator_channel, pairs))
+                made = asyncio.run(create_pairs(center.operator_channel, pairs, _name))
             except grpc.aio.AioRpcError as error:
                 raise DataCenterError(f"creating the users failed: {error.details()}") from None
             pids = {

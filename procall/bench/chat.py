@@ -27,62 +27,18 @@ from typing import Any, Literal
 
 import grpc
 
-from procall.api.directory.v1 import directory_pb2
-from procall.api.directory.v1 import directory_service_pb2 as directory_pb
-from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.bench.setup import PASSWORD, bench_config, create_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
 
-#: Seconds one setup call (creating a user) may take.
-_SETUP_TIMEOUT = 60.0
-
-#: The [limits] of a benchmark's servers: one host plays thousands of clients.
-_BENCH_LIMITS: dict[str, str | int | float | bool] = {
-    "source_rate": 1e9,
-    "source_burst": 1e9,
-    "user_rate": 1e9,
-    "user_burst": 1e9,
-}
-
 __all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
 
-PASSWORD = "bench-password"
 #: Where the chat database lives.
 Database = Literal["sqlite", "postgres"]
-_HOMES = ("ucserver-1", "ucserver-2")
 
 
-async def _create_users(
-    open_channel: Callable[[], grpc.aio.Channel], pairs: int
-) -> list[tuple[dict[str, str], ...]]:
-    """Both members of each pair: the first homed on ucserver-1, the second on ucserver-2."""
-    made: dict[tuple[int, int], dict[str, str]] = {}
-    gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
-    async with open_channel() as channel:
-        stub = directory_grpc.DirectoryServiceStub(channel)
-
-        async def create(pair: int, side: int) -> None:
-            username = f"c{pair:05d}{'ab'[side]}"
-            async with gate:
-                reply = await stub.CreateUser(
-                    directory_pb.CreateUserRequest(
-                        user=directory_pb2.User(
-                            username=username,
-                            display_name=f"Chat {pair}{'ab'[side]}",
-                            home_server_id=_HOMES[side],
-                        ),
-                        password=PASSWORD,
-                    ),
-                    timeout=_SETUP_TIMEOUT,
-                )
-            made[pair, side] = {
-                "username": username,
-                "user_id": reply.user.user_id,
-                "home": _HOMES[side],
-            }
-
-        await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
-    return [(made[p, 0], made[p, 1]) for p in range(pairs)]
+def _name(pair: int, side: int) -> tuple[str, str]:
+    return f"c{pair:05d}{'ab'[side]}", f"Chat {pair}{'ab'[side]}"
 
 
 def _progress(message: str) -> None:
@@ -172,18 +128,7 @@ def _run(
         media_servers=1,
         on_line=lambda _: None,
         seed_demo=False,
-        extra_config={
-            "database": {"chat_url": plan.chat_url},
-            "auth": {"license_pool_size": 2 * conversations + 10},
-            "directory": {
-                "argon2_time_cost": 1,
-                "argon2_memory_kib": 1024,
-                "argon2_parallelism": 1,
-                "max_failed_logins": 1_000_000,
-            },
-            # every simulated client connects from this one host, as fast as it can
-            "limits": _BENCH_LIMITS,
-        },
+        extra_config=bench_config(2 * conversations + 10, database={"chat_url": plan.chat_url}),
     )
     say("starting the DataCenter")
     center.start()
@@ -191,7 +136,7 @@ def _run(
         address = {e.name: e.address for e in center.endpoints}
         say(f"creating {2 * conversations} users")
         try:
-            pairs = asyncio.run(_create_users(center.operator_channel, conversations))
+            pairs = asyncio.run(create_pairs(center.operator_channel, conversations, _name))
         except grpc.aio.AioRpcError as error:
             raise DataCenterError(f"creating the users failed: {error.details()}") from None
         pids = {e.name: e.pid for e in center.endpoints if e.pid}

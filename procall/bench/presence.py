@@ -24,22 +24,10 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.bench.setup import PASSWORD, SETUP_TIMEOUT, bench_config
 from procall.launch.datacenter import DataCenter, DataCenterError
 
-#: The [limits] of a benchmark's servers: one host plays thousands of clients.
-_BENCH_LIMITS: dict[str, str | int | float | bool] = {
-    "source_rate": 1e9,
-    "source_burst": 1e9,
-    "user_rate": 1e9,
-    "user_burst": 1e9,
-}
-
 __all__ = ["run_presence_bench"]
-
-#: Seconds one setup call (creating a user) may take.
-_SETUP_TIMEOUT = 60.0
-
-PASSWORD = "bench-password"
 
 
 async def _create_users(
@@ -60,7 +48,7 @@ async def _create_users(
                         ),
                         password=PASSWORD,
                     ),
-                    timeout=_SETUP_TIMEOUT,
+                    timeout=SETUP_TIMEOUT,
                 )
             users.append((reply.user.username, reply.user.user_id, home))
 
@@ -80,17 +68,7 @@ def run_presence_bench(
             media_servers=1,
             on_line=lambda _: None,
             seed_demo=False,
-            extra_config={
-                "auth": {"license_pool_size": clients + 10},
-                "directory": {
-                    "argon2_time_cost": 1,
-                    "argon2_memory_kib": 1024,
-                    "argon2_parallelism": 1,
-                    "max_failed_logins": 1_000_000,
-                },
-                # every simulated client connects from this one host, as fast as it can
-                "limits": _BENCH_LIMITS,
-            },
+            extra_config=bench_config(clients + 10),
         )
         center.start()
         try:

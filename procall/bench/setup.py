@@ -1,0 +1,86 @@
+"""What every benchmark's DataCenter shares: servers that let one host play every client
+(no rate limits, cheap password hashing) and the users the load generators log in as."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import grpc
+
+from procall.api.directory.v1 import directory_pb2
+from procall.api.directory.v1 import directory_service_pb2 as directory_pb
+from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+
+__all__ = ["HOMES", "PASSWORD", "SETUP_TIMEOUT", "bench_config", "create_pairs"]
+
+#: The password of every benchmark user.
+PASSWORD = "bench-password"
+#: Seconds one setup call (creating a user) may take.
+SETUP_TIMEOUT = 60.0
+#: Where the two users of a pair are homed: one on each UCServer.
+HOMES = ("ucserver-1", "ucserver-2")
+
+Section = dict[str, str | int | float | bool | list[str]]
+
+#: The [limits] of a benchmark's servers: one host plays every client, as fast as it can.
+_BENCH_LIMITS: Section = {
+    "source_rate": 1e9,
+    "source_burst": 1e9,
+    "user_rate": 1e9,
+    "user_burst": 1e9,
+}
+#: The [directory] of a benchmark: cheap hashing, no login throttling.
+_FAST_DIRECTORY: Section = {
+    "argon2_time_cost": 1,
+    "argon2_memory_kib": 1024,
+    "argon2_parallelism": 1,
+    "max_failed_logins": 1_000_000,
+}
+
+
+def bench_config(licenses: int, **sections: Section) -> dict[str, Section]:
+    """A benchmark DataCenter's ``extra_config``: ``licenses`` in the pool, the servers
+    opened up for one host, and ``sections`` on top."""
+    return {
+        "auth": {"license_pool_size": licenses},
+        "directory": dict(_FAST_DIRECTORY),
+        "limits": dict(_BENCH_LIMITS),
+        **sections,
+    }
+
+
+async def create_pairs(
+    open_channel: Callable[[], grpc.aio.Channel],
+    pairs: int,
+    name: Callable[[int, int], tuple[str, str]],
+) -> list[tuple[dict[str, str], ...]]:
+    """Both users of each pair, the first homed on ucserver-1, the second on ucserver-2;
+    ``name(pair, side)`` gives the username and display name."""
+    made: dict[tuple[int, int], dict[str, str]] = {}
+    gate = asyncio.Semaphore(4)  # SQLite takes one writer at a time
+    async with open_channel() as channel:
+        stub = directory_grpc.DirectoryServiceStub(channel)
+
+        async def create(pair: int, side: int) -> None:
+            username, display_name = name(pair, side)
+            async with gate:
+                reply = await stub.CreateUser(
+                    directory_pb.CreateUserRequest(
+                        user=directory_pb2.User(
+                            username=username,
+                            display_name=display_name,
+                            home_server_id=HOMES[side],
+                        ),
+                        password=PASSWORD,
+                    ),
+                    timeout=SETUP_TIMEOUT,
+                )
+            made[pair, side] = {
+                "username": username,
+                "user_id": reply.user.user_id,
+                "home": HOMES[side],
+            }
+
+        await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
+    return [(made[p, 0], made[p, 1]) for p in range(pairs)]
