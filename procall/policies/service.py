@@ -1,11 +1,12 @@
 """The client policy use cases: administrators read and write them, servers ask what a
-user's clients may use (answers kept for a few seconds: a change reaches every server
-within ``cache_seconds``, at once on the server that wrote it)."""
+user's clients may use (from memory, refreshed in the background: a change reaches every
+server within about ``cache_seconds``, at once on the server that wrote it)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from procall.clock import Clock
 from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unavailable
@@ -30,13 +31,23 @@ class ClientPolicies:
         clock: Clock,
         monotonic: Callable[[], float],
         cache_seconds: float = 5.0,
+        groups_seconds: float = 60.0,
     ) -> None:
+        """Every policy is read again ``cache_seconds`` after the last reading (one query for
+        all of them: there are few); a user's groups ``groups_seconds`` after."""
         self._store = store
         self._groups = groups
         self._clock = clock
         self._monotonic = monotonic
         self._cache_seconds = cache_seconds
-        self._denied: dict[str, tuple[frozenset[ClientFeature], float]] = {}
+        self._groups_seconds = groups_seconds
+        #: Every stored policy by subject, and until when it is fresh (None: never read).
+        self._policies: dict[tuple[SubjectKind, str], ClientPolicy] | None = None
+        self._policies_until = 0.0
+        #: Each user's group ids, and until when they are fresh.
+        self._group_ids: dict[str, tuple[tuple[str, ...], float]] = {}
+        #: Background refreshes under way (their tasks kept alive here).
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
 
     # -- administrators -----------------------------------------------------------------
 
@@ -80,7 +91,8 @@ class ClientPolicies:
                 "read it again",
                 metadata={"subject_id": subject_id},
             )
-        self._denied.clear()  # this server sees its own change at once
+        if self._policies is not None:  # this server sees its own change at once
+            self._policies[(kind, subject_id)] = policy
         return policy
 
     async def list_all(self) -> list[ClientPolicy]:
@@ -90,28 +102,63 @@ class ClientPolicies:
     # -- the servers' check ---------------------------------------------------------------
 
     async def denied(self, user_id: str) -> frozenset[ClientFeature]:
-        """What ``user_id``'s clients may not use."""
+        """What ``user_id``'s clients may not use.
+
+        Answered from memory: the policies and the user's groups are read again in the
+        background once old (one refresh of each at a time), so that no request waits for
+        the database or the Directory. Only the first question (of a server, of a user)
+        waits. While either is away the last answers stand; a user never asked about is
+        denied nothing.
+        """
         now = self._monotonic()
-        cached = self._denied.get(user_id)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        if self._policies is None:
+            await self._load_policies()
+        elif self._policies_until <= now:
+            self._in_background("policies", self._load_policies)
+        known = self._group_ids.get(user_id)
+        if known is None:
+            await self._load_groups(user_id)
+        elif known[1] <= now:
+            self._in_background(f"groups:{user_id}", lambda: self._load_groups(user_id))
+        policies = self._policies or {}
+        groups = self._group_ids.get(user_id, ((), 0.0))[0]
+        return denied_for(
+            policies.get((SubjectKind.USER, user_id)),
+            [p for g in groups if (p := policies.get((SubjectKind.GROUP, g))) is not None],
+        )
+
+    def _in_background(self, key: str, refresh: Callable[[], Awaitable[None]]) -> None:
+        if key in self._refreshing:
+            return
+
+        async def run() -> None:
+            try:
+                await refresh()
+            finally:
+                self._refreshing.pop(key, None)
+
+        self._refreshing[key] = asyncio.create_task(run(), name=f"policy-{key}")
+
+    async def _load_policies(self) -> None:
         try:
-            groups = list(await self._groups.group_ids_of(user_id))
-            subjects = [(SubjectKind.USER, user_id)] + [(SubjectKind.GROUP, g) for g in groups]
-            policies = await self._store.get_many(subjects)
+            found = await self._store.list_all()
         except Unavailable as error:
-            # the rest keeps working while the Directory or the configuration database is
-            # away: the last answer known for the user stands, else nothing is denied
-            _log.warning("client policy of %s unknown (%s)", user_id, error.message)
-            known = cached[0] if cached is not None else frozenset()
-            self._denied[user_id] = (known, now + self._cache_seconds)
-            return known
-        own = next((p for p in policies if p.kind is SubjectKind.USER), None)
-        denied = denied_for(own, [p for p in policies if p.kind is SubjectKind.GROUP])
-        if len(self._denied) >= _CACHED_USERS:
-            self._denied.clear()
-        self._denied[user_id] = (denied, now + self._cache_seconds)
-        return denied
+            _log.warning("client policies not read (%s): the last ones stand", error.message)
+            self._policies = self._policies or {}
+        else:
+            self._policies = {(p.kind, p.subject_id): p for p in found}
+        self._policies_until = self._monotonic() + self._cache_seconds
+
+    async def _load_groups(self, user_id: str) -> None:
+        known = self._group_ids.get(user_id)
+        try:
+            groups = tuple(await self._groups.group_ids_of(user_id))
+        except Unavailable as error:
+            _log.warning("groups of %s not read (%s)", user_id, error.message)
+            groups = known[0] if known is not None else ()
+        if len(self._group_ids) >= _CACHED_USERS:
+            self._group_ids.clear()
+        self._group_ids[user_id] = (groups, self._monotonic() + self._groups_seconds)
 
     async def allowed(self, user_id: str) -> list[ClientFeature]:
         """What ``user_id``'s clients may use (what the client is told)."""
