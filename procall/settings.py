@@ -352,6 +352,10 @@ class MediaSettings:
     #: them (``procall.media.MediaConfig.host_addresses = None``). Set the media addresses
     #: clients reach; ``["127.0.0.1"]`` keeps media on loopback (tests). No STUN/TURN is used.
     host_addresses: list[str] = field(default_factory=list)
+    #: Whether the process's CPU use counts in the load sent to the Lookup (a busy core
+    #: makes the server look fuller than its calls alone). Turn it off where the process's
+    #: CPU figure says nothing about this server, for example several servers in one process.
+    cpu_in_load: bool = True
 
 
 @dataclass

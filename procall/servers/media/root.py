@@ -41,7 +41,7 @@ async def build_media(settings: Settings) -> ServerApp:
             settings.media.capacity,
             calls,
             legs=lambda: bridges.load().legs,
-            cpu_percent=CpuGauge(),
+            cpu_percent=CpuGauge() if settings.media.cpu_in_load else None,
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)

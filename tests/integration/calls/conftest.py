@@ -49,6 +49,8 @@ async def media_servers(
         settings.server.server_id = server_id
         settings.lookup.address = system.lookup.mesh_address
         settings.media.host_addresses = ["127.0.0.1"]
+        # both servers run in the test process: its CPU figure would weigh on each at random
+        settings.media.cpu_in_load = False
         started[server_id] = await start_app("media", settings)
 
     async def registered() -> bool:
