@@ -14,10 +14,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from procall.chat.confirmations import ConfirmBatcher
 from procall.chat.conversations import page_limit
 from procall.chat.members import Membership
 from procall.chat.model import ChatMessage, ReadMarker
-from procall.chat.ports import ChatEventSink, ChatState, MessageStore, MessageWrites, TypingNotice
+from procall.chat.ports import (
+    Allocation,
+    ChatEventSink,
+    ChatState,
+    MessageStore,
+    MessageWrites,
+    SendConfirmation,
+    TypingNotice,
+)
 from procall.chat.validation import check_id, check_query, check_request_id, check_text
 from procall.errors import InvalidArgument, Unavailable
 from procall.paging import (
@@ -59,6 +68,7 @@ class Messaging:
     ) -> None:
         self._messages = messages
         self._state = state
+        self._confirmations = ConfirmBatcher(state)
         self._membership = membership
         self._writes = writes
         self._events = events
@@ -67,14 +77,61 @@ class Messaging:
         self.limits = limits or MessagingLimits()
 
     async def send(
-        self, caller: str, conversation_id: str, text: str, request_id: str
+        self,
+        caller: str,
+        conversation_id: str,
+        text: str,
+        request_id: str,
+        session_id: str = "",
     ) -> ChatMessage:
-        """Store (or durably queue) a message and deliver it; idempotent per request id."""
+        """Store (or durably queue) a message and deliver it; idempotent per request id.
+
+        ``session_id`` is the sending session: it gets the message in the reply, so it is
+        left out of the delivery (the caller's other sessions get it).
+        """
         conversation_id = check_id(conversation_id, "conversation_id")
         text = check_text(text)
         request_id = check_request_id(request_id)
-        member_ids = await self._membership.require_member(caller, conversation_id)
         ttl = self.limits.request_ttl
+        member_ids, allocation = await self._allocate(caller, conversation_id, request_id, ttl)
+        message = ChatMessage(
+            conversation_id, allocation.message_id, caller, text, allocation.created_at, request_id
+        )
+        if allocation.duplicate and allocation.persisted:
+            # the first send was stored, but its server may have died before the event left
+            # it: announce again (clients drop a message id they already have)
+            stored = await self._first_send(message)
+            await self._events.message_created(member_ids, stored, session_id)
+            return stored
+        await self._writes.write([message])
+        others = tuple(m for m in member_ids if m != caller)
+        try:
+            # sends stored by one group commit confirm together (one Redis call)
+            await self._confirmations.confirm(
+                SendConfirmation(conversation_id, caller, request_id, ttl, others)
+            )
+        except Unavailable:  # stored all the same; counters are rebuilt from SQL
+            _log.debug("Redis unavailable after storing message %s", message.message_id)
+        await self._events.message_created(member_ids, message, session_id)
+        return message
+
+    async def _allocate(
+        self, caller: str, conversation_id: str, request_id: str, ttl: float
+    ) -> tuple[tuple[str, ...], Allocation]:
+        """The members (after checking that ``caller`` is one) and the send's id.
+
+        Usually one Redis call checks the cached members and allocates; a cache that
+        lacks the members or the caller, or a lost sequence, takes the long way (SQL).
+        """
+        try:
+            checked = await self._state.allocate_as_member(
+                conversation_id, caller, request_id, self._clock(), ttl
+            )
+        except Unavailable:
+            checked = None  # the long way says why: not a member, or Redis unavailable
+        if checked is not None and checked.members is not None and checked.allocation is not None:
+            return checked.members, checked.allocation
+        member_ids = await self._membership.require_member(caller, conversation_id)
         allocation = await self._state.allocate(
             conversation_id, caller, request_id, self._clock(), None, ttl
         )
@@ -92,23 +149,7 @@ class Messaging:
                 conversation_id, caller, request_id, self._clock(), seed, ttl
             )
             assert allocation is not None, "a seeded allocation always succeeds"
-        message = ChatMessage(
-            conversation_id, allocation.message_id, caller, text, allocation.created_at, request_id
-        )
-        if allocation.duplicate and allocation.persisted:
-            # the first send was stored, but its server may have died before the event left
-            # it: announce again (clients drop a message id they already have)
-            stored = await self._first_send(message)
-            await self._events.message_created(member_ids, stored)
-            return stored
-        await self._writes.write([message])
-        try:
-            others = [m for m in member_ids if m != caller]
-            await self._state.confirm(conversation_id, caller, request_id, ttl, others)
-        except Unavailable:  # stored all the same; counters are rebuilt from SQL
-            _log.debug("Redis unavailable after storing message %s", message.message_id)
-        await self._events.message_created(member_ids, message)
-        return message
+        return member_ids, allocation
 
     async def _first_send(self, retried: ChatMessage) -> ChatMessage:
         """What the first send of a retried request stored (its text wins)."""

@@ -14,8 +14,10 @@ __all__ = [
     "ChatEventSink",
     "ChatState",
     "ConversationStore",
+    "MemberAllocation",
     "MessageStore",
     "MessageWrites",
+    "SendConfirmation",
     "UserDirectory",
     "TypingNotice",
 ]
@@ -113,6 +115,31 @@ class Allocation:
     persisted: bool
 
 
+@dataclass(frozen=True)
+class MemberAllocation:
+    """What one step of a send learned from the shared state: the cached members and,
+    when the sender is one of them, the message id."""
+
+    #: The cached members in join order; None when they are not cached.
+    members: tuple[str, ...] | None
+    #: The id for the send; None when the members are not cached, the sender is not
+    #: among them, or the conversation's sequence is unknown (nothing was allocated).
+    allocation: Allocation | None
+
+
+@dataclass(frozen=True)
+class SendConfirmation:
+    """One send stored or durably queued (see ``ChatState.confirm``)."""
+
+    conversation_id: str
+    sender_id: str
+    request_id: str
+    #: Seconds the request id stays remembered (for a record without a lifetime).
+    request_ttl: float
+    #: Members whose unread counter (where known) counts the message.
+    unread_for: tuple[str, ...] = ()
+
+
 class ChatState(Protocol):
     """The volatile, shared chat state (Redis): id sequences, member cache, unread, typing.
 
@@ -133,6 +160,18 @@ class ChatState(Protocol):
         unknown (a Redis restart) and no ``seed`` (the newest stored id) was given."""
         ...
 
+    async def allocate_as_member(
+        self,
+        conversation_id: str,
+        sender_id: str,
+        request_id: str,
+        now: float,
+        request_ttl: float,
+    ) -> MemberAllocation:
+        """``allocate`` (without a seed) in the same step as the membership check against
+        the cached members: nothing is allocated unless the sender is a cached member."""
+        ...
+
     async def confirm(
         self,
         conversation_id: str,
@@ -143,6 +182,10 @@ class ChatState(Protocol):
     ) -> None:
         """Record that the send of this request id is stored or durably queued, and — the
         first time only — count the message unread for ``unread_for`` (where known)."""
+        ...
+
+    async def confirm_many(self, confirmations: Sequence[SendConfirmation]) -> None:
+        """``confirm`` for several sends at once (the sends of one group commit)."""
         ...
 
     async def ensure_sequence(self, conversation_id: str, at_least: int) -> None:
@@ -192,8 +235,11 @@ class TypingNotice:
 class ChatEventSink(Protocol):
     """Delivers chat events to the live sessions of users, wherever they are homed."""
 
-    async def message_created(self, user_ids: Sequence[str], message: ChatMessage) -> None:
-        """A new message."""
+    async def message_created(
+        self, user_ids: Sequence[str], message: ChatMessage, except_session: str = ""
+    ) -> None:
+        """A new message, to every session of the users except ``except_session`` (the
+        sending session, which has the message in its reply)."""
         ...
 
     async def read_receipt(self, user_ids: Sequence[str], marker: ReadMarker) -> None:

@@ -213,11 +213,12 @@ class SessionHub(Generic[P]):
         """Users with at least one live session here."""
         return set(self._by_user)
 
-    async def deliver(self, user_ids: Iterable[str], payload: P) -> int:
-        """Append ``payload`` to every session of the given users; returns how many got it."""
-        return self.deliver_nowait(user_ids, payload)
+    async def deliver(self, user_ids: Iterable[str], payload: P, except_session: str = "") -> int:
+        """Append ``payload`` to every session of the given users but ``except_session``
+        (a sender's own session); returns how many got it."""
+        return self.deliver_nowait(user_ids, payload, except_session)
 
-    def deliver_nowait(self, user_ids: Iterable[str], payload: P) -> int:
+    def deliver_nowait(self, user_ids: Iterable[str], payload: P, except_session: str = "") -> int:
         """``deliver`` without awaiting: one append per session, no task switch."""
         now = self._clock()
         count = 0
@@ -229,6 +230,8 @@ class SessionHub(Generic[P]):
                 # meanwhile (a login racing the move) gets it too
                 self._deliver_moved(user_id, payload)
             for session_id in self._by_user.get(user_id, ()):
+                if session_id == except_session:
+                    continue
                 session = sessions[session_id]
                 if key is not None:
                     if key in session.seen:

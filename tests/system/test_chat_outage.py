@@ -429,10 +429,16 @@ async def world(center: DataCenter) -> AsyncIterator[World]:
     addresses = {name: _address(center, name) for name in (STEADY, KILLED)}
     ids = await _create_users(center, _address(center, "directory"))
     users = {name: Account(name, ids[name], HOMES[name], addresses, stats) for name in HOMES}
-    made = World(addresses, users, {name: Receiver(a) for name, a in users.items()}, stats)
+    # each user's receiving client is a session of its own: the sending session gets its
+    # messages in the replies, not as events, while the user's other sessions get them all
+    receivers = {
+        name: Receiver(Account(name, ids[name], HOMES[name], addresses, stats)) for name in HOMES
+    }
+    made = World(addresses, users, receivers, stats)
     yield made
     for receiver in made.receivers.values():
         await receiver.close()
+        await receiver.account.close()
     for account in users.values():
         await account.close()
 

@@ -149,8 +149,9 @@ SURFACE: dict[str, set[str]] = {
         "MAX_GROUP_MEMBERS", "MAX_REQUEST_ID_CHARS", "MAX_TEXT_BYTES", "MAX_TITLE_CHARS",
         "Allocation", "ChatEventSink", "ChatMessage", "ChatState", "Conversation",
         "ConversationKind", "ConversationStore", "Conversations", "MemberConversation",
-        "Membership", "MessageStore", "MessageWrites", "Messaging", "MessagingLimits",
-        "ReadMarker", "TypingNotice", "UserCheck", "UserDirectory", "direct_conversation_id",
+        "MemberAllocation", "Membership", "MessageStore", "MessageWrites", "Messaging",
+        "MessagingLimits", "ReadMarker", "SendConfirmation", "TypingNotice", "UserCheck",
+        "UserDirectory", "direct_conversation_id",
     },
     "procall.directory": {
         "USER_MUTABLE_FIELDS", "Account", "Authenticator", "BackendInfo", "BackendKind",
@@ -320,7 +321,7 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "model": ("model",),
         "ports": ("ports",),
         "use_cases": ("conversations", "members", "messaging"),
-        "internal": ("validation",),
+        "internal": ("confirmations", "validation"),
     },
     "procall.config": {
         "model": ("model", "registry"),

@@ -36,11 +36,14 @@ class PeerEventDispatcher:
         self._presence = presence
         self._calls = calls
 
-    async def __call__(self, recipients: Sequence[str], event: session_pb2.Event) -> None:
-        """Deliver one event from a peer (``recipients`` are users homed here)."""
+    async def __call__(
+        self, recipients: Sequence[str], event: session_pb2.Event, except_session: str = ""
+    ) -> None:
+        """Deliver one event from a peer (``recipients`` are users homed here; all their
+        sessions but ``except_session``)."""
         if event.HasField("presence_changed"):
             await self._presence(event)
         elif self._calls is not None and event.HasField("call_changed"):
             await self._calls(recipients, event)
         else:
-            await self._hub.deliver(recipients, event)
+            await self._hub.deliver(recipients, event, except_session)

@@ -73,6 +73,7 @@ class _Pending(NamedTuple):
     sequence: int
     recipients: Sequence[str]
     event: session_pb2.Event
+    except_session: str = ""
 
 
 class PeerLink:
@@ -108,9 +109,12 @@ class PeerLink:
         """Deliveries sent or queued but not yet acknowledged."""
         return len(self._backlog)
 
-    def send(self, recipients: Sequence[str], event: session_pb2.Event) -> None:
-        """Queue an event for users homed on the peer (``event`` must not change after)."""
-        self._backlog.append(_Pending(self._next, tuple(recipients), event))
+    def send(
+        self, recipients: Sequence[str], event: session_pb2.Event, except_session: str = ""
+    ) -> None:
+        """Queue an event for users homed on the peer (``event`` must not change after),
+        for all their sessions but ``except_session``."""
+        self._backlog.append(_Pending(self._next, tuple(recipients), event, except_session))
         self._next += 1
         if len(self._backlog) > MAX_BACKLOG:
             dropped = self._backlog.popleft()
@@ -211,6 +215,8 @@ class PeerLink:
             delivery.sequence = item.sequence
             delivery.recipient_user_ids.extend(item.recipients)
             delivery.event.CopyFrom(item.event)
+            if item.except_session:
+                delivery.except_session_id = item.except_session
             return request, item.sequence
         batch = request.delivery_batch.deliveries
         size = 0
@@ -221,6 +227,8 @@ class PeerLink:
             delivery = batch.add(sequence=item.sequence)
             delivery.recipient_user_ids.extend(item.recipients)
             delivery.event.CopyFrom(item.event)
+            if item.except_session:
+                delivery.except_session_id = item.except_session
             last = item.sequence
             size += item.event.ByteSize()
             if size >= MAX_BATCH_BYTES:
@@ -386,12 +394,19 @@ class PeerLinks:
         """The UCServers this one has a link to."""
         return list(self.links)
 
-    def send(self, server_id: str, recipients: Sequence[str], event: session_pb2.Event) -> bool:
-        """Queue an event for users homed on ``server_id``; False when it is not live."""
+    def send(
+        self,
+        server_id: str,
+        recipients: Sequence[str],
+        event: session_pb2.Event,
+        except_session: str = "",
+    ) -> bool:
+        """Queue an event for users homed on ``server_id`` (all their sessions but
+        ``except_session``); False when it is not live."""
         link = self.links.get(server_id)
         if link is None:
             return False
-        link.send(recipients, event)
+        link.send(recipients, event, except_session)
         return True
 
     async def stop(self) -> None:

@@ -48,8 +48,11 @@ class EventRouter:
         self._clock = clock
         self._homes: dict[str, tuple[str | None, float]] = {}
 
-    async def route(self, user_ids: Iterable[str], event: session_pb2.Event) -> None:
-        """Deliver ``event`` to every session of each user, once."""
+    async def route(
+        self, user_ids: Iterable[str], event: session_pb2.Event, except_session: str = ""
+    ) -> None:
+        """Deliver ``event`` to every session of each user, once, but ``except_session``
+        (wherever it lives)."""
         local: list[str] = []
         remote: list[str] = []
         for user_id in dict.fromkeys(user_ids):
@@ -62,14 +65,14 @@ class EventRouter:
                 continue  # no home, or homed here and not logged on: nothing to deliver
             by_server.setdefault(home, []).append(user_id)
         if local:
-            await self._hub.deliver(local, event)
+            await self._hub.deliver(local, event, except_session)
         unknown = by_server.pop(_UNKNOWN, [])
         for server_id, users in by_server.items():
-            if not self._links.send(server_id, users, event):
+            if not self._links.send(server_id, users, event, except_session):
                 unknown.extend(users)  # the home is not a live peer (yet): try every peer
         if unknown:
             for server_id in self._links.peer_ids():
-                self._links.send(server_id, unknown, event)
+                self._links.send(server_id, unknown, event, except_session)
 
     async def _home(self, user_id: str) -> str | None:
         now = self._clock()

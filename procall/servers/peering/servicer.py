@@ -37,7 +37,8 @@ ACK_EVERY = 128
 #: The optional protocol features this release understands (sent in every hello).
 FEATURES = (peer_pb.PEER_FEATURE_DELIVERY_BATCH,)
 
-DeliverySink = Callable[[Sequence[str], session_pb2.Event], Awaitable[None]]
+#: Takes one delivery: (recipients homed here, the event, a session left out or "").
+DeliverySink = Callable[[Sequence[str], session_pb2.Event, str], Awaitable[None]]
 #: Told of every peer's hello: (server id, the address it serves PeerService on).
 HelloObserver = Callable[[str, str], None]
 
@@ -128,7 +129,11 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
             last = 0
             for delivery in deliveries:
                 if delivery.sequence > self._applied.get(key, 0):
-                    await self._sink(list(delivery.recipient_user_ids), delivery.event)
+                    await self._sink(
+                        list(delivery.recipient_user_ids),
+                        delivery.event,
+                        delivery.except_session_id,
+                    )
                     self._applied[key] = delivery.sequence
                 last = delivery.sequence
                 unacked += 1

@@ -25,9 +25,12 @@ class ChatEvents:
     def __init__(self, router: EventRouter) -> None:
         self._router = router
 
-    async def message_created(self, user_ids: Sequence[str], message: ChatMessage) -> None:
-        """A new message, to every member (the sender's other clients included)."""
-        await self._router.route(user_ids, message_event(message))
+    async def message_created(
+        self, user_ids: Sequence[str], message: ChatMessage, except_session: str = ""
+    ) -> None:
+        """A new message, to every member's sessions but ``except_session`` (the sending
+        one, which has it in its reply; the sender's other clients get it)."""
+        await self._router.route(user_ids, message_event(message), except_session)
 
     async def read_receipt(self, user_ids: Sequence[str], marker: ReadMarker) -> None:
         """A member's read marker moved."""

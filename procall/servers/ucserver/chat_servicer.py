@@ -99,8 +99,13 @@ class ChatServicer(chat_grpc.ChatServiceServicer):
     async def SendMessage(
         self, request: chat_pb.SendMessageRequest, context: Context
     ) -> chat_pb.SendMessageResponse:
+        claims = current_claims()
         message = await self._messaging.send(
-            self._caller(context), request.conversation_id, request.text, request.request_id
+            claims.user_id,
+            request.conversation_id,
+            request.text,
+            request.request_id,
+            session_id=claims.session_id,
         )
         return chat_pb.SendMessageResponse(message=message_to_proto(message))
 

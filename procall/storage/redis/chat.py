@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
-from procall.chat.ports import Allocation
+from procall.chat.ports import Allocation, MemberAllocation, SendConfirmation
 from procall.errors import Unavailable
 
 __all__ = ["RedisChatState"]
@@ -62,6 +62,28 @@ local id = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], 'id', id, 'at', ARGV[1], 'ok', '0')
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {id, ARGV[1], '0', 0}
+"""
+
+# KEYS: members, seq, request; ARGV: sender, now (repr), request ttl (ms)
+# -> {0} members not cached; {1, members} the sender is not a cached member;
+#    {2, members} the sequence is unknown; else {3, members, id, at, ok, duplicate}.
+# The membership check of a send and its allocation in one round trip; nothing is
+# allocated for a sender the cache does not list (the caller asks SQL then).
+_ALLOCATE_AS_MEMBER = """
+local members = redis.call('GET', KEYS[1])
+if not members then return {0} end
+local found = false
+for _, member in ipairs(cjson.decode(members)) do
+  if member == ARGV[1] then found = true; break end
+end
+if not found then return {1, members} end
+local first = redis.call('HMGET', KEYS[3], 'id', 'at', 'ok')
+if first[1] then return {3, members, first[1], first[2], first[3], 1} end
+if not redis.call('GET', KEYS[2]) then return {2, members} end
+local id = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], 'id', id, 'at', ARGV[2], 'ok', '0')
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {3, members, id, ARGV[2], '0', 0}
 """
 
 # KEYS: request, unread; ARGV: request ttl (ms), unread ttl (ms), user ids...
@@ -142,6 +164,7 @@ class RedisChatState:
         self._members_ttl_ms = _ms(members_ttl)
         self._unread_ttl_ms = _ms(unread_ttl)
         self._allocate = redis.register_script(_ALLOCATE)
+        self._allocate_as_member = redis.register_script(_ALLOCATE_AS_MEMBER)
         self._confirm = redis.register_script(_CONFIRM)
         self._add_unread = redis.register_script(_ADD_UNREAD)
         self._ensure_sequence = redis.register_script(_ENSURE_SEQUENCE)
@@ -182,6 +205,43 @@ class RedisChatState:
             persisted=_text(persisted) == "1",
         )
 
+    async def allocate_as_member(
+        self,
+        conversation_id: str,
+        sender_id: str,
+        request_id: str,
+        now: float,
+        request_ttl: float,
+    ) -> MemberAllocation:
+        """The cached members and, when the sender is one of them and the sequence is
+        known, the send's message id (the first one's for a repeated request id): one
+        script, so a send costs one round trip here in the common case."""
+        base = _conversation(conversation_id)
+        try:
+            reply = await self._allocate_as_member(
+                keys=[
+                    base + "members",
+                    base + "seq",
+                    _request_key(conversation_id, sender_id, request_id),
+                ],
+                args=[sender_id, repr(float(now)), _ms(request_ttl)],
+            )
+        except (RedisError, OSError):
+            raise Unavailable.backend(_BACKEND) from None
+        if int(reply[0]) == 0:
+            return MemberAllocation(None, None)
+        members = tuple(str(member) for member in json.loads(reply[1]))
+        if int(reply[0]) != 3:
+            return MemberAllocation(members, None)
+        message_id, created_at, persisted, duplicate = reply[2:6]
+        allocation = Allocation(
+            message_id=int(message_id),
+            created_at=float(_text(created_at)),
+            duplicate=bool(int(duplicate)),
+            persisted=_text(persisted) == "1",
+        )
+        return MemberAllocation(members, allocation)
+
     async def confirm(
         self,
         conversation_id: str,
@@ -193,12 +253,41 @@ class RedisChatState:
         """Mark the send of this request id stored or durably queued (the record keeps
         its TTL; nothing happens when it is gone) and, on the first confirmation only,
         count the message unread for ``unread_for`` where their counters are known."""
-        base = _conversation(conversation_id)
+        await self.confirm_many(
+            [
+                SendConfirmation(
+                    conversation_id, sender_id, request_id, request_ttl, tuple(unread_for)
+                )
+            ]
+        )
+
+    async def confirm_many(self, confirmations: Sequence[SendConfirmation]) -> None:
+        """``confirm`` for several sends in one round trip: a pipeline of the single-slot
+        confirmation script, one call per send (loaded again after a Redis restart)."""
+        if not confirmations:
+            return
         try:
-            await self._confirm(
-                keys=[_request_key(conversation_id, sender_id, request_id), base + "unread"],
-                args=[_ms(request_ttl), self._unread_ttl_ms, *dict.fromkeys(unread_for)],
-            )
+            for attempt in (1, 2):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for item in confirmations:
+                        pipe.evalsha(
+                            self._confirm.sha,
+                            2,
+                            _request_key(item.conversation_id, item.sender_id, item.request_id),
+                            _conversation(item.conversation_id) + "unread",
+                            _ms(item.request_ttl),
+                            self._unread_ttl_ms,
+                            *dict.fromkeys(item.unread_for),
+                        )
+                    results = await pipe.execute(raise_on_error=False)
+                if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                    # Redis restarted: load the script again; confirming twice is harmless
+                    await self._redis.script_load(_CONFIRM)
+                    continue
+                failed = next((r for r in results if isinstance(r, Exception)), None)
+                if failed is not None:
+                    raise failed
+                return
         except (RedisError, OSError):
             raise Unavailable.backend(_BACKEND) from None
 

@@ -21,6 +21,7 @@ and only the missing rows are inserted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -62,8 +63,12 @@ _KEY_CHUNK = 300
 _m = chat_messages.c
 
 
+@functools.cache
 def bump_conversations() -> Any:
-    """Raise a conversation's newest id and last change (executed once per conversation)."""
+    """Raise a conversation's newest id and last change (executed once per conversation).
+
+    Built once: statements are immutable, and building one costs more than running it
+    from SQLAlchemy's compiled cache."""
     return (
         update(conversations)
         .where(conversations.c.conversation_id == bindparam("b_conversation_id"))
@@ -78,8 +83,9 @@ def bump_conversations() -> Any:
     )
 
 
+@functools.cache
 def advance_markers() -> Any:
-    """Move a member's read marker forward only (executed once per member)."""
+    """Move a member's read marker forward only (executed once per member; built once)."""
     new_id = bindparam("b_read_message_id", type_=BigInteger())
     return (
         update(chat_members)
@@ -201,6 +207,26 @@ def _insert_ignoring(dialect: str, table: Table) -> Any:
     return None
 
 
+@functools.cache
+def _insert_messages(dialect: str) -> Any:
+    """The messages' insert that skips stored ones and returns the inserted keys (None
+    without ``ON CONFLICT``); built once per dialect."""
+    statement = _insert_ignoring(dialect, chat_messages)
+    if statement is None:
+        return None
+    return statement.returning(_m.conversation_id, _m.message_id, _m.created_at)
+
+
+@functools.cache
+def _insert_entries(dialect: str) -> Any:
+    """The journal entries' insert that skips stored ids (None without ``ON CONFLICT``)."""
+    statement = _insert_ignoring(dialect, journal_entries)
+    if statement is None:
+        return None
+    # RETURNING makes SQLAlchemy send multi-row statements ("insertmanyvalues")
+    return statement.returning(journal_entries.c.entry_id)
+
+
 class SqlCentralWriter:
     """Applies batches of chat messages, read markers and journal entries, idempotently."""
 
@@ -233,18 +259,24 @@ class SqlCentralWriter:
                     value = getattr(record, field.name)
                     if isinstance(value, str):
                         refuse_nul(self._db.dialect_name, field.name, value)
-        async with self._db.begin() as conn:
-            if messages:
-                await self._store_messages(conn, _message_rows(messages))
-            if markers:
-                await conn.execute(advance_markers(), _marker_rows(markers))
-            if entries:
-                await self._store_entries(conn, _entry_rows(entries))
+        message_rows = _message_rows(messages) if messages else []
+        marker_rows = _marker_rows(markers) if markers else []
+        entry_rows = _entry_rows(entries) if entries else []
+
+        async def store(conn: AsyncConnection) -> None:
+            if message_rows:
+                await self._store_messages(conn, message_rows)
+            if marker_rows:
+                await conn.execute(advance_markers(), marker_rows)
+            if entry_rows:
+                await self._store_entries(conn, entry_rows)
+
+        # idempotent, so a batch that met a dead pooled connection simply runs again
+        await self._db.transaction(store)
 
     async def _store_messages(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        statement = _insert_ignoring(conn.dialect.name, chat_messages)
-        if statement is not None:
-            returning = statement.returning(_m.conversation_id, _m.message_id, _m.created_at)
+        returning = _insert_messages(conn.dialect.name)
+        if returning is not None:
             inserted = [
                 (row.conversation_id, int(row.message_id), float(row.created_at))
                 for row in await conn.execute(returning, rows)
@@ -288,10 +320,9 @@ class SqlCentralWriter:
         ]
 
     async def _store_entries(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        statement = _insert_ignoring(conn.dialect.name, journal_entries)
+        statement = _insert_entries(conn.dialect.name)
         if statement is not None:
-            # RETURNING makes SQLAlchemy send multi-row statements ("insertmanyvalues")
-            await conn.execute(statement.returning(journal_entries.c.entry_id), rows)
+            await conn.execute(statement, rows)
             return
         stored: set[str] = set()
         for start in range(0, len(rows), _KEY_CHUNK):

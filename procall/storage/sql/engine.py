@@ -7,8 +7,13 @@ time and a database that does not answer becomes ``Unavailable.backend(name)``
 * connects give up after ``connect_timeout`` (asyncpg ``timeout``, psycopg
   ``connect_timeout``, ODBC login timeout, SQLite busy timeout);
 * a whole unit of work gives up after ``operation_timeout``;
-* pooled connections are pinged before use, so after a database restart the
-  next request reconnects: recovery needs no restart of the server.
+* a pooled connection whose driver already saw it close (the server restarted or
+  went away: asyncpg and psycopg notice the closed socket) is replaced when it is
+  checked out, without a round trip; ``SqlDatabase.transaction`` also runs its work
+  once more on a fresh connection when the pooled one turns out dead in use. So
+  after a database restart the next request reconnects: recovery needs no restart
+  of the server. Other drivers (ODBC) ping each connection before use instead
+  (SQLAlchemy's ``pool_pre_ping``: a round trip, three with asyncpg, per checkout).
 
 SQLite gets foreign keys and WAL; Microsoft SQL Server URLs (``mssql+aioodbc://``)
 need the optional ``mssql`` extra and the unixODBC driver manager, which are only
@@ -21,9 +26,9 @@ import asyncio
 import importlib
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -41,6 +46,11 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Drivers whose connections know, without a round trip, that their socket closed.
+_SELF_CHECKING_DRIVERS = ("asyncpg", "psycopg", "psycopg_async")
 
 # driver exceptions that mean "the server went away", whatever class SQLAlchemy wraps them in
 _DISCONNECT_NAMES = (
@@ -103,20 +113,23 @@ def create_engine(
     operation_timeout: float = 15.0,
     pool_size: int = 10,
 ) -> AsyncEngine:
-    """An ``AsyncEngine`` for ``url`` with connect timeouts, pre-ping and SQLite pragmas."""
+    """An ``AsyncEngine`` for ``url`` with connect timeouts, a check of pooled connections
+    (see the module doc) and SQLite pragmas."""
     try:
         parsed = make_url(url)
     except sa_exc.ArgumentError:
         raise SqlConfigError(f"invalid database URL {describe_url(url)!r}") from None
     _check_driver(parsed)
     try:
+        is_sqlite = parsed.get_backend_name() == "sqlite"
+        self_checking = parsed.get_driver_name() in _SELF_CHECKING_DRIVERS
         options: dict[str, Any] = {
-            "pool_pre_ping": True,
+            # a local file needs no check; asyncpg and psycopg are checked at checkout
+            "pool_pre_ping": not (is_sqlite or self_checking),
             # statement parameters (password hashes, personal data) stay out of errors and logs
             "hide_parameters": True,
             "connect_args": _connect_args(parsed, connect_timeout, operation_timeout),
         }
-        is_sqlite = parsed.get_backend_name() == "sqlite"
         if not is_sqlite:
             options.update(
                 pool_size=pool_size, max_overflow=pool_size, pool_timeout=connect_timeout
@@ -128,7 +141,18 @@ def create_engine(
         ) from None
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    if self_checking:
+        event.listen(engine.sync_engine, "checkout", _refuse_closed)
     return engine
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Make the pool replace a connection its driver already knows is closed."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    is_closed = getattr(driver, "is_closed", None)  # asyncpg
+    closed = is_closed() if callable(is_closed) else getattr(driver, "closed", False)  # psycopg
+    if closed or getattr(driver, "broken", False):
+        raise sa_exc.DisconnectionError("the pooled connection was closed")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -169,6 +193,10 @@ def _means_disconnect(error: BaseException | None) -> bool:
     return False
 
 
+class _DeadConnection(Unavailable):
+    """A pooled connection died in use (the pool was invalidated; a retry reconnects)."""
+
+
 class SqlDatabase:
     """One SQL database: an engine plus bounded, error-mapped units of work.
 
@@ -206,6 +234,19 @@ class SqlDatabase:
             async with self.engine.begin() as connection:
                 yield connection
 
+    async def transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """``work`` in a transaction (as ``begin``), run once more on a fresh connection
+        when the pooled one turns out dead in use (a database restart the driver had not
+        noticed yet). ``work`` must be idempotent: a commit whose answer was lost is run
+        again."""
+        try:
+            async with self.begin() as connection:
+                return await work(connection)
+        except _DeadConnection:
+            _log.info("%s: a pooled connection was dead; trying once more", self.name)
+        async with self.begin() as connection:
+            return await work(connection)
+
     @asynccontextmanager
     async def _bounded(self) -> AsyncIterator[None]:
         try:
@@ -217,6 +258,9 @@ class SqlDatabase:
             if not is_unavailable_error(exc):
                 raise
             cause = getattr(exc, "orig", None) or exc
+            if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+                # it was connected: the pool has been emptied, a new connection may work
+                raise _DeadConnection.backend(self.name) from None
             _log.warning(
                 "%s at %s is unavailable (%s)",
                 self.name,

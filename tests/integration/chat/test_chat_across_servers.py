@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from procall.api.chat.v1 import chat_pb2
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from tests.helpers.streams import EventStream
-from tests.helpers.topology import error_info
+from tests.helpers.topology import error_info, login
 from tests.integration.chat.conftest import User
 
 
@@ -72,6 +72,9 @@ async def _unread(user: User, conversation_id: str) -> int:
 async def test_direct_chat_reaches_the_other_server_in_order(users: dict[str, User]) -> None:
     alice, bob = users["alice"], users["bob"]
     alice_stream, bob_stream = await _stream(alice), await _stream(bob)
+    # alice's second client (another session of hers, on her home server)
+    alice_phone = EventStream(alice.address, (await login(alice.address, "alice")).session_token)
+    await alice_phone.open()
     try:
         conversation = await _direct(alice, bob)
         again = await _direct(bob, alice)  # the pair has one 1:1 conversation
@@ -80,16 +83,27 @@ async def test_direct_chat_reaches_the_other_server_in_order(users: dict[str, Us
         assert [m.message_id for m in sent] == list(range(1, 21))
         received = await _messages(bob_stream, 20)
         assert [(m.message_id, m.text) for m in received] == [(m.message_id, m.text) for m in sent]
-        mine = await _messages(alice_stream, 20)  # the sender's own clients see them too
+        mine = await _messages(alice_phone, 20)  # the sender's other clients see them too
         assert [m.message_id for m in mine] == list(range(1, 21))
-        assert await _unread(bob, conversation.conversation_id) == 20
+        # the sending client has each message in its reply: no event repeats it
+        assert alice_stream.drain("message_created") == []
+        # also when it sends through the other server (bob's home): the peer leaves it out
+        elsewhere = User("alice", alice.user_id, bob.address, alice.token)
+        try:
+            via_peer = await _send(elsewhere, conversation.conversation_id, "via uc-2")
+        finally:
+            await elsewhere.channel.close()
+        assert (await _messages(alice_phone, 1))[0].message_id == via_peer.message_id == 21
+        assert (await _messages(bob_stream, 1))[0].message_id == 21
+        assert alice_stream.drain("message_created") == []
+        assert await _unread(bob, conversation.conversation_id) == 21
         assert await _unread(alice, conversation.conversation_id) == 0  # own messages
 
         reply = await bob.chat.MarkRead(
             chat_pb.MarkReadRequest(conversation_id=conversation.conversation_id, message_id=15),
             metadata=bob.metadata,
         )
-        assert reply.unread_count == 5
+        assert reply.unread_count == 6
         receipt = (await alice_stream.next_of("read_receipt")).read_receipt
         assert (receipt.user_id, receipt.read_message_id) == (bob.user_id, 15)
         await bob.chat.MarkRead(  # a marker never moves back
@@ -100,9 +114,10 @@ async def test_direct_chat_reaches_the_other_server_in_order(users: dict[str, Us
             chat_pb.ListConversationsRequest(), metadata=bob.metadata
         )
         (view,) = listed.conversations
-        assert (view.read_message_id, view.unread_count, view.last_message_id) == (15, 5, 20)
+        assert (view.read_message_id, view.unread_count, view.last_message_id) == (15, 6, 21)
     finally:
         await alice_stream.close()
+        await alice_phone.close()
         await bob_stream.close()
 
 
@@ -118,10 +133,13 @@ async def test_group_chat_with_typing_and_membership(users: dict[str, User]) -> 
         for i in range(5):
             await _send(bob, group.conversation_id, f"bob {i}")
             await _send(carol, group.conversation_id, f"carol {i}")
-        for name in ("alice", "bob", "carol"):
-            got = await _messages(streams[name], 10)
-            assert [m.message_id for m in got] == list(range(1, 11))
-            assert [m.text for m in got][:2] == ["bob 0", "carol 0"]
+        got = await _messages(streams["alice"], 10)
+        assert [m.message_id for m in got] == list(range(1, 11))
+        assert [m.text for m in got][:2] == ["bob 0", "carol 0"]
+        for name, other in (("bob", "carol"), ("carol", "bob")):  # the others' messages
+            got = await _messages(streams[name], 5)
+            assert [m.message_id for m in got] == list(range(1, 11))[name == "bob" :: 2]
+            assert [m.text for m in got] == [f"{other} {i}" for i in range(5)]
         assert streams["dave"].drain("message_created") == []
 
         await carol.chat.SetTyping(

@@ -96,7 +96,8 @@ async def test_nothing_is_lost_while_the_database_is_down(
     start_app: StartApp,
 ) -> None:
     alice, bob = users["alice"], users["bob"]
-    bob_stream = EventStream(bob.address, bob.token)
+    # bob's other client (its own session): it also gets what bob sends from his first one
+    bob_stream = EventStream(bob.address, (await login(bob.address, "bob")).session_token)
     await bob_stream.open()
     try:
         created = await alice.chat.CreateConversation(

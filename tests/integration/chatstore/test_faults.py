@@ -81,6 +81,31 @@ async def test_postgres_crash_then_recovery(postgres_available: None) -> None:
             await database.dispose()
 
 
+async def test_pooled_connections_of_a_restarted_database_are_replaced_unnoticed(
+    postgres_available: None,
+) -> None:
+    """No ping per checkout: a pooled connection the database dropped is replaced at
+    checkout (the driver saw its socket close) or, found dead in use, the write runs
+    once more on a new one; either way the first call after the restart works."""
+    with PostgresCluster() as cluster:
+        url = cluster.create_database("chat")
+        await upgrade_to_head(url)
+        database = SqlDatabase(url, name=NAME, connect_timeout=1.0, operation_timeout=3.0)
+        writer = SqlCentralWriter(database)
+        messages = SqlMessageStore(database)
+        try:
+            await SqlConversationStore(database).create(group("g", ("alice", "bob")))
+            await asyncio.gather(*(writer.apply([message("g", i)]) for i in (1, 2, 3)))
+            assert database.engine.pool.checkedin() >= 1  # type: ignore[attr-defined]
+            for _ in range(2):
+                await asyncio.to_thread(cluster.stop, "immediate")
+                await asyncio.to_thread(cluster.start)
+                await writer.apply([message("g", 4)])  # no Unavailable: nothing queued
+                assert await messages.max_message_id("g") == 4
+        finally:
+            await database.dispose()
+
+
 async def test_a_database_that_never_answers_is_unavailable() -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/chat"
     database = SqlDatabase(url, name=NAME, connect_timeout=1.0, operation_timeout=3.0)

@@ -68,7 +68,9 @@ async def start_peer() -> AsyncIterator[StartPeer]:
         port = server.add_insecure_port("127.0.0.1:0")
         peer = Peer(server_id, f"127.0.0.1:{port}", server)
 
-        async def sink(recipients: Sequence[str], event: session_pb2.Event) -> None:
+        async def sink(
+            recipients: Sequence[str], event: session_pb2.Event, except_session: str = ""
+        ) -> None:
             peer.received.append((tuple(recipients), event.presence_changed.presence.note))
 
         servicer = PeerServicer(

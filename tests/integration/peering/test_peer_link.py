@@ -78,7 +78,9 @@ async def test_a_burst_arrives_once_and_in_order(older: bool) -> None:
     received: list[str] = []
     hellos: list[tuple[str, str]] = []
 
-    async def sink(recipients: Sequence[str], event: session_pb2.Event) -> None:
+    async def sink(
+        recipients: Sequence[str], event: session_pb2.Event, except_session: str = ""
+    ) -> None:
         received.append(event.presence_changed.presence.note)
 
     old = _OlderPeer()

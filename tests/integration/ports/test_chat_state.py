@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from procall.chat.ports import ChatState
+from procall.chat.ports import ChatState, SendConfirmation
 from procall.errors import Unavailable
 from procall.launch.redis import free_port
 from procall.storage.redis.chat import RedisChatState
@@ -134,6 +134,50 @@ async def test_confirm_counts_a_message_unread_once_and_only_where_known(
     assert await state.unread("carol", ["c1"]) == {}, "an unknown counter stays unknown"
 
 
+async def test_allocate_as_member_allocates_only_for_a_cached_member(subject: Subject) -> None:
+    state = subject.state
+    unknown = await state.allocate_as_member("c1", "alice", "r1", 1.0, TTL)
+    assert (unknown.members, unknown.allocation) == (None, None), "members not cached"
+    await state.set_members("c1", ["zoe", "alice"])
+    lost = await state.allocate_as_member("c1", "alice", "r1", 1.0, TTL)
+    assert (lost.members, lost.allocation) == (("zoe", "alice"), None), "sequence unknown"
+    await state.ensure_sequence("c1", 7)
+    stranger = await state.allocate_as_member("c1", "bob", "r1", 1.0, TTL)
+    assert (stranger.members, stranger.allocation) == (("zoe", "alice"), None)
+    now = 1_712_345_678.123_456_7
+    first = await state.allocate_as_member("c1", "alice", "r1", now, TTL)
+    assert first.members == ("zoe", "alice") and first.allocation is not None
+    assert (first.allocation.message_id, first.allocation.created_at) == (8, now)
+    assert not first.allocation.duplicate and not first.allocation.persisted
+    await state.confirm_many([SendConfirmation("c1", "alice", "r1", TTL)])
+    again = await state.allocate_as_member("c1", "alice", "r1", now + 5, TTL)
+    assert again.allocation is not None
+    assert (again.allocation.message_id, again.allocation.created_at) == (8, now)
+    assert again.allocation.duplicate and again.allocation.persisted
+    assert await allocate_id(state, "r2") == 9, "the stranger took no id"
+
+
+async def test_confirm_many_confirms_each_send_once(subject: Subject) -> None:
+    state = subject.state
+    for cid in ("c1", "c2"):
+        await state.allocate(cid, "alice", "r1", 1.0, 0, TTL)
+        await state.set_unread("bob", {cid: 0})
+    await state.allocate("c1", "alice", "r2", 1.0, None, TTL)
+    batch = [
+        SendConfirmation("c1", "alice", "r1", TTL, ("bob",)),
+        SendConfirmation("c1", "alice", "r2", TTL, ("bob", "carol")),
+        SendConfirmation("c2", "alice", "r1", TTL, ("bob",)),
+        SendConfirmation("c2", "alice", "unknown", TTL, ("bob",)),
+    ]
+    await state.confirm_many(batch)
+    await state.confirm_many(batch[:1])  # a retried send
+    await state.confirm_many([])
+    assert await state.unread("bob", ["c1", "c2"]) == {"c1": 2, "c2": 1}
+    for cid, request in (("c1", "r1"), ("c1", "r2"), ("c2", "r1")):
+        confirmed = await state.allocate(cid, "alice", request, 2.0, None, TTL)
+        assert confirmed is not None and confirmed.persisted
+
+
 async def test_after_everything_was_lost_ids_continue_after_the_seed(subject: Subject) -> None:
     state = subject.state
     for i in range(3):
@@ -196,7 +240,9 @@ async def test_typing_is_set_and_cleared_once(subject: Subject) -> None:
 
 CALLS: dict[str, Callable[[ChatState], Awaitable[Any]]] = {
     "allocate": lambda s: s.allocate("c1", "a", "r", 1.0, 0, TTL),
+    "allocate_as_member": lambda s: s.allocate_as_member("c1", "a", "r", 1.0, TTL),
     "confirm": lambda s: s.confirm("c1", "a", "r", TTL),
+    "confirm_many": lambda s: s.confirm_many([SendConfirmation("c1", "a", "r", TTL)]),
     "ensure_sequence": lambda s: s.ensure_sequence("c1", 3),
     "members": lambda s: s.members("c1"),
     "set_members": lambda s: s.set_members("c1", ["a"]),

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from procall.chat.model import ChatMessage, Conversation, MemberConversation, ReadMarker
-from procall.chat.ports import Allocation, TypingNotice
+from procall.chat.ports import Allocation, MemberAllocation, SendConfirmation, TypingNotice
 from procall.errors import NotFound, Unavailable
 from procall.journal.model import JournalEntry, JournalKind
 from procall.outbox.ports import Record
@@ -377,6 +377,8 @@ class MemoryChatState(Switchable):
         self.counters: dict[tuple[str, str], int] = {}
         self.typists: set[tuple[str, str]] = set()
         self.confirms: list[tuple[str, str, str, tuple[str, ...]]] = []
+        #: Calls of ``confirm_many`` (each one round trip in Redis).
+        self.confirm_calls = 0
 
     def restart(self) -> None:
         """What a Redis restart without persistence leaves: nothing."""
@@ -411,6 +413,23 @@ class MemoryChatState(Switchable):
         self.requests[key] = _Request(current, now)
         return Allocation(current, now, False, False)
 
+    async def allocate_as_member(
+        self,
+        conversation_id: str,
+        sender_id: str,
+        request_id: str,
+        now: float,
+        request_ttl: float,
+    ) -> MemberAllocation:
+        self._check("allocate_as_member")
+        members = self.member_cache.get(conversation_id)
+        if members is None or sender_id not in members:
+            return MemberAllocation(members, None)
+        allocation = await self.allocate(
+            conversation_id, sender_id, request_id, now, None, request_ttl
+        )
+        return MemberAllocation(members, allocation)
+
     async def confirm(
         self,
         conversation_id: str,
@@ -420,6 +439,17 @@ class MemoryChatState(Switchable):
         unread_for: Sequence[str] = (),
     ) -> None:
         self._check("confirm")
+        self._confirm(conversation_id, sender_id, request_id, unread_for)
+
+    async def confirm_many(self, confirmations: Sequence[SendConfirmation]) -> None:
+        self._check("confirm_many")
+        self.confirm_calls += 1
+        for c in confirmations:
+            self._confirm(c.conversation_id, c.sender_id, c.request_id, c.unread_for)
+
+    def _confirm(
+        self, conversation_id: str, sender_id: str, request_id: str, unread_for: Sequence[str]
+    ) -> None:
         self.confirms.append((conversation_id, sender_id, request_id, tuple(unread_for)))
         request = self.requests.get((conversation_id, sender_id, request_id))
         if request is None or request.persisted:
@@ -483,13 +513,18 @@ class RecordingChatEvents(Switchable):
     def __init__(self) -> None:
         super().__init__()
         self.messages: list[tuple[tuple[str, ...], ChatMessage]] = []
+        #: The session each message was not delivered to (its sender's), per message.
+        self.except_sessions: list[str] = []
         self.receipts: list[tuple[tuple[str, ...], ReadMarker]] = []
         self.typing_notices: list[tuple[tuple[str, ...], TypingNotice]] = []
         self.changes: list[tuple[Conversation, tuple[str, ...]]] = []
 
-    async def message_created(self, user_ids: Sequence[str], message: ChatMessage) -> None:
+    async def message_created(
+        self, user_ids: Sequence[str], message: ChatMessage, except_session: str = ""
+    ) -> None:
         self._check("message_created")
         self.messages.append((tuple(user_ids), message))
+        self.except_sessions.append(except_session)
 
     async def read_receipt(self, user_ids: Sequence[str], marker: ReadMarker) -> None:
         self._check("read_receipt")

@@ -3,6 +3,8 @@ including the failures between two steps that the integration tests cannot stage
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from procall.chat.model import ReadMarker
@@ -33,6 +35,43 @@ async def test_a_send_is_stored_then_delivered_to_every_member(world: ChatWorld)
     assert world.tables.history(group) == [sent]
     # every member's sessions, the sender's other clients included
     assert world.events.messages == [(("alice", "bob", "carol"), sent)]
+
+
+async def test_the_sending_session_is_left_out_of_the_delivery(world: ChatWorld) -> None:
+    group = await world.group("alice", "bob")
+    sent = await world.messaging.send("alice", group, "hi", "req-1", session_id="s-alice-1")
+    # alice's other sessions get it; the sending one has it in its reply
+    assert world.events.messages == [(("alice", "bob"), sent)]
+    assert world.events.except_sessions == ["s-alice-1"]
+    again = await world.messaging.send("alice", group, "hi", "req-1", session_id="s-alice-2")
+    assert again == sent and world.tables.history(group) == [sent]
+    # a stored retry is announced again (its first announcement may have been lost), but
+    # not to the session that retried: that one has the reply
+    assert world.events.except_sessions == ["s-alice-1", "s-alice-2"]
+
+
+async def test_concurrent_sends_confirm_together(world: ChatWorld) -> None:
+    group = await world.group("alice", "bob", "carol")
+    await world.view("bob", group)  # a known counter, so that the confirmations move it
+    sent = await asyncio.gather(
+        *(world.messaging.send("alice", group, f"m{i}", f"req-{i}") for i in range(5))
+    )
+    assert sorted(m.message_id for m in sent) == [1, 2, 3, 4, 5]
+    assert world.state.confirm_calls == 1  # one Redis round trip for the five
+    assert len(world.state.confirms) == 5
+    assert (await world.view("bob", group)).unread_count == 5
+
+
+async def test_a_sender_missing_from_the_cache_gets_no_id_before_sql_answers(
+    world: ChatWorld,
+) -> None:
+    group = await world.group("alice", "bob")
+    await world.send("alice", group, "one")
+    world.sql_down()
+    with pytest.raises(PermissionDenied):
+        await world.messaging.send("dave", group, "let me in", "req-x")
+    world.sql_down(False)
+    assert await world.send("bob", group, "two") == 2, "the refused send took no id"
 
 
 async def test_confirm_counts_the_message_unread_for_the_others_only(world: ChatWorld) -> None:
@@ -114,7 +153,7 @@ async def test_redis_failing_after_the_write_still_acknowledges_and_delivers(
     world: ChatWorld,
 ) -> None:
     conversation = await world.direct("alice", "bob")
-    world.state.failing = {"confirm"}
+    world.state.failing = {"confirm_many"}
     sent = await world.messaging.send("alice", conversation, "stored all the same", "req-1")
     assert _stored(world, conversation) == [(1, "stored all the same")]
     assert _delivered(world) == [(1, "stored all the same")]

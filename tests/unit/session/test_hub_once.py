@@ -39,3 +39,13 @@ async def test_only_a_window_of_keys_is_remembered() -> None:
     for payload in ("msg1:a", "msg2:b", "msg3:c", "msg1:a"):
         await hub.deliver(["bob"], payload)
     assert _payloads(hub, "s1") == ["msg1:a", "msg2:b", "msg3:c", "msg1:a"]
+
+
+async def test_the_sending_session_is_left_out_and_the_users_others_get_it() -> None:
+    hub: SessionHub[str] = SessionHub(lambda: 0.0, once_key=_key)
+    hub.add(_claims("s1", "bob"), "desk")
+    hub.add(_claims("s2", "bob"), "phone")
+    hub.add(_claims("s3", "carol"), "desk")
+    assert await hub.deliver(["bob", "carol"], "msg1:from bob's desk", except_session="s1") == 2
+    assert _payloads(hub, "s1") == []
+    assert _payloads(hub, "s2") == _payloads(hub, "s3") == ["msg1:from bob's desk"]

@@ -282,8 +282,13 @@ class Delivery(_message.Message):
     SEQUENCE_FIELD_NUMBER: _builtins.int
     RECIPIENT_USER_IDS_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    EXCEPT_SESSION_ID_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Per-stream sequence number, starting at 1."""
+    except_session_id: _builtins.str
+    """A session left out of the delivery, when set: the one that sent a chat message
+    (it has the message in its SendMessage reply; its user's other sessions get it).
+    """
     @_builtins.property
     def recipient_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The recipients; all their live sessions get the event."""
@@ -298,10 +303,11 @@ class Delivery(_message.Message):
         sequence: _builtins.int = ...,
         recipient_user_ids: _abc.Iterable[_builtins.str] | None = ...,
         event: _session_pb2.Event | None = ...,
+        except_session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "recipient_user_ids", b"recipient_user_ids", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "except_session_id", b"except_session_id", "recipient_user_ids", b"recipient_user_ids", "sequence", b"sequence"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
