@@ -147,7 +147,14 @@ class PresenceChanged(ClientEvent):
 
 @dataclass(frozen=True)
 class MessageCreated(ClientEvent):
-    """A chat message arrived."""
+    """A chat message arrived.
+
+    A message this session sent itself (``ChatService.SendMessage`` over this client's
+    channel) does not come back as an event: the ``SendMessage`` response carries it,
+    with its id and time, so show it from there. The user's other sessions (another
+    device, another ``ProcallClient``) get it here like every other member. Rarely an
+    id arrives twice (a retried send is announced again): keep the one you have.
+    """
 
     conversation_id: str
     message_id: int

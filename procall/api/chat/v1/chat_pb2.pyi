@@ -150,7 +150,12 @@ Global___Message: _TypeAlias = Message  # noqa: Y015
 
 @_typing.final
 class MessageCreated(_message.Message):
-    """MessageCreated is the event sent to members' sessions for a new message."""
+    """MessageCreated is the event sent to members' sessions for a new message. The
+    session that sent the message does not get it (the SendMessage response carries
+    the message); the sender's other sessions do. A client may still see a message id
+    twice (a retried send announced again, a session moved to another server during
+    the send) and drops the ids it already has.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

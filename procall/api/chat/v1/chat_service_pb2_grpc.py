@@ -151,7 +151,9 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SendMessage(self, request, context):
-        """Sends a message; idempotent per request_id.
+        """Sends a message; idempotent per request_id. The response carries the stored
+        message: the calling session gets no MessageCreated event for it, the caller's
+        other sessions and the other members do.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,7 +48,10 @@ class ChatServiceStub:
     LeaveConversation: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.LeaveConversationRequest, _chat_service_pb2.LeaveConversationResponse]
     """The caller leaves a group conversation."""
     SendMessage: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.SendMessageRequest, _chat_service_pb2.SendMessageResponse]
-    """Sends a message; idempotent per request_id."""
+    """Sends a message; idempotent per request_id. The response carries the stored
+    message: the calling session gets no MessageCreated event for it, the caller's
+    other sessions and the other members do.
+    """
     ListMessages: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.ListMessagesRequest, _chat_service_pb2.ListMessagesResponse]
     """Pages through a conversation's messages by cursor, in either direction."""
     MarkRead: _grpc.UnaryUnaryMultiCallable[_chat_service_pb2.MarkReadRequest, _chat_service_pb2.MarkReadResponse]
@@ -78,7 +81,10 @@ class ChatServiceAsyncStub(ChatServiceStub):
     LeaveConversation: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.LeaveConversationRequest, _chat_service_pb2.LeaveConversationResponse]  # type: ignore[assignment]
     """The caller leaves a group conversation."""
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.SendMessageRequest, _chat_service_pb2.SendMessageResponse]  # type: ignore[assignment]
-    """Sends a message; idempotent per request_id."""
+    """Sends a message; idempotent per request_id. The response carries the stored
+    message: the calling session gets no MessageCreated event for it, the caller's
+    other sessions and the other members do.
+    """
     ListMessages: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.ListMessagesRequest, _chat_service_pb2.ListMessagesResponse]  # type: ignore[assignment]
     """Pages through a conversation's messages by cursor, in either direction."""
     MarkRead: _aio.UnaryUnaryMultiCallable[_chat_service_pb2.MarkReadRequest, _chat_service_pb2.MarkReadResponse]  # type: ignore[assignment]
@@ -153,7 +159,10 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_service_pb2.SendMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_service_pb2.SendMessageResponse, _abc.Awaitable[_chat_service_pb2.SendMessageResponse]]:
-        """Sends a message; idempotent per request_id."""
+        """Sends a message; idempotent per request_id. The response carries the stored
+        message: the calling session gets no MessageCreated event for it, the caller's
+        other sessions and the other members do.
+        """
 
     @_abc_1.abstractmethod
     def ListMessages(
