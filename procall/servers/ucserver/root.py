@@ -50,6 +50,7 @@ from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.channels import MeshChannels
 from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
+from procall.servers.runtime.overload import LagSampler, shedder_of
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
@@ -359,6 +360,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *calls.bindings(),
     ]
     limits = call_limits(settings)
+    shedder = shedder_of(settings)
+    lag = LagSampler(shedder)
 
     async def start_config(app: ServerApp) -> None:
         # first: the other parts start with the configured values
@@ -379,6 +382,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         chat.start,
         calls.start,
         sessions.start,
+        lag.start,
     ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
     # queued, the peer links close, pending chat writes reach the database or the outbox,
@@ -393,6 +397,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
         config.stop,
+        lag.stop,
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
@@ -417,7 +422,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         on_stop=on_stop,
         # inside the policy enforcer, which binds the verified caller they read
         interceptors=[
-            LimitsInterceptor(limits),
+            LimitsInterceptor(limits, shedder=shedder),
             PolicyInterceptor(policies),
             AuditInterceptor(audit, UCSERVER_AUDIT_RULES),
         ],
@@ -430,6 +435,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "router": router,
             "moves": moves,
             "limits": limits,
+            "shedder": shedder,
+            "lag": lag,
             "config": config,
             "audit": audit,
             "leases": edit_leases,
