@@ -62,7 +62,7 @@ class LagSampler:
 
     async def start(self, _app: object = None) -> None:
         """Start sampling (idempotent)."""
-        if self._task is None and self._shedder.config.lag_target > 0:
+        if self._task is None:  # also while the lag check is off: it may be turned on
             self._task = asyncio.create_task(self._run(), name="loop-lag-sampler")
 
     async def stop(self, _app: object = None) -> None:

@@ -23,7 +23,7 @@ from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing, BufferedAuditLog
 from procall.config import ConfigValue
 from procall.leases import EditLeases
-from procall.limits import CallLimits
+from procall.limits import CallLimits, LoadShedder
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.policies import ClientPolicies
@@ -106,9 +106,19 @@ def apply_config(
     manager: SessionManager[session_pb2.Event],
     calls: CallComponent,
     chat: ChatComponent,
+    shedder: LoadShedder,
 ) -> None:
     """Let the parts follow the live configuration properties (``procall.config``)."""
     config.apply_to_limits(limits)
+
+    def overload_lag(value: ConfigValue) -> None:
+        shedder.config = dataclasses.replace(shedder.config, lag_target=float(value) / 1000)
+
+    def in_flight(value: ConfigValue) -> None:
+        shedder.config = dataclasses.replace(shedder.config, max_in_flight=int(value))
+
+    config.follow("limits.overload_lag_ms", overload_lag)
+    config.follow("limits.max_in_flight", in_flight)
 
     def sessions_per_user(value: ConfigValue) -> None:
         manager.sessions_per_user = int(value)
@@ -370,7 +380,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         except StartupError:
             await stores.close()  # no stop hook runs for a server that did not start
             raise
-        apply_config(config, limits, manager, calls, chat)
+        apply_config(config, limits, manager, calls, chat, shedder)
 
     on_start: list[Hook] = [
         start_config,
