@@ -118,7 +118,8 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--profile",
         type=Path,
-        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here",
+        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here; "
+        "connections: the restarted UCServer and the clients during the reconnect",
     )
     bench.add_argument(
         "--max-calls", type=int, default=80, help="media: concurrent calls of the last step"
@@ -353,7 +354,11 @@ def _run_bench_connections(args: argparse.Namespace) -> int:
             raise UsageError("--clients must be at least 4, --step at least 1, --max >= --clients")
         try:
             result = run_connections_bench(
-                clients, most=args.max, step=step, progress=not args.json
+                clients,
+                most=args.max,
+                step=step,
+                profile_dir=args.profile,
+                progress=not args.json,
             )
         except DataCenterError as exc:
             raise CliError(str(exc)) from None

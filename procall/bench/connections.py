@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from typing import IO, Any
 
 import grpc
 
+from procall.bench.calls import _start_profilers, _stop_profilers
+from procall.bench.chat import summarize_profile
 from procall.bench.connections_loadgen import raise_nofile
 from procall.bench.setup import PASSWORD, bench_config, create_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
@@ -55,31 +58,41 @@ def _port(address: str) -> int:
 
 
 def _drive(
-    center: DataCenter, loadgen: subprocess.Popen[str], say: Any
+    center: DataCenter, loadgen: subprocess.Popen[str], say: Any, profile_dir: Path | None
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Serve the load generator's restart request; returns its result and the times."""
     assert loadgen.stdout is not None and loadgen.stdin is not None
     times: dict[str, float] = {}
     last = ""
-    for line in loadgen.stdout:
-        line = line.strip()
-        if not line:
-            continue
-        last = line
-        message = json.loads(line)
-        if "restart" not in message:
-            continue
-        name = message["restart"]
-        endpoint = next(e for e in center.endpoints if e.name == name)
-        say(f"killing {name} (SIGKILL) and starting it again on its port")
-        times["killed_at"] = time.monotonic()
-        center.kill(name)
-        center.restart(name, "ucserver", port=_port(endpoint.address))
-        times["ready_at"] = time.monotonic()
-        say(f"{name} serving again after {times['ready_at'] - times['killed_at']:.2f} s")
-        loadgen.stdin.write(json.dumps(times) + "\n")
-        loadgen.stdin.flush()
-    loadgen.wait()
+    profilers: list[subprocess.Popen[bytes]] = []
+    try:
+        for line in loadgen.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            last = line
+            message = json.loads(line)
+            if "reconnected" in message:
+                _stop_profilers(profilers)
+                profilers = []
+            if "restart" not in message:
+                continue
+            name = message["restart"]
+            endpoint = next(e for e in center.endpoints if e.name == name)
+            say(f"killing {name} (SIGKILL) and starting it again on its port")
+            times["killed_at"] = time.monotonic()
+            center.kill(name)
+            center.restart(name, "ucserver", port=_port(endpoint.address))
+            times["ready_at"] = time.monotonic()
+            pid = next(e.pid for e in center.endpoints if e.name == name)
+            say(f"{name} serving again after {times['ready_at'] - times['killed_at']:.2f} s")
+            if profile_dir is not None:  # the reconnect, on the server and in the clients
+                profilers = _start_profilers({name: pid, "loadgen": loadgen.pid}, profile_dir)
+            loadgen.stdin.write(json.dumps({**times, "pid": pid}) + "\n")
+            loadgen.stdin.flush()
+        loadgen.wait()
+    finally:
+        _stop_profilers(profilers)
     if loadgen.returncode != 0 or not last:
         raise DataCenterError("the load generator failed")
     result: dict[str, Any] = json.loads(last)
@@ -97,14 +110,20 @@ def run_connections_bench(
     *,
     most: int | None = None,
     step: int = 1000,
+    profile_dir: Path | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Run the benchmark for ``clients`` clients (ramping on to ``most`` when higher);
     returns the figures (see :mod:`procall.bench.connections_loadgen`).
 
+    With ``profile_dir`` the restarted UCServer and the load generator are sampled with
+    py-spy from the restart until every client is back; a summary is added.
+
     Raises:
         DataCenterError: The topology or the load generator failed.
     """
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
     if clients < 4 or step < 1:
         raise DataCenterError("--clients must be at least 4 and --step at least 1")
     top = max(clients, most or 0)
@@ -143,6 +162,10 @@ def run_connections_bench(
                 "restart": RESTARTED,
                 "reconnect_timeout": RECONNECT_TIMEOUT,
                 "pids": {e.name: e.pid for e in center.endpoints if e.role == "ucserver"},
+                # their CPU during the reconnect is reported too
+                "other_pids": {
+                    e.name: e.pid for e in center.endpoints if e.pid and e.role != "ucserver"
+                },
             }
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), "utf-8")
@@ -155,7 +178,7 @@ def run_connections_bench(
                     text=True,
                 )
                 try:
-                    result, _ = _drive(center, loadgen, say)
+                    result, _ = _drive(center, loadgen, say, profile_dir)
                 except DataCenterError:
                     raise DataCenterError(f"the load generator failed: {_failure(log)}") from None
                 finally:
@@ -164,7 +187,13 @@ def run_connections_bench(
                         loadgen.wait()
         finally:
             center.stop()
+            if profile_dir is not None:  # the servers' logs beside their profiles
+                shutil.copytree(Path(tmp) / "logs", profile_dir / "logs", dirs_exist_ok=True)
     result["servers_nofile"] = nofile
+    if profile_dir is not None:
+        result["profile"] = {
+            path.stem: summarize_profile(path) for path in sorted(profile_dir.glob("*.txt"))
+        }
     result["targets"] = {
         "rss_ratio": {
             "target": TARGETS["rss_ratio"],
@@ -198,7 +227,8 @@ def format_result(result: dict[str, Any]) -> str:
         f"  restart of {RESTARTED}: {result['restart_clients']} clients; serving again after "
         f"{result['restart_s']} s",
         f"  all back            {result['reconnect_s']} s after it served again "
-        f"(p50 {result['reconnect_p50_s']} s; {result['outage_s']} s after the kill)",
+        f"(p50 {result['reconnect_p50_s']}, p90 {result['reconnect_p90_s']} s; "
+        f"{result['outage_s']} s after the kill)",
         f"  back {result['back']}: resumed their session {result['resumed']}, logged in "
         f"again {result['relogged']}; stream resumed {result['stream_resumed']}, "
         f"resynced {result['resynced']}",
@@ -207,4 +237,11 @@ def format_result(result: dict[str, Any]) -> str:
         verdict = "met" if target["met"] else "MISSED"
         bound = "<=" if key == "rss_ratio" else "<"
         lines.append(f"  target {key} {bound} {target['target']:g}: {verdict} ({result[key]})")
+    cpu = ", ".join(f"{name} {pct}" for name, pct in result["reconnect_cpu_percent"].items())
+    lines.append(f"  CPU % of a core during the reconnect: {cpu}")
+    for name, summary in result.get("profile", {}).items():
+        lines.append(f"  py-spy {name}: {summary['samples']} busy samples; top self time:")
+        lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self"][:8]]
+        lines.append("   procall frames on the stack (inclusive):")
+        lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["inclusive"][:12]]
     return "\n".join(lines)

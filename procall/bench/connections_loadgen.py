@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
 import resource
 import sys
 import time
@@ -124,6 +125,15 @@ class _Client:
                 await self.watching
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (0.0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss(pids: dict[str, int]) -> dict[str, int]:
     return {name: rss_bytes(pid) for name, pid in pids.items()}
 
@@ -220,10 +230,20 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         for client in victims:
             client.restarting = True
         times = await _ask_restart(restart)
+        watched = {"loadgen": os.getpid(), restart: int(times["pid"])}
+        others: dict[str, int] = spec.get("other_pids", {})
+        watched.update((n, p) for n, p in {**pids, **others}.items() if n != restart)
+        cpu_before = {name: cpu_seconds(pid) for name, pid in watched.items()}
         deadline = times["ready_at"] + float(spec["reconnect_timeout"])
         while time.monotonic() < deadline and not all(c.back_at for c in victims):
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # the last resyncs
+        window = time.monotonic() - times["ready_at"]
+        reconnect_cpu = {
+            name: round(100 * (cpu_seconds(pid) - cpu_before[name]) / window, 1)
+            for name, pid in watched.items()
+        }
+        print(json.dumps({"reconnected": len([c for c in victims if c.back_at])}), flush=True)
         back = [c for c in victims if c.back_at]
         ready_at, killed_at = times["ready_at"], times["killed_at"]
         after_ready = [max(0.0, c.back_at - ready_at) for c in back]
@@ -261,6 +281,14 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "restart_s": round(ready_at - killed_at, 3),
         "reconnect_s": round(max(after_ready), 3) if len(back) == len(victims) else -1.0,
         "reconnect_p50_s": round(percentile(after_ready, 0.5), 3),
+        "reconnect_p90_s": round(percentile(after_ready, 0.9), 3),
+        # clients back in each second after the restarted server served again
+        "reconnect_per_second": [
+            sum(1 for t in after_ready if int(t) == second)
+            for second in range(int(max(after_ready, default=0.0)) + 1)
+        ],
+        # percent of one core from the restarted server's start until all were back
+        "reconnect_cpu_percent": reconnect_cpu,
         "outage_s": round(max((c.back_at for c in back), default=killed_at) - killed_at, 3),
         "back": len(back),
         "resumed": resumed,
