@@ -452,6 +452,7 @@ class DataCenter:
             child.name, child.role, child.address, child.process.pid, child.mesh_address, ca
         )
         self.endpoints = [fresh if e.name == child.name else e for e in self.endpoints]
+        self._write_endpoints()
 
     # -- run and stop ---------------------------------------------------------------------
 
