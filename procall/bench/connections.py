@@ -129,7 +129,7 @@ def run_connections_bench(
     top = max(clients, most or 0)
     say = _progress if progress else _quiet
     # the servers (children of this process) inherit it: each holds a connection per client
-    nofile = raise_nofile()
+    raise_nofile()
     pairs = (top + 1) // 2
     with tempfile.TemporaryDirectory(prefix="procall-bench-conn-") as tmp:
         center = DataCenter(
@@ -189,7 +189,6 @@ def run_connections_bench(
             center.stop()
             if profile_dir is not None:  # the servers' logs beside their profiles
                 shutil.copytree(Path(tmp) / "logs", profile_dir / "logs", dirs_exist_ok=True)
-    result["servers_nofile"] = nofile
     if profile_dir is not None:
         result["profile"] = {
             path.stem: summarize_profile(path) for path in sorted(profile_dir.glob("*.txt"))
@@ -239,6 +238,8 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(f"  target {key} {bound} {target['target']:g}: {verdict} ({result[key]})")
     cpu = ", ".join(f"{name} {pct}" for name, pct in result["reconnect_cpu_percent"].items())
     lines.append(f"  CPU % of a core during the reconnect: {cpu}")
+    servers = ", ".join(f"{name} {n}" for name, n in result["servers_nofile"].items())
+    lines.append(f"  open-file limits: load generator {result['nofile']}, {servers}")
     for name, summary in result.get("profile", {}).items():
         lines.append(f"  py-spy {name}: {summary['samples']} busy samples; top self time:")
         lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self"][:8]]

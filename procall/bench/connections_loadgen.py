@@ -134,6 +134,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def open_file_limit(pid: int) -> int:
+    """The soft open-file limit of a process (0 when it cannot be read)."""
+    try:
+        for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _rss(pids: dict[str, int]) -> dict[str, int]:
     return {name: rss_bytes(pid) for name, pid in pids.items()}
 
@@ -213,6 +224,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         gc.freeze()
         await asyncio.sleep(_SETTLE)
         after = _rss(pids)
+        servers_nofile = {name: open_file_limit(pid) for name, pid in pids.items()}
         held = len(clients)
         per_server = {name: sum(1 for c in clients if c.user["home"] == name) for name in pids}
         warm_per_server = {
@@ -300,6 +312,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         else 0.0,
         "welcome_bytes": welcome,
         "nofile": nofile,
+        # each client is a connection at the UCServers too: what they may open
+        "servers_nofile": servers_nofile,
     }
 
 
