@@ -117,7 +117,10 @@ class ClientPolicies:
         """
         now = self._monotonic()
         if self._policies is None:
-            await self._load_policies()
+            # one reading for every first question at once (a restarted server's clients
+            # all ask within a moment); a waiter that gives up does not cancel it
+            self._in_background("policies", self._load_policies)
+            await asyncio.shield(self._refreshing["policies"])
         elif self._policies_until <= now:
             self._in_background("policies", self._load_policies)
         if not self._groups_deny:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from procall.errors import Aborted, InvalidArgument, PermissionDenied
-from procall.policies import ClientFeature, ClientPolicies, SubjectKind
+from procall.policies import ClientFeature, ClientPolicies, ClientPolicy, SubjectKind
 from tests.unit.policies.fakes import MemoryPolicyStore
 
 F = ClientFeature
@@ -93,3 +93,20 @@ async def test_groups_are_read_only_once_a_group_policy_denies_something() -> No
     await policies.set("root", GROUP, "night", [F.VIDEO], 1)
     assert await policies.denied("ann") == {F.VIDEO}
     assert groups.asked == ["ann"]
+
+
+async def test_the_first_questions_at_once_share_one_reading_of_the_policies() -> None:
+    class CountingStore(MemoryPolicyStore):
+        readings = 0
+
+        async def list_all(self) -> list[ClientPolicy]:
+            CountingStore.readings += 1
+            await asyncio.sleep(0.01)
+            return await super().list_all()
+
+    store = CountingStore()
+    await store.compare_and_set(ClientPolicy(USER, "ben", frozenset({F.CHAT}), version=1), 0)
+    policies = ClientPolicies(store, Groups(), lambda: 1000.0, lambda: 0.0, cache_seconds=5.0)
+    answers = await asyncio.gather(*(policies.denied("ben") for _ in range(50)))
+    assert answers == [{F.CHAT}] * 50
+    assert CountingStore.readings == 1
