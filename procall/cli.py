@@ -118,13 +118,11 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--profile",
         type=Path,
-        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here",
+        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here; "
+        "connections: the restarted UCServer and the clients during the reconnect",
     )
     bench.add_argument(
         "--max-calls", type=int, default=80, help="media: concurrent calls of the last step"
-    )
-    bench.add_argument(
-        "--step", type=int, default=10, help="media: calls added per step (half a step first)"
     )
     bench.add_argument(
         "--relays",
@@ -139,6 +137,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--concurrency", type=int, default=8, help="calls: set-ups without media at once"
+    )
+    bench.add_argument(
+        "--max",
+        type=int,
+        help="connections: ramp on past --clients until logins or streams fail or this many",
+    )
+    bench.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="media: calls added per step (default 10); "
+        "connections: clients added per ramp step (default 1000)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
@@ -223,6 +233,7 @@ BENCHMARKS: dict[str, str] = {
     "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
     "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
+    "connections": "clients held, server RSS per client, and a UCServer restart's reconnect",
 }
 
 
@@ -241,6 +252,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _run_bench_media(args)
     if args.name == "calls":
         return _run_bench_calls(args)
+    if args.name == "connections":
+        return _run_bench_connections(args)
     from procall.bench.presence import run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
@@ -289,6 +302,8 @@ def _run_bench_media(args: argparse.Namespace) -> int:
     from procall.bench.media import RELAYS, format_result, run_media_bench
     from procall.launch.datacenter import DataCenterError
 
+    if args.step is None:
+        args.step = 10
     relays = tuple(name.strip() for name in args.relays.split(",") if name.strip())
     unknown = [name for name in relays if name not in RELAYS]
     if unknown or not relays:
@@ -326,6 +341,28 @@ def _run_bench_calls(args: argparse.Namespace) -> int:
     except DataCenterError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 0
+
+
+def _run_bench_connections(args: argparse.Namespace) -> int:
+    from procall.bench.connections import format_result, run_connections_bench
+    from procall.launch.datacenter import DataCenterError
+
+    step = 1000 if args.step is None else args.step
+    for clients in args.clients or [2000]:
+        if clients < 4 or step < 1 or (args.max is not None and args.max < clients):
+            raise UsageError("--clients must be at least 4, --step at least 1, --max >= --clients")
+        try:
+            result = run_connections_bench(
+                clients,
+                most=args.max,
+                step=step,
+                profile_dir=args.profile,
+                progress=not args.json,
+            )
+        except DataCenterError as exc:
+            raise CliError(str(exc)) from None
+        print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 
