@@ -43,7 +43,9 @@ from typing import Any
 import grpc
 import uvloop
 
-__all__ = ["BareServer", "main"]
+from procall.bench.harness import AckState, AckTicker
+
+__all__ = ["CONNECT", "SEND", "BareServer", "follow", "main"]
 
 _SERVICE = "bare.Relay"
 #: Method paths, for the load generator's clients.
@@ -212,6 +214,19 @@ async def _serve(args: argparse.Namespace) -> None:
     relay.peer_address = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
     await loop.run_in_executor(None, sys.stdin.readline)  # an empty line or EOF: stop
     await server.stop(1)
+
+
+async def follow(
+    channel: grpc.aio.Channel, keys: list[int], ticker: AckTicker
+) -> tuple[grpc.aio.StreamStreamCall[bytes, bytes], AckState]:
+    """A client's Connect stream following ``keys``, its acks tracked on ``ticker``."""
+    call: grpc.aio.StreamStreamCall[bytes, bytes] = channel.stream_stream(CONNECT)()
+    await call.write(json.dumps(keys).encode())
+
+    async def ack(sequence: int) -> None:
+        await call.write(sequence.to_bytes(8, "big"))
+
+    return call, ticker.add(ack)
 
 
 class BareServer:

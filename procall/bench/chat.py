@@ -147,7 +147,9 @@ def _run(
         media_servers=1,
         on_line=lambda _: None,
         seed_demo=False,
-        extra_config=bench_config(2 * conversations + 10, database={"chat_url": plan.chat_url}),
+        extra_config=bench_config(
+            2 * conversations + 10, quiet_upkeep=True, database={"chat_url": plan.chat_url}
+        ),
     )
     say("starting the DataCenter")
     center.start()

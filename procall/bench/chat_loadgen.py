@@ -50,19 +50,20 @@ from procall.bench import bare
 from procall.bench.harness import (
     CALL_TIMEOUT,
     SETUP_CONCURRENCY,
-    AckTicker,
     ChannelPool,
     CpuMeter,
     Step,
+    Streams,
+    connect,
     drive,
+    events_of,
     find_knee,
     logger,
-    per_unit_us,
     tune_gc,
-    wait_welcomed,
+    window_costs,
 )
 from procall.bench.stats import percentile
-from procall.servers.runtime.vitals import ENV_VAR, read_vitals
+from procall.servers.runtime.vitals import ENV_VAR
 
 __all__ = ["main", "run"]
 
@@ -164,8 +165,7 @@ class _Procall:
         self.metadata: list[tuple[tuple[str, str], ...]] = [() for _ in self.members]
         self.stubs = [chat_grpc.ChatServiceStub(channel) for _, _, channel in self.members]
         self.conversations: list[str] = []
-        self.ticker = AckTicker()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.streams = Streams()
         self.gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     @property
@@ -187,8 +187,8 @@ class _Procall:
         _log(f"logging in {len(self.members)} clients")
         await asyncio.gather(*(login(i) for i in range(len(self.members))))
         _log("opening the streams")
-        self.ticker.start()
-        await asyncio.gather(*(self._open(i) for i in range(len(self.members))))
+        listeners = (functools.partial(self._listen, i) for i in range(len(self.members)))
+        await self.streams.open_all(listeners)
         _log(f"creating {self.pairs} conversations")
         sql_gate = asyncio.Semaphore(_SQL_CONCURRENCY)
 
@@ -215,28 +215,15 @@ class _Procall:
 
         self.conversations = list(await asyncio.gather(*(create(p) for p in range(self.pairs))))
 
-    async def _open(self, i: int) -> None:
-        async with self.gate:
-            ready = asyncio.Event()
-            task = asyncio.create_task(self._listen(i, ready))
-            self.tasks.append(task)
-            await wait_welcomed(ready, task)
-
     async def _listen(self, i: int, ready: asyncio.Event) -> None:
         _, me, channel = self.members[i]
-        call = session_grpc.SessionServiceStub(channel).Connect(metadata=self.metadata[i])
-        opening = session_pb.OpenStream(accept_event_batches=True)
-        await call.write(session_pb.ConnectRequest(open=opening))
-
-        async def ack(sequence: int) -> None:
-            await call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
-
-        state = self.ticker.add(ack)
+        ticker = self.streams.ticker
+        call, state = await connect(channel, self.metadata[i], ticker)
         tally = self.tally
         async for reply in call:
             ready.set()
             now = time.perf_counter()
-            events = [reply.event, *reply.events] if reply.HasField("event") else reply.events
+            events = events_of(reply)
             sequence = 0
             for event in events:
                 sequence = event.sequence or sequence
@@ -248,7 +235,7 @@ class _Procall:
                     if len(tally.sizes) < 2000:
                         tally.sizes.append(event.ByteSize())
             if sequence:
-                await self.ticker.received(state, sequence)
+                await ticker.received(state, sequence)
 
     def _sender(self, k: int) -> tuple[int, str]:
         """Who sends message ``k`` and into which conversation: the direction alternates."""
@@ -287,10 +274,7 @@ class _Procall:
         self.tally.awaited.clear()
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.ticker.stop()
+        await self.streams.close()
         await self.pool.close()
 
 
@@ -307,41 +291,24 @@ class _Bare:
         self.senders: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
             channel.unary_unary(bare.SEND) for channel in self.channels
         ]
-        self.ticker = AckTicker()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.streams = Streams()
         #: the padding that makes a payload as large as procall's event
         self.size = size - 8
 
     async def set_up(self) -> None:
-        self.ticker.start()
-        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-        async def open_stream(m: int) -> None:
-            async with gate:
-                ready = asyncio.Event()
-                task = asyncio.create_task(self._listen(m, ready))
-                self.tasks.append(task)
-                await wait_welcomed(ready, task)
-
-        await asyncio.gather(*(open_stream(m) for m in range(2 * self.pairs)))
+        listeners = (functools.partial(self._listen, m) for m in range(2 * self.pairs))
+        await self.streams.open_all(listeners)
 
     async def _listen(self, m: int, ready: asyncio.Event) -> None:
-        call: grpc.aio.StreamStreamCall[bytes, bytes] = self.channels[m].stream_stream(
-            bare.CONNECT
-        )()
-        await call.write(json.dumps([m]).encode())
-
-        async def ack(sequence: int) -> None:
-            await call.write(sequence.to_bytes(8, "big"))
-
-        state = self.ticker.add(ack)
+        ticker = self.streams.ticker
+        call, state = await bare.follow(self.channels[m], [m], ticker)
         async for message in call:
             ready.set()
             sequence = int.from_bytes(message[:8], "big")
             if sequence:  # not the welcome
                 request_id = message[8:].split(b" ", 1)[0].decode()
                 self.tally.received(request_id, time.perf_counter())
-                await self.ticker.received(state, sequence)
+                await ticker.received(state, sequence)
 
     def issue(self, k: int) -> Any:
         p = k % self.pairs
@@ -353,10 +320,7 @@ class _Bare:
         return self.tally.send(request_id, lambda: send(request, timeout=CALL_TIMEOUT))
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.ticker.stop()
+        await self.streams.close()
         await self.pool.close()
 
 
@@ -466,22 +430,11 @@ async def _window(
 
 
 def _figures(window: dict[str, Any], servers: list[str], vitals_dir: Path | None) -> dict[str, Any]:
-    """Per-message CPU and the servers' vitals of a window (``servers``: whose CPU is the
-    server CPU; bare windows report the bare servers' vitals, procall's the others)."""
+    """A window's figures with its costs per message (``servers``: whose CPU is the
+    server CPU)."""
     cpu: dict[str, float] = window.pop("cpu_s")
-    since, until = window.pop("since"), window.pop("until")
-    per = per_unit_us(cpu, window["delivered"])
-    window["cpu_us_per_message"] = per
-    window["server_cpu_us_per_message"] = round(sum(per[n] for n in servers if n in per), 1)
-    window["cpu_percent"] = {n: round(100 * s / (until - since), 1) for n, s in cpu.items()}
-    if vitals_dir is not None:
-        bare_side = servers[0].startswith("bare-")
-        window["vitals"] = {
-            name: v.as_dict()
-            for name, v in read_vitals(vitals_dir, since, until).items()
-            if name.startswith("bare-") == bare_side
-        }
-    return window
+    span = (window.pop("since"), window.pop("until"))
+    return window | window_costs(cpu, window["delivered"], "message", servers, span, vitals_dir)
 
 
 async def _knee(side: _Side, spec: dict[str, Any], who: str) -> dict[str, Any]:

@@ -18,14 +18,18 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from procall.api.session.v1 import session_pb2
+from procall.api.session.v1 import session_service_pb2 as session_pb
+from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
 from procall.client import ClientOptions
+from procall.servers.runtime.vitals import read_vitals
 
 __all__ = [
     "ACK_EVERY",
@@ -38,11 +42,15 @@ __all__ = [
     "CpuMeter",
     "Knee",
     "Step",
+    "Streams",
     "Window",
+    "connect",
     "drive",
+    "events_of",
     "find_knee",
     "logger",
     "per_unit_us",
+    "window_costs",
     "process_cpu_seconds",
     "tune_gc",
     "wait_welcomed",
@@ -236,6 +244,94 @@ class AckTicker:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.states.clear()
+
+
+Listener = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class Streams:
+    """One system's client streams: opened in waves, acked by one ticker, closed together.
+
+    Clients come online at most ``SETUP_CONCURRENCY`` at a time, each stream waiting for
+    its first message (all at once is a reconnect storm: another benchmark)."""
+
+    def __init__(self) -> None:
+        self.ticker = AckTicker()
+        self.tasks: list[asyncio.Task[None]] = []
+        self._gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def open_all(self, listeners: Iterable[Listener]) -> None:
+        """Run every listener (``listen(ready)`` sets ``ready`` on its first message)."""
+        self.ticker.start()
+
+        async def one(listen: Listener) -> None:
+            async with self._gate:
+                ready = asyncio.Event()
+                task = asyncio.create_task(listen(ready))
+                self.tasks.append(task)
+                await wait_welcomed(ready, task)
+
+        await asyncio.gather(*(one(listen) for listen in listeners))
+
+    async def close(self) -> None:
+        """End every stream and the ticker."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        await self.ticker.stop()
+
+
+async def connect(
+    channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...], ticker: AckTicker
+) -> tuple[grpc.aio.StreamStreamCall[session_pb.ConnectRequest, session_pb.ConnectResponse],
+           AckState]:  # fmt: skip
+    """Open a procall ``Connect`` stream as the SDK does (several pending events may come
+    in one message) and track its acks on ``ticker``."""
+    call = session_grpc.SessionServiceStub(channel).Connect(metadata=metadata)
+    opening = session_pb.OpenStream(accept_event_batches=True)
+    await call.write(session_pb.ConnectRequest(open=opening))
+
+    async def ack(sequence: int) -> None:
+        await call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
+
+    return call, ticker.add(ack)
+
+
+def events_of(reply: session_pb.ConnectResponse) -> Sequence[session_pb2.Event]:
+    """The events of one stream message (several when the server batched them)."""
+    if reply.HasField("event"):
+        return [reply.event, *reply.events]
+    return reply.events
+
+
+def window_costs(
+    cpu: dict[str, float],
+    units: int,
+    unit: str,
+    servers: list[str],
+    span: tuple[float, float],
+    vitals_dir: Path | None,
+) -> dict[str, Any]:
+    """A window's costs: CPU per ``unit`` of every process (``cpu_us_per_<unit>``), of the
+    ``servers`` together (``server_cpu_us_per_<unit>``), percent of a core, and the loop
+    lag and GC pauses the servers recorded during ``span`` (wall-clock since, until):
+    a bare window reports the bare servers', a procall window the others'."""
+    since, until = span
+    per = per_unit_us(cpu, units)
+    figures: dict[str, Any] = {
+        f"cpu_us_per_{unit}": per,
+        f"server_cpu_us_per_{unit}": round(sum(per[n] for n in servers if n in per), 1),
+        "cpu_percent": {n: round(100 * s / max(1e-9, until - since), 1) for n, s in cpu.items()},
+    }
+    if vitals_dir is not None:
+        bare_side = bool(servers) and servers[0].startswith("bare-")
+        figures["vitals"] = {
+            name: v.as_dict()
+            for name, v in read_vitals(vitals_dir, since, until).items()
+            if name.startswith("bare-") == bare_side
+        }
+    return figures
 
 
 async def wait_welcomed(ready: asyncio.Event, task: asyncio.Task[None]) -> None:

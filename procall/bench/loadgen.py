@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -50,19 +51,20 @@ from procall.bench import bare
 from procall.bench.harness import (
     CALL_TIMEOUT,
     SETUP_CONCURRENCY,
-    AckTicker,
     ChannelPool,
     CpuMeter,
     Step,
+    Streams,
+    connect,
     drive,
+    events_of,
     find_knee,
     logger,
-    per_unit_us,
     tune_gc,
-    wait_welcomed,
+    window_costs,
 )
 from procall.bench.stats import percentile
-from procall.servers.runtime.vitals import ENV_VAR, read_vitals
+from procall.servers.runtime.vitals import ENV_VAR
 
 __all__ = ["main", "run"]
 
@@ -139,8 +141,7 @@ class _Procall:
         addresses = spec["addresses"]
         self.channels = [self.pool.channel(addresses[u.side]) for u in users]
         self.metadata: list[tuple[tuple[str, str], ...]] = [() for _ in users]
-        self.ticker = AckTicker()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.streams = Streams()
         self.gate = asyncio.Semaphore(SETUP_CONCURRENCY)
         self.states = [presence_pb2.AVAILABILITY_BUSY, presence_pb2.AVAILABILITY_AWAY]
         self.mask = FieldMask(paths=["availability", "note"])
@@ -162,8 +163,9 @@ class _Procall:
         _log(f"logging in {len(self.users)} clients")
         await asyncio.gather(*(login(i) for i in range(len(self.users))))
         _log("opening the streams")
-        self.ticker.start()
-        await asyncio.gather(*(self._open(i) for i in range(len(self.users))))
+        await self.streams.open_all(
+            functools.partial(self._listen, i) for i in range(len(self.users))
+        )
         _log("adding contacts")
         sql_gate = asyncio.Semaphore(_SQL_CONCURRENCY)
 
@@ -186,32 +188,15 @@ class _Procall:
 
         await asyncio.gather(*(add_contacts(i) for i in range(len(self.users))))
 
-    async def _open(self, i: int) -> None:
-        # clients come online in waves (all at once is a reconnect storm, another benchmark)
-        async with self.gate:
-            ready = asyncio.Event()
-            task = asyncio.create_task(self._listen(i, ready))
-            self.tasks.append(task)
-            await wait_welcomed(ready, task)
-
     async def _listen(self, i: int, ready: asyncio.Event) -> None:
-        stub = session_grpc.SessionServiceStub(self.channels[i])
-        call = stub.Connect(metadata=self.metadata[i])
-        # like the SDK: several pending events may come in one message
-        await call.write(
-            session_pb.ConnectRequest(open=session_pb.OpenStream(accept_event_batches=True))
-        )
-
-        async def ack(sequence: int) -> None:
-            await call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=sequence)))
-
-        state = self.ticker.add(ack)
+        ticker = self.streams.ticker
+        call, state = await connect(self.channels[i], self.metadata[i], ticker)
         me = self.users[i].user_id
         tally = self.tally
         async for reply in call:
             ready.set()
             now = time.time()
-            events = [reply.event, *reply.events] if reply.HasField("event") else reply.events
+            events = events_of(reply)
             if tally.counting:
                 tally.messages += 1
             sequence = 0
@@ -225,7 +210,7 @@ class _Procall:
                     if len(tally.sizes) < 2000:
                         tally.sizes.append(event.ByteSize())
             if sequence:
-                await self.ticker.received(state, sequence)
+                await ticker.received(state, sequence)
 
     def issue(self, k: int) -> Any:
         i = k % len(self.users)
@@ -258,10 +243,7 @@ class _Procall:
             tally.set_latencies.append(time.perf_counter() - begun)
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.ticker.stop()
+        await self.streams.close()
 
         async def logout(i: int) -> None:
             with contextlib.suppress(grpc.aio.AioRpcError):
@@ -283,8 +265,7 @@ class _Bare:
         self.tally = _Tally()
         self.pool = ChannelPool(_STREAMS_PER_CHANNEL)
         self.channels = [self.pool.channel(servers[u.side].address) for u in users]
-        self.ticker = AckTicker()
-        self.tasks: list[asyncio.Task[None]] = []
+        self.streams = Streams()
         #: the padding that makes a payload as large as procall's event
         self.padding = b" " * max(0, size - 8 - len(_stamp()))
         self.senders: dict[int, grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = {
@@ -292,28 +273,13 @@ class _Bare:
         }
 
     async def set_up(self) -> None:
-        self.ticker.start()
-        gate = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-        async def open_stream(i: int) -> None:
-            async with gate:
-                ready = asyncio.Event()
-                task = asyncio.create_task(self._listen(i, ready))
-                self.tasks.append(task)
-                await wait_welcomed(ready, task)
-
-        await asyncio.gather(*(open_stream(i) for i in range(len(self.users))))
+        await self.streams.open_all(
+            functools.partial(self._listen, i) for i in range(len(self.users))
+        )
 
     async def _listen(self, i: int, ready: asyncio.Event) -> None:
-        call: grpc.aio.StreamStreamCall[bytes, bytes] = self.channels[i].stream_stream(
-            bare.CONNECT
-        )()
-        await call.write(json.dumps(self.users[i].watching).encode())
-
-        async def ack(sequence: int) -> None:
-            await call.write(sequence.to_bytes(8, "big"))
-
-        state = self.ticker.add(ack)
+        ticker = self.streams.ticker
+        call, state = await bare.follow(self.channels[i], self.users[i].watching, ticker)
         tally = self.tally
         async for message in call:
             ready.set()
@@ -324,7 +290,7 @@ class _Bare:
                 tally.messages += 1
                 tally.latencies.append(time.time() - float(message[8:].split(b" ", 1)[0]))
                 tally.deliveries += 1
-            await self.ticker.received(state, sequence)
+            await ticker.received(state, sequence)
 
     def issue(self, k: int) -> Any:
         i = k % len(self.users)
@@ -351,10 +317,7 @@ class _Bare:
             tally.set_latencies.append(time.perf_counter() - begun)
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.ticker.stop()
+        await self.streams.close()
         await self.pool.close()
 
 
@@ -439,21 +402,11 @@ def _graph(spec: dict[str, Any]) -> list[_User]:
 
 
 def _figures(window: dict[str, Any], servers: list[str], vitals_dir: Path | None) -> dict[str, Any]:
-    """Per-delivery CPU and the servers' vitals of a window (``servers``: whose CPU is
-    the server CPU; bare windows report the bare servers' vitals, procall's the others)."""
-    bare_side = servers[0].startswith("bare-")
+    """A window's figures with its costs per delivery (``servers``: whose CPU is the
+    server CPU)."""
     cpu: dict[str, float] = window.pop("cpu_s")
-    since, until = window.pop("since"), window.pop("until")
-    per = per_unit_us(cpu, window["deliveries"])
-    window["cpu_us_per_delivery"] = per
-    window["server_cpu_us_per_delivery"] = round(sum(per[n] for n in servers if n in per), 1)
-    window["cpu_percent"] = {n: round(100 * s / (until - since), 1) for n, s in cpu.items()}
-    if vitals_dir is not None:
-        found = read_vitals(vitals_dir, since, until)
-        window["vitals"] = {
-            name: v.as_dict() for name, v in found.items() if name.startswith("bare-") == bare_side
-        }
-    return window
+    span = (window.pop("since"), window.pop("until"))
+    return window | window_costs(cpu, window["deliveries"], "delivery", servers, span, vitals_dir)
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def run_presence_bench(plan: PresencePlan) -> dict[str, Any]:
             media_servers=1,
             on_line=lambda _: None,
             seed_demo=False,
-            extra_config=bench_config(plan.clients + 10),
+            extra_config=bench_config(plan.clients + 10, quiet_upkeep=True),
         )
         try:
             _say(plan, "starting the DataCenter")

@@ -50,16 +50,20 @@ _FAST_DIRECTORY: Section = {
 _QUIET_UPKEEP: Section = {"heartbeat_interval": 5.0, "heartbeat_ttl": 20.0}
 
 
-def bench_config(licenses: int, **sections: Section) -> dict[str, Section]:
+def bench_config(
+    licenses: int, *, quiet_upkeep: bool = False, **sections: Section
+) -> dict[str, Section]:
     """A benchmark DataCenter's ``extra_config``: ``licenses`` in the pool, the servers
-    opened up for one host, and ``sections`` on top."""
-    return {
+    opened up for one host, with ``quiet_upkeep`` the upkeep every 5 s, and ``sections``
+    on top."""
+    config: dict[str, Section] = {
         "auth": {"license_pool_size": licenses},
         "directory": dict(_FAST_DIRECTORY),
         "limits": dict(_BENCH_LIMITS),
-        "lookup": dict(_QUIET_UPKEEP),
-        **sections,
     }
+    if quiet_upkeep:
+        config["lookup"] = dict(_QUIET_UPKEEP)
+    return {**config, **sections}
 
 
 async def create_pairs(
