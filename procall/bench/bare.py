@@ -15,13 +15,15 @@ procall sends, measured in the same run):
   interval as procall's clients (the server keeps the last ack, as a replay buffer
   would).
 - ``Send`` (unary, ``key \\n payload``): one per change or message. The server does the
-  scenario's store round trips, then forwards the event to its peer, which writes it
-  to every local stream following ``key`` (the sender server's own followers get it
-  too; this pattern has none). Presence: one Redis round trip (``SET`` of the user's
-  state). Chat: one Redis round trip (``INCR`` of the conversation's sequence) and one
-  SQL row inserted through SQLAlchemy in the scenario's database, committed in groups
-  (the rows waiting while a commit runs go in the next one, like procall's group
-  commit); the call is answered once its row is committed.
+  scenario's store round trips, queues the event on its one stream to the peer and
+  answers; the peer writes it to every local stream following ``key`` (the sender
+  server's own followers get it too, and this pattern has none; the sender's own stream
+  gets no echo: it knows what it sent). Presence: one Redis round trip (``SET`` of the
+  user's state). Chat: one Redis round trip (``INCR`` of the key's sequence: one key
+  per member, so per 1:1 conversation and direction) and one SQL row inserted through
+  SQLAlchemy in the scenario's database, committed in groups (the rows that arrive
+  while a commit runs go in the next one, like procall's group commit); the call is
+  answered once its row is committed.
 - ``Peer`` (client stream from the other bare server): the forwarded events, one
   message each, delivered to the local followers of their key.
 
