@@ -230,8 +230,10 @@ def _run_certs(args: argparse.Namespace) -> int:
 
 #: Benchmarks by name, with what they measure.
 BENCHMARKS: dict[str, str] = {
-    "presence": "cross-server presence change-to-watcher latency and deliveries/s",
-    "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
+    "presence": "cross-server presence change-to-watcher latency, CPU per delivery and knee, "
+    "beside a same-pattern bare grpc.aio baseline",
+    "chat": "cross-server chat send-to-deliver latency, CPU per message and knee (SQLite or "
+    "PostgreSQL), beside a same-pattern bare grpc.aio baseline",
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
     "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
 }
