@@ -258,7 +258,8 @@ def format_result(result: dict[str, Any]) -> str:
                              f"cpu_ratio {result['cpu_ratio']}"),
         ("knee (p99<50ms)", f"procall {result['knee_per_s']:g} msg/s, bare "
                             f"{result['baseline_knee_per_s']:g} msg/s, "
-                            f"ratio {result['knee_ratio']}"),
+                            f"ratio {result['knee_ratio']}"
+                            if result["knee_steps"] else "not searched (--ramp 0)"),
         ("CPU us / msg", _per_process(result["cpu_us_per_message"])),
         ("bare CPU us / msg", _per_process(bare["cpu_us_per_message"])),
         ("CPU, % of a core", _per_process(result["cpu_percent"])),

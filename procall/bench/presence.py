@@ -170,7 +170,11 @@ def format_result(result: dict[str, Any]) -> str:
         f"bare {result['baseline_server_cpu_us_per_delivery']} us, "
         f"cpu_ratio {result['cpu_ratio']}",
         f"  knee (p99 < 50 ms): procall {result['knee_per_s']:g}/s, "
-        f"bare {result['baseline_knee_per_s']:g}/s, ratio {result['knee_ratio']}",
+        f"bare {result['baseline_knee_per_s']:g}/s, ratio {result['knee_ratio']}"
+        if result["knee_steps"]
+        else "  knee: not searched (--ramp 0)",
+        f"  generator     issue lag p99 {result['issue_lag_p99_ms']} ms (its own lateness), "
+        f"load average {' '.join(str(x) for x in result['load_average'])}",
         "  CPU us per delivery, procall: " + _per_process(result["cpu_us_per_delivery"], ""),
         "  CPU us per delivery, bare:    " + _per_process(bare["cpu_us_per_delivery"], ""),
         "  idle CPU % (upkeep):          " + _per_process(result["idle_cpu_percent"], ""),

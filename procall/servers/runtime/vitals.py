@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ def read_vitals(directory: Path, since: float, until: float) -> dict[str, Vitals
                 lags += line["lag_ms"]
                 pauses += [ms for _, ms in line["gc"]]
         lags.sort()
-        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+        p99 = lags[max(0, math.ceil(0.99 * len(lags)) - 1)] if lags else 0.0  # nearest rank
         found[path.stem] = VitalsSummary(
             loop_lag_p99_ms=round(p99, 2),
             loop_lag_max_ms=round(max(lags, default=0.0), 2),
