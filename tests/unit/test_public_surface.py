@@ -82,6 +82,8 @@ SURFACE: dict[str, set[str]] = {
         "CallLimits",
         "KeyedBuckets",
         "LimitsConfig",
+        "LoadShedder",
+        "OverloadConfig",
         "StreamSlot",
         "TokenBucket",
         "stream_idle",
