@@ -98,13 +98,24 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seconds",
         "--duration",
         type=float,
-        help="measurement time per run (media: per step, default 5; others: default 10)",
+        help="measurement time per run (media: per step; presence, chat: the main window; "
+        "default 5)",
     )
     bench.add_argument(
         "--rate",
         type=float,
-        help="offered load per second (presence: deliveries, default 10000; "
-        "chat: messages, default 2000)",
+        help="offered load per second of the main window (presence: deliveries, default "
+        "5000; chat: messages, default 500)",
+    )
+    bench.add_argument(
+        "--ramp",
+        type=float,
+        help="presence, chat: seconds of each step of the knee search (default 3; 0: none)",
+    )
+    bench.add_argument(
+        "--ramp-start",
+        type=float,
+        help="presence, chat: the knee search's first rate (default 2000 deliveries/s, 250 msg/s)",
     )
     bench.add_argument(
         "--conversations", type=int, default=100, help="chat: 1:1 conversations across servers"
@@ -229,8 +240,10 @@ def _run_certs(args: argparse.Namespace) -> int:
 
 #: Benchmarks by name, with what they measure.
 BENCHMARKS: dict[str, str] = {
-    "presence": "cross-server presence change-to-watcher latency and deliveries/s",
-    "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
+    "presence": "cross-server presence change-to-watcher latency, CPU per delivery and knee, "
+    "beside a same-pattern bare grpc.aio baseline",
+    "chat": "cross-server chat send-to-deliver latency, CPU per message and knee (SQLite or "
+    "PostgreSQL), beside a same-pattern bare grpc.aio baseline",
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
     "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
     "connections": "clients held, server RSS per client, and a UCServer restart's reconnect",
@@ -245,7 +258,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
     if args.seconds is None:
-        args.seconds = 5.0 if args.name == "media" else 10.0
+        args.seconds = 5.0
     if args.name == "chat":
         return _run_bench_chat(args)
     if args.name == "media":
@@ -254,28 +267,25 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _run_bench_calls(args)
     if args.name == "connections":
         return _run_bench_connections(args)
-    from procall.bench.presence import run_presence_bench
+    from procall.bench.presence import PresencePlan, format_result, run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
-    for clients in args.clients or [1000, 5000]:
+    for clients in args.clients or [1000]:
         if clients < 2:
             raise UsageError("--clients must be at least 2")
+        plan = PresencePlan(
+            clients=clients,
+            deliveries_per_s=args.rate or PresencePlan.deliveries_per_s,
+            seconds=args.seconds,
+            ramp_seconds=PresencePlan.ramp_seconds if args.ramp is None else args.ramp,
+            ramp_start=args.ramp_start or PresencePlan.ramp_start,
+            progress=not args.json,
+        )
         try:
-            result = run_presence_bench(
-                clients, seconds=args.seconds, deliveries_per_s=args.rate or 10_000
-            )
+            result = run_presence_bench(plan)
         except DataCenterError as exc:
             raise CliError(str(exc)) from None
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(
-                f"presence, {result['clients']} clients: p50 {result['p50_ms']} ms, "
-                f"p99 {result['p99_ms']} ms, {result['deliveries_per_s']} deliveries/s "
-                f"({result['deliveries']} in the run); bare grpc.aio broadcast "
-                f"{result['baseline_deliveries_per_s']} deliveries/s; ratio {result['ratio']}",
-                flush=True,
-            )
+        print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 
@@ -285,7 +295,9 @@ def _run_bench_chat(args: argparse.Namespace) -> int:
 
     try:
         result = run_chat_bench(
-            rate=args.rate or 2000.0,
+            rate=args.rate or 500.0,
+            ramp_seconds=3.0 if args.ramp is None else args.ramp,
+            ramp_start=args.ramp_start or 250.0,
             seconds=args.seconds,
             conversations=args.conversations,
             database=args.database,
