@@ -118,6 +118,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="presence, chat: the knee search's first rate (default 2000 deliveries/s, 250 msg/s)",
     )
     bench.add_argument(
+        "--fanout",
+        action="store_true",
+        help="presence: every client watches one user, who changes 5 times a second (--rate: "
+        "deliveries/s), beside a bare fan-out to as many streams",
+    )
+    bench.add_argument(
         "--conversations", type=int, default=100, help="chat: 1:1 conversations across servers"
     )
     bench.add_argument(
@@ -273,12 +279,16 @@ def _run_bench(args: argparse.Namespace) -> int:
     for clients in args.clients or [1000]:
         if clients < 2:
             raise UsageError("--clients must be at least 2")
+        # a fan-out run: 5 changes a second of the one watched user, no knee search
+        rate = args.rate or (5.0 * (clients - 1) if args.fanout else PresencePlan.deliveries_per_s)
+        ramp = PresencePlan.ramp_seconds if not args.fanout else 0.0
         plan = PresencePlan(
             clients=clients,
-            deliveries_per_s=args.rate or PresencePlan.deliveries_per_s,
+            deliveries_per_s=rate,
             seconds=args.seconds,
-            ramp_seconds=PresencePlan.ramp_seconds if args.ramp is None else args.ramp,
+            ramp_seconds=ramp if args.ramp is None else args.ramp,
             ramp_start=args.ramp_start or PresencePlan.ramp_start,
+            fanout=args.fanout,
             progress=not args.json,
         )
         try:

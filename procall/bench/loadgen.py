@@ -95,6 +95,8 @@ class _User:
     #: how many users watch this one (each of its changes should reach them all)
     watchers: int = 0
     busy: bool = False
+    #: the one user who changes (fan-out runs: everybody else watches it)
+    hot: bool = False
 
 
 @dataclass
@@ -129,6 +131,11 @@ class _Side(Protocol):
 
 def _stamp() -> str:
     return f"{time.time():.6f}"
+
+
+def _changer(users: list[_User], k: int) -> int:
+    """Which user makes the ``k``-th change: each in turn, or always the hot one."""
+    return 0 if users[0].hot else k % len(users)
 
 
 class _Procall:
@@ -214,7 +221,7 @@ class _Procall:
                 await ticker.received(state, sequence)
 
     def issue(self, k: int) -> Any:
-        i = k % len(self.users)
+        i = _changer(self.users, k)
         user = self.users[i]
         if user.busy:
             return None
@@ -294,7 +301,7 @@ class _Bare:
             await ticker.received(state, sequence)
 
     def issue(self, k: int) -> Any:
-        i = k % len(self.users)
+        i = _changer(self.users, k)
         user = self.users[i]
         if user.busy:
             return None
@@ -398,8 +405,15 @@ async def _knee(side: _Side, spec: dict[str, Any], who: str) -> dict[str, Any]:
 
 
 def _graph(spec: dict[str, Any]) -> list[_User]:
-    """The users and who watches whom: each watches ``watch`` users of the other server."""
+    """The users and who watches whom: each watches ``watch`` users of the other server;
+    in a fan-out run everybody watches the first user, on both servers."""
     users = [_User(u["username"], u["user_id"], u["side"]) for u in spec["users"]]
+    if spec.get("fanout"):
+        users[0].hot = True
+        users[0].watchers = len(users) - 1
+        for user in users[1:]:
+            user.watching = [0]
+        return users
     rng = random.Random(7)
     by_side = [[i for i, u in enumerate(users) if u.side == s] for s in (0, 1)]
     for user in users:
@@ -479,9 +493,13 @@ def _result(
 ) -> dict[str, Any]:
     server_us = main["server_cpu_us_per_delivery"]
     bare_us = bare_main["server_cpu_us_per_delivery"]
+    bare_p99 = bare_main["p99_ms"]
     return {
         "clients": len(users),
         "watch": spec["watch"],
+        "fanout": bool(spec.get("fanout")),
+        # p99 beside the bare baseline's at the same offered rate
+        "p99_ratio": round(main["p99_ms"] / bare_p99, 2) if bare_p99 else 0.0,
         "offered_per_s": main["offered_per_s"],
         "seconds": spec["seconds"],
         "event_bytes": event_bytes,
