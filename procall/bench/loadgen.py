@@ -35,6 +35,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -353,6 +354,8 @@ async def _window(
         "changes": window.sent,
         "changes_skipped": window.skipped,
         "failed_changes": len(tally.failures),
+        # by status: RESOURCE_EXHAUSTED is a server past its capacity shedding load
+        "failed_by_code": dict(Counter(f.split(":", 1)[0] for f in tally.failures)),
         "first_failure": tally.failures[0] if tally.failures else "",
         "deliveries": tally.deliveries,
         # share of the offered deliveries that arrived within the window (+ the drain)

@@ -158,6 +158,10 @@ def _vitals(vitals: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
+def _codes(by_code: dict[str, int]) -> str:
+    return ": " + ", ".join(f"{code} {n}" for code, n in by_code.items()) if by_code else ""
+
+
 def format_result(result: dict[str, Any]) -> str:
     """The figures of one run, readably."""
     bare = result["baseline"]
@@ -168,7 +172,8 @@ def format_result(result: dict[str, Any]) -> str:
         f"(events of {result['event_bytes']} bytes)",
         f"  procall       p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
         f"{result['deliveries_per_s']} deliveries/s (delivered {result['delivered_fraction']}, "
-        f"skipped changes {result['changes_skipped']}, failed {result['failed_changes']})",
+        f"skipped changes {result['changes_skipped']}, failed {result['failed_changes']}"
+        f"{_codes(result.get('failed_by_code', {}))})",
         f"  bare baseline p50 {bare['p50_ms']} ms, p99 {bare['p99_ms']} ms, "
         f"{bare['deliveries_per_s']} deliveries/s (delivered {bare['delivered_fraction']})",
         f"  server CPU per delivery: procall {result['server_cpu_us_per_delivery']} us, "
