@@ -73,4 +73,3 @@ async def test_renew_restores_holdings_after_the_servers_ttl_lapsed(redis: aiore
     assert (await pool.usage()).by_server == {}
     await pool.renew(["s1", "s2"])
     assert (await pool.usage()).by_server == {"uc-1": 2}
-
