@@ -98,13 +98,30 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seconds",
         "--duration",
         type=float,
-        help="measurement time per run (media: per step, default 5; others: default 10)",
+        help="measurement time per run (media: per step; presence, chat: the main window; "
+        "default 5)",
     )
     bench.add_argument(
         "--rate",
         type=float,
-        help="offered load per second (presence: deliveries, default 10000; "
-        "chat: messages, default 2000)",
+        help="offered load per second of the main window (presence: deliveries, default "
+        "5000; chat: messages, default 500)",
+    )
+    bench.add_argument(
+        "--ramp",
+        type=float,
+        help="presence, chat: seconds of each step of the knee search (default 3; 0: none)",
+    )
+    bench.add_argument(
+        "--ramp-start",
+        type=float,
+        help="presence, chat: the knee search's first rate (default 2000 deliveries/s, 250 msg/s)",
+    )
+    bench.add_argument(
+        "--fanout",
+        action="store_true",
+        help="presence: every client watches one user, who changes 5 times a second (--rate: "
+        "deliveries/s), beside a bare fan-out to as many streams",
     )
     bench.add_argument(
         "--conversations", type=int, default=100, help="chat: 1:1 conversations across servers"
@@ -118,13 +135,11 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--profile",
         type=Path,
-        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here",
+        help="chat, calls: sample the UCServers with py-spy; profiles (chat: and logs) go here; "
+        "connections: the restarted UCServer and the clients during the reconnect",
     )
     bench.add_argument(
         "--max-calls", type=int, default=80, help="media: concurrent calls of the last step"
-    )
-    bench.add_argument(
-        "--step", type=int, default=10, help="media: calls added per step (half a step first)"
     )
     bench.add_argument(
         "--relays",
@@ -139,6 +154,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--concurrency", type=int, default=8, help="calls: set-ups without media at once"
+    )
+    bench.add_argument(
+        "--max",
+        type=int,
+        help="connections: ramp on past --clients until logins or streams fail or this many",
+    )
+    bench.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="media: calls added per step (default 10); "
+        "connections: clients added per ramp step (default 1000)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
     return parser
@@ -219,10 +246,13 @@ def _run_certs(args: argparse.Namespace) -> int:
 
 #: Benchmarks by name, with what they measure.
 BENCHMARKS: dict[str, str] = {
-    "presence": "cross-server presence change-to-watcher latency and deliveries/s",
-    "chat": "cross-server chat send-to-deliver latency and messages/s (SQLite or PostgreSQL)",
+    "presence": "cross-server presence change-to-watcher latency, CPU per delivery and knee, "
+    "beside a same-pattern bare grpc.aio baseline",
+    "chat": "cross-server chat send-to-deliver latency, CPU per message and knee (SQLite or "
+    "PostgreSQL), beside a same-pattern bare grpc.aio baseline",
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
     "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
+    "connections": "clients held, server RSS per client, and a UCServer restart's reconnect",
 }
 
 
@@ -234,35 +264,38 @@ def _run_bench(args: argparse.Namespace) -> int:
     if args.name not in BENCHMARKS:
         raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
     if args.seconds is None:
-        args.seconds = 5.0 if args.name == "media" else 10.0
+        args.seconds = 5.0
     if args.name == "chat":
         return _run_bench_chat(args)
     if args.name == "media":
         return _run_bench_media(args)
     if args.name == "calls":
         return _run_bench_calls(args)
-    from procall.bench.presence import run_presence_bench
+    if args.name == "connections":
+        return _run_bench_connections(args)
+    from procall.bench.presence import PresencePlan, format_result, run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
-    for clients in args.clients or [1000, 5000]:
+    for clients in args.clients or [1000]:
         if clients < 2:
             raise UsageError("--clients must be at least 2")
+        # a fan-out run: 5 changes a second of the one watched user, no knee search
+        rate = args.rate or (5.0 * (clients - 1) if args.fanout else PresencePlan.deliveries_per_s)
+        ramp = PresencePlan.ramp_seconds if not args.fanout else 0.0
+        plan = PresencePlan(
+            clients=clients,
+            deliveries_per_s=rate,
+            seconds=args.seconds,
+            ramp_seconds=ramp if args.ramp is None else args.ramp,
+            ramp_start=args.ramp_start or PresencePlan.ramp_start,
+            fanout=args.fanout,
+            progress=not args.json,
+        )
         try:
-            result = run_presence_bench(
-                clients, seconds=args.seconds, deliveries_per_s=args.rate or 10_000
-            )
+            result = run_presence_bench(plan)
         except DataCenterError as exc:
             raise CliError(str(exc)) from None
-        if args.json:
-            print(json.dumps(result), flush=True)
-        else:
-            print(
-                f"presence, {result['clients']} clients: p50 {result['p50_ms']} ms, "
-                f"p99 {result['p99_ms']} ms, {result['deliveries_per_s']} deliveries/s "
-                f"({result['deliveries']} in the run); bare grpc.aio broadcast "
-                f"{result['baseline_deliveries_per_s']} deliveries/s; ratio {result['ratio']}",
-                flush=True,
-            )
+        print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 
@@ -272,7 +305,9 @@ def _run_bench_chat(args: argparse.Namespace) -> int:
 
     try:
         result = run_chat_bench(
-            rate=args.rate or 2000.0,
+            rate=args.rate or 500.0,
+            ramp_seconds=3.0 if args.ramp is None else args.ramp,
+            ramp_start=args.ramp_start or 250.0,
             seconds=args.seconds,
             conversations=args.conversations,
             database=args.database,
@@ -289,6 +324,8 @@ def _run_bench_media(args: argparse.Namespace) -> int:
     from procall.bench.media import RELAYS, format_result, run_media_bench
     from procall.launch.datacenter import DataCenterError
 
+    if args.step is None:
+        args.step = 10
     relays = tuple(name.strip() for name in args.relays.split(",") if name.strip())
     unknown = [name for name in relays if name not in RELAYS]
     if unknown or not relays:
@@ -326,6 +363,28 @@ def _run_bench_calls(args: argparse.Namespace) -> int:
     except DataCenterError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 0
+
+
+def _run_bench_connections(args: argparse.Namespace) -> int:
+    from procall.bench.connections import format_result, run_connections_bench
+    from procall.launch.datacenter import DataCenterError
+
+    step = 1000 if args.step is None else args.step
+    for clients in args.clients or [2000]:
+        if clients < 4 or step < 1 or (args.max is not None and args.max < clients):
+            raise UsageError("--clients must be at least 4, --step at least 1, --max >= --clients")
+        try:
+            result = run_connections_bench(
+                clients,
+                most=args.max,
+                step=step,
+                profile_dir=args.profile,
+                progress=not args.json,
+            )
+        except DataCenterError as exc:
+            raise CliError(str(exc)) from None
+        print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 

@@ -351,6 +351,16 @@ class LimitsSettings:
     #: Seconds a stream may go without a message from its caller (acks and keepalives count)
     #: before it is ended; 0 turns the bound off.
     stream_idle_seconds: float = 300.0
+    #: Past its capacity a server refuses new client calls (RESOURCE_EXHAUSTED, OVERLOADED,
+    #: with RetryInfo) instead of letting every caller wait: when its event loop has lagged
+    #: more than ``overload_lag_ms`` for ``overload_window_seconds`` (0 turns this off), or
+    #: more than ``max_in_flight`` client calls are in progress (0: no cap). Streams, acks,
+    #: logouts and hanging up are never refused; administrators and servers are exempt.
+    overload_lag_ms: float = 100.0
+    overload_window_seconds: float = 1.0
+    max_in_flight: int = 2000
+    #: Typical seconds a refused caller is asked to wait (spread from half to 1.5 times).
+    overload_retry_seconds: float = 1.0
 
 
 @dataclass

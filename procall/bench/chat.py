@@ -6,16 +6,18 @@ server, creates the two members of every 1:1 conversation (one homed on each
 UCServer) and runs the load generator (``chat_loadgen.py``) in a separate
 process: it sends at a steady rate, open loop, alternating the direction, and
 measures from each ``SendMessage`` call to the receiver's ``message_created``
-event. With ``profile_dir`` it also samples the UCServers with py-spy during the
-measurement, sums up where their CPU goes and keeps the servers' logs there.
+event, the CPU of every process per message and the knee, beside a bare grpc.aio
+baseline of the same pattern on the same database (``bare.py``), with
+``PROCALL_VITALS_DIR`` set so that every server records its loop lag and GC pauses.
+With ``profile_dir`` it also samples the UCServers with py-spy during the main
+window, sums up where their CPU goes and keeps the servers' logs there.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,9 +29,10 @@ from typing import Any, Literal
 
 import grpc
 
-from procall.bench.setup import PASSWORD, bench_config, create_pairs
+from procall.bench.setup import PASSWORD, bench_config, create_pairs, run_loadgen
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
+from procall.servers.runtime.vitals import ENV_VAR
 
 __all__ = ["Database", "format_result", "run_chat_bench", "summarize_profile"]
 
@@ -56,14 +59,19 @@ def _py_spy() -> str | None:
 
 def run_chat_bench(
     *,
-    rate: float = 2000.0,
-    seconds: float = 10.0,
+    rate: float = 500.0,
+    seconds: float = 5.0,
     conversations: int = 100,
     database: Database = "sqlite",
     profile_dir: Path | None = None,
     progress: bool = False,
+    ramp_seconds: float = 3.0,
+    ramp_start: float = 250.0,
+    ramp_ceiling: float = 8000.0,
 ) -> dict[str, Any]:
-    """Run the benchmark once; returns the figures (see ``chat_loadgen.py``).
+    """Run the benchmark once; returns the figures (see ``chat_loadgen.py``). The knee
+    search steps ``ramp_seconds`` each (0: none) from ``ramp_start`` messages/s up to at
+    most ``ramp_ceiling``.
 
     Raises:
         DataCenterError: The topology, the database or the load generator failed.
@@ -81,6 +89,10 @@ def run_chat_bench(
     say = _progress if progress else _quiet
     with tempfile.TemporaryDirectory(prefix="procall-bench-chat-") as tmp:
         postgres: PostgresServer | None = None
+        vitals = Path(tmp) / "vitals"
+        vitals.mkdir()
+        previous = os.environ.get(ENV_VAR)
+        os.environ[ENV_VAR] = str(vitals)  # the servers (and the bare ones) inherit it
         try:
             if database == "postgres":
                 try:
@@ -91,11 +103,16 @@ def run_chat_bench(
                 chat_url = postgres.url()
             else:
                 chat_url = f"sqlite+aiosqlite:///{Path(tmp).resolve() / 'chat.db'}"
-            plan = _Plan(rate, seconds, conversations, chat_url, profiler, profile_dir)
+            ramp = (ramp_seconds, ramp_start, ramp_ceiling)
+            plan = _Plan(rate, seconds, conversations, chat_url, profiler, profile_dir, ramp)
             result = _run(Path(tmp), plan, postgres, say)
         finally:
             if postgres is not None:
                 postgres.close()
+            if previous is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = previous
     result["database"] = database
     if profile_dir is not None:
         result["profile"] = {
@@ -115,6 +132,8 @@ class _Plan:
     #: the py-spy executable and where its profiles go (None: no profiling)
     profiler: str | None
     profile_dir: Path | None
+    #: the knee search: seconds per step, first rate, highest rate
+    ramp: tuple[float, float, float]
 
 
 def _run(
@@ -128,7 +147,9 @@ def _run(
         media_servers=1,
         on_line=lambda _: None,
         seed_demo=False,
-        extra_config=bench_config(2 * conversations + 10, database={"chat_url": plan.chat_url}),
+        extra_config=bench_config(
+            2 * conversations + 10, quiet_upkeep=True, database={"chat_url": plan.chat_url}
+        ),
     )
     say("starting the DataCenter")
     center.start()
@@ -142,6 +163,7 @@ def _run(
         pids = {e.name: e.pid for e in center.endpoints if e.pid}
         if postgres is not None:
             pids["postgres"] = postgres.pid  # with its backends
+        redis = address["redis"]
         spec: dict[str, Any] = {
             "password": PASSWORD,
             "pairs": [
@@ -149,6 +171,12 @@ def _run(
             ],
             "rate": plan.rate,
             "seconds": plan.seconds,
+            "ramp_seconds": plan.ramp[0],
+            "ramp_start": plan.ramp[1],
+            "ramp_ceiling": plan.ramp[2],
+            # the bare baseline uses the same Redis and the same database
+            "redis_url": redis if "://" in redis else f"redis://{redis}",
+            "sql_url": plan.chat_url,
             # the loadgen reports the CPU each of these used during the measurement
             "pids": pids,
         }
@@ -158,29 +186,7 @@ def _run(
                 "dir": str(plan.profile_dir.resolve()),
                 "pids": {n: pid for n, pid in pids.items() if n.startswith("ucserver")},
             }
-        spec_path = tmp / "spec.json"
-        spec_path.write_text(json.dumps(spec), "utf-8")
-        loadgen = subprocess.Popen(
-            [sys.executable, "-m", "procall.bench.chat_loadgen", str(spec_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert loadgen.stderr is not None and loadgen.stdout is not None
-        lines = []
-        for line in loadgen.stderr:  # its progress, shown as it comes
-            lines.append(line.rstrip())
-            if say is not _quiet:
-                print(line, end="", file=sys.stderr, flush=True)
-        output = loadgen.stdout.read()
-        if loadgen.wait() != 0:
-            (tmp.parent / "procall-chat-loadgen.err").write_text("\n".join(lines), "utf-8")
-            lines = lines or ["no output"]
-            reason = next((ln for ln in lines if "details =" in ln), lines[-1]).strip()
-            raise DataCenterError(f"the load generator failed: {reason}")
-        result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-        return result
+        return run_loadgen("procall.bench.chat_loadgen", spec, tmp, progress=say is not _quiet)
     finally:
         center.stop()
         if plan.profile_dir is not None:  # the servers' logs go beside the profiles
@@ -215,12 +221,21 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
     return {"samples": total, "self": share(own) if total else [], "inclusive": share(inclusive)}
 
 
+def _per_process(figures: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:g}" for name, value in figures.items())
+
+
+def _vitals(vitals: dict[str, dict[str, float]]) -> list[str]:
+    return [
+        f"    {name:<14} loop lag p99 {v['loop_lag_p99_ms']} ms (max {v['loop_lag_max_ms']}), "
+        f"GC {v['gc_pauses']} pauses, {v['gc_total_ms']} ms total, max {v['gc_max_ms']} ms"
+        for name, v in vitals.items()
+    ]
+
+
 def format_result(result: dict[str, Any]) -> str:
     """A short table of the figures, then the profile summary when there is one."""
-    cpu = ", ".join(f"{name} {pct}" for name, pct in result["cpu_percent"].items())
-    per_message = ", ".join(
-        f"{name} {ms}" for name, ms in result["cpu_ms_per_message"].items() if ms >= 0.01
-    )
+    bare = result["baseline"]
     errors = ", ".join(
         f"{code} {n} ({result['error_examples'].get(code, '')})"
         for code, n in result["error_codes"].items()
@@ -235,15 +250,33 @@ def format_result(result: dict[str, Any]) -> str:
         ("errors", f"{result['errors']}" + (f": {errors}" if errors else "")),
         ("SendMessage", f"p50 {result['send_p50_ms']} ms, p99 {result['send_p99_ms']} ms"),
         ("issue lag p99", f"{result['issue_lag_p99_ms']} ms (the generator's own delay)"),
-        ("CPU, % of a core", cpu),
-        ("CPU ms / message", per_message),
+        ("bare baseline", f"send-to-deliver p50 {bare['p50_ms']} ms, p99 {bare['p99_ms']} ms, "
+                          f"{bare['messages_per_s']} msg/s, lost {bare['lost']}, "
+                          f"errors {bare['errors']}"),
+        ("server CPU / msg", f"procall {result['server_cpu_us_per_message']} us, bare "
+                             f"{result['baseline_server_cpu_us_per_message']} us, "
+                             f"cpu_ratio {result['cpu_ratio']}"),
+        ("knee (p99<50ms)", f"procall {result['knee_per_s']:g} msg/s, bare "
+                            f"{result['baseline_knee_per_s']:g} msg/s, "
+                            f"ratio {result['knee_ratio']}"
+                            if result["knee_steps"] else "not searched (--ramp 0)"),
+        ("CPU us / msg", _per_process(result["cpu_us_per_message"])),
+        ("bare CPU us / msg", _per_process(bare["cpu_us_per_message"])),
+        ("CPU, % of a core", _per_process(result["cpu_percent"])),
         ("load average", " ".join(str(x) for x in result["load_average"])),
     ]  # fmt: skip
     lines = [
         f"chat on {result['database']}: {result['conversations']} conversations, offered "
-        f"{result['offered_rate']:g} msg/s for {result['duration_s']:g} s"
+        f"{result['offered_rate']:g} msg/s for {result['duration_s']:g} s "
+        f"(events of {result['event_bytes']} bytes)"
     ]
     lines += [f"  {label:<17} {value}" for label, value in rows]
+    lines.append("  servers' loop lag and GC pauses in the main window:")
+    lines += _vitals(result.get("vitals", {})) + _vitals(bare.get("vitals", {}))
+    if result["offered_rate"] == 2000:
+        lines.append(
+            f"  absolute figure: send-to-deliver p99 at 2,000 msg/s: {result['p99_ms']} ms"
+        )
     for name, summary in result.get("profile", {}).items():
         lines.append(f"  py-spy {name}: {summary['samples']} busy samples; top self time:")
         lines += [f"    {pct:5.1f}%  {frame}" for frame, pct in summary["self"][:8]]

@@ -2,32 +2,41 @@
 
 ``python -m procall.bench.chat_loadgen SPEC.json`` logs in both members of every 1:1
 conversation on their home UCServers (one member on each server), opens every
-member's ``Connect`` stream, creates the conversations and sends one message each
-way through every conversation as a warm-up. It then sends at a steady rate, open
-loop — send *k* is issued at ``start + k / rate`` whether or not the earlier ones
-have been answered — alternating the direction (uc-1 to uc-2, then uc-2 to uc-1),
-and measures for every send the time from just before the ``SendMessage`` call to
-the ``message_created`` event's arrival on the receiver's stream: both ends are in
-this process and read the same monotonic clock. Clients ack what they received the
-way the SDK does. It prints one JSON object with the figures, including failed
-sends by status code and the CPU time each process of the topology used during the
-measurement.
+member's ``Connect`` stream, creates the conversations and sends one message each way
+through every conversation as a warm-up. Then, with the generator's GC tuned and one
+ack ticker for all streams (``harness.py``):
+
+1. the main window: sends at a steady rate, open loop (send *k* is issued at
+   ``start + k / rate`` whether or not the earlier ones have been answered),
+   alternating the direction, and measures for every send the time from just before
+   the ``SendMessage`` call to the ``message_created`` event's arrival on the
+   receiver's stream (both ends are in this process and read the same monotonic
+   clock), the CPU every process used per delivered message, and the loop lag and GC
+   pauses the servers recorded (``PROCALL_VITALS_DIR``);
+2. the knee: a step ramp (doubling, then bisecting) to the highest offered rate whose
+   p99 stays under 50 ms with nothing failed or lost;
+3. the same two for the same-pattern bare baseline (``bare.py``): a stream per member,
+   one unary call, one Redis round trip and one SQL row (same database) per message,
+   across two servers, messages of the size procall's had in step 1.
+
+It prints one JSON object with the figures, including failed sends by status code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import uvloop
@@ -35,71 +44,76 @@ import uvloop
 from procall.api.chat.v1 import chat_pb2
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
-from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.api.session.v1 import session_service_pb2_grpc as session_grpc
+from procall.bench import bare
+from procall.bench.harness import (
+    CALL_TIMEOUT,
+    SETUP_CONCURRENCY,
+    ChannelPool,
+    CpuMeter,
+    Step,
+    Streams,
+    connect,
+    drive,
+    events_of,
+    find_knee,
+    logger,
+    tune_gc,
+    window_costs,
+)
 from procall.bench.stats import percentile
-from procall.client import ClientOptions
+from procall.servers.runtime.vitals import ENV_VAR
 
 __all__ = ["main", "run"]
 
-#: Ack like the SDK does by default.
-ACK_EVERY = ClientOptions().ack_every
-ACK_INTERVAL = ClientOptions().ack_interval
-#: Setup calls in flight at once.
-_SETUP_CONCURRENCY = 64
-#: Seconds one unary call of the setup or teardown may take (logins queue behind argon2).
-_CALL_TIMEOUT = 60.0
 #: Conversation creations in flight at once (SQLite takes one writer at a time).
 _SQL_CONCURRENCY = 4
 #: Clients sharing one connection: several connections per server, as many clients make.
 _CLIENTS_PER_CHANNEL = 50
-_OPTIONS = [("grpc.max_concurrent_streams", 100_000)]
-#: Seconds to wait for the warm-up messages and, after the run, for the last deliveries.
+#: Seconds to wait for the warm-up messages.
 _WARMUP_TIMEOUT = 30.0
 #: After the last send: how long to wait for answers and deliveries while they still come
-#: in, and at most.
+#: in, and at most (the main window; a ramp step waits less).
 _DRAIN_IDLE_SECONDS = 5.0
 _DRAIN_MAX_SECONDS = 60.0
+_RAMP_DRAIN_MAX_SECONDS = 10.0
+#: A ramp step holds when its p99 is under this (ms), with nothing failed or lost.
+_KNEE_P99_MS = 50.0
 _TEXT = "bench message " + "x" * 64
-
-
-def _log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} chat-loadgen: {message}", file=sys.stderr, flush=True)
-
-
-@dataclass(eq=False)
-class _Client:
-    username: str
-    user_id: str
-    address: str
-    channel: grpc.aio.Channel
-    metadata: tuple[tuple[str, str], ...] = ()
-    last_sequence: int = 0
-    acked: int = 0
-    ack_now: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def chat(self) -> chat_grpc.ChatServiceAsyncStub:
-        return chat_grpc.ChatServiceStub(self.channel)
+_log = logger("chat-loadgen")
 
 
 @dataclass
 class _Tally:
-    """Sends issued and deliveries seen, keyed by request id."""
+    """Sends issued and answered, deliveries seen, keyed by request id."""
 
-    #: request id -> monotonic time just before its SendMessage call
+    #: request id -> monotonic time just before its send
     issued: dict[str, float] = field(default_factory=dict)
     #: request id -> monotonic time its receiver got it (the first time)
     delivered: dict[str, float] = field(default_factory=dict)
+    answered: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
+    send_latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    #: status code -> the details of its first occurrence
+    examples: dict[str, str] = field(default_factory=dict)
+    sizes: list[int] = field(default_factory=list)
     duplicates: int = 0
     #: request ids the warm-up waits for
     awaited: set[str] = field(default_factory=set)
     warm: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def received(self, message: chat_pb2.Message, now: float) -> None:
-        request_id = message.request_id
+    def reset(self) -> None:
+        """Start counting a new window."""
+        for collection in (self.issued, self.delivered, self.answered, self.errors):
+            collection.clear()
+        for samples in (self.latencies, self.send_latencies, self.sizes):
+            samples.clear()
+        self.examples.clear()
+        self.duplicates = 0
+
+    def received(self, request_id: str, now: float) -> None:
         if request_id in self.delivered:
             self.duplicates += 1
             return
@@ -113,71 +127,201 @@ class _Tally:
             if not self.awaited:
                 self.warm.set()
 
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children, live or reaped (PostgreSQL's
-    backends are children of the postmaster); 0.0 once the process is gone."""
-    ticks = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    async def send(self, request_id: str, call: Callable[[], Awaitable[Any]]) -> None:
+        """Make and time the send ``call()`` of ``request_id``; count its failure by code."""
+        begun = time.perf_counter()
+        self.issued[request_id] = begun
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if stat.parent.name == str(pid):  # utime, stime, then what its reaped children used
-            ticks += sum(int(value) for value in fields[11:15])
-        elif fields[1] == str(pid):
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+            await call()
+        except grpc.aio.AioRpcError as error:
+            self.errors[error.code().name] += 1
+            self.examples.setdefault(error.code().name, str(error.details()))
+            return
+        self.send_latencies.append(time.perf_counter() - begun)
+        self.answered.add(request_id)
 
 
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+class _Side(Protocol):
+    """One system under load: procall or the bare baseline."""
+
+    tally: _Tally
+
+    def issue(self, k: int) -> Any: ...
 
 
-def _events(reply: session_pb.ConnectResponse) -> list[session_pb2.Event]:
-    """The events of one stream message (several when the server coalesced them)."""
-    if reply.HasField("event"):
-        return [reply.event, *reply.events]
-    return list(reply.events)
+class _Procall:
+    """The procall clients, their streams and the conversations."""
 
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.tally = _Tally()
+        self.pool = ChannelPool(_CLIENTS_PER_CHANNEL)
+        #: per member: (username, user_id, channel); pairs are (2p, 2p + 1)
+        self.members = [
+            (user["username"], user["user_id"], self.pool.channel(user["address"]))
+            for pair in spec["pairs"]
+            for user in pair
+        ]
+        self.metadata: list[tuple[tuple[str, str], ...]] = [() for _ in self.members]
+        self.stubs = [chat_grpc.ChatServiceStub(channel) for _, _, channel in self.members]
+        self.conversations: list[str] = []
+        self.streams = Streams()
+        self.gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
-async def _listen(client: _Client, tally: _Tally, ready: asyncio.Event) -> None:
-    call = session_grpc.SessionServiceStub(client.channel).Connect(metadata=client.metadata)
-    opening = session_pb.OpenStream(accept_event_batches=True)
-    await call.write(session_pb.ConnectRequest(open=opening))
-    acks = asyncio.create_task(_ack(call, client))
-    try:
+    @property
+    def pairs(self) -> int:
+        return len(self.members) // 2
+
+    async def set_up(self) -> None:
+        password = self.spec["password"]
+
+        async def login(i: int) -> None:
+            username, _, channel = self.members[i]
+            async with self.gate:
+                reply = await session_grpc.SessionServiceStub(channel).Login(
+                    session_pb.LoginRequest(username=username, password=password),
+                    timeout=CALL_TIMEOUT,
+                )
+            self.metadata[i] = (("authorization", f"Bearer {reply.session_token}"),)
+
+        _log(f"logging in {len(self.members)} clients")
+        await asyncio.gather(*(login(i) for i in range(len(self.members))))
+        _log("opening the streams")
+        listeners = (functools.partial(self._listen, i) for i in range(len(self.members)))
+        await self.streams.open_all(listeners)
+        _log(f"creating {self.pairs} conversations")
+        sql_gate = asyncio.Semaphore(_SQL_CONCURRENCY)
+
+        async def create(p: int) -> str:
+            first, second = 2 * p, 2 * p + 1
+            request = chat_pb.CreateConversationRequest(
+                kind=chat_pb2.CONVERSATION_KIND_DIRECT,
+                member_user_ids=[self.members[second][1]],
+                request_id=f"bench-{self.members[first][1]}-{self.members[second][1]}",
+            )
+            for attempt in range(20):
+                try:
+                    async with sql_gate:
+                        reply = await self.stubs[first].CreateConversation(
+                            request, metadata=self.metadata[first], timeout=CALL_TIMEOUT
+                        )
+                    return str(reply.conversation.conversation_id)
+                except grpc.aio.AioRpcError as error:
+                    # SQLite takes one writer at a time: a busy database answers UNAVAILABLE
+                    if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
+            raise AssertionError("unreachable")
+
+        self.conversations = list(await asyncio.gather(*(create(p) for p in range(self.pairs))))
+
+    async def _listen(self, i: int, ready: asyncio.Event) -> None:
+        _, me, channel = self.members[i]
+        ticker = self.streams.ticker
+        call, state = await connect(channel, self.metadata[i], ticker)
+        tally = self.tally
         async for reply in call:
             ready.set()
             now = time.perf_counter()
-            for event in _events(reply):
-                if event.sequence:
-                    client.last_sequence = event.sequence
+            events = events_of(reply)
+            sequence = 0
+            for event in events:
+                sequence = event.sequence or sequence
                 if event.WhichOneof("payload") != "message_created":
                     continue
                 message = event.message_created.message
-                if message.sender_user_id != client.user_id:  # not the sender's own echo
-                    tally.received(message, now)
-            if client.last_sequence - client.acked >= ACK_EVERY:
-                client.ack_now.set()
-    finally:
-        acks.cancel()
+                if message.sender_user_id != me:  # not the sender's own echo
+                    tally.received(message.request_id, now)
+                    if len(tally.sizes) < 2000:
+                        tally.sizes.append(event.ByteSize())
+            if sequence:
+                await ticker.received(state, sequence)
 
+    def _sender(self, k: int) -> tuple[int, str]:
+        """Who sends message ``k`` and into which conversation: the direction alternates."""
+        p = k % self.pairs
+        return 2 * p + (k // self.pairs) % 2, self.conversations[p]
 
-async def _ack(
-    call: grpc.aio.StreamStreamCall[session_pb.ConnectRequest, session_pb.ConnectResponse],
-    client: _Client,
-) -> None:
-    while True:
+    def _call(self, k: int, request_id: str) -> Any:
+        sender, conversation_id = self._sender(k)
+        return self.stubs[sender].SendMessage(
+            chat_pb.SendMessageRequest(
+                conversation_id=conversation_id, text=_TEXT, request_id=request_id
+            ),
+            metadata=self.metadata[sender],
+            timeout=CALL_TIMEOUT,
+        )
+
+    def issue(self, k: int) -> Any:
+        request_id = f"m-{time.perf_counter_ns()}-{k}"  # unique across windows
+        return self.tally.send(request_id, lambda: self._call(k, request_id))
+
+    async def warm_up(self) -> None:
+        """One message each way through every conversation; waits until all arrived."""
+        _log("warming up")
+        count = 2 * self.pairs
+        ids = [f"warm-{k}" for k in range(count)]
+        self.tally.awaited = set(ids)
+        self.tally.warm.clear()
+        await asyncio.gather(
+            *(self.tally.send(r, functools.partial(self._call, k, r)) for k, r in enumerate(ids))
+        )
         try:
-            await asyncio.wait_for(client.ack_now.wait(), ACK_INTERVAL)
+            await asyncio.wait_for(self.tally.warm.wait(), _WARMUP_TIMEOUT)
         except TimeoutError:
-            pass
-        client.ack_now.clear()
-        if client.last_sequence > client.acked:
-            client.acked = client.last_sequence
-            await call.write(session_pb.ConnectRequest(ack=session_pb.Ack(sequence=client.acked)))
+            missing = len(self.tally.awaited)
+            raise RuntimeError(f"{missing} of {count} warm-up messages never arrived") from None
+        self.tally.awaited.clear()
+
+    async def close(self) -> None:
+        await self.streams.close()
+        await self.pool.close()
+
+
+class _Bare:
+    """The bare baseline's clients: one stream per member following its own key, one
+    Send per message to the other member (see ``bare.py``)."""
+
+    def __init__(self, pairs: int, servers: list[bare.BareServer], size: int) -> None:
+        self.pairs = pairs
+        self.tally = _Tally()
+        self.pool = ChannelPool(_CLIENTS_PER_CHANNEL)
+        # member 2p on the first server, 2p + 1 on the second, as procall's
+        self.channels = [self.pool.channel(servers[m % 2].address) for m in range(2 * pairs)]
+        self.senders: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
+            channel.unary_unary(bare.SEND) for channel in self.channels
+        ]
+        self.streams = Streams()
+        #: the padding that makes a payload as large as procall's event
+        self.size = size - 8
+
+    async def set_up(self) -> None:
+        listeners = (functools.partial(self._listen, m) for m in range(2 * self.pairs))
+        await self.streams.open_all(listeners)
+
+    async def _listen(self, m: int, ready: asyncio.Event) -> None:
+        ticker = self.streams.ticker
+        call, state = await bare.follow(self.channels[m], [m], ticker)
+        async for message in call:
+            ready.set()
+            sequence = int.from_bytes(message[:8], "big")
+            if sequence:  # not the welcome
+                request_id = message[8:].split(b" ", 1)[0].decode()
+                self.tally.received(request_id, time.perf_counter())
+                await ticker.received(state, sequence)
+
+    def issue(self, k: int) -> Any:
+        p = k % self.pairs
+        sender = 2 * p + (k // self.pairs) % 2
+        request_id = f"m-{time.perf_counter_ns()}-{k}"
+        payload = (request_id + " ").encode().ljust(self.size, b"x")
+        request = str(sender ^ 1).encode() + b"\n" + payload
+        send = self.senders[sender]
+        return self.tally.send(request_id, lambda: send(request, timeout=CALL_TIMEOUT))
+
+    async def close(self) -> None:
+        await self.streams.close()
+        await self.pool.close()
 
 
 def _start_profilers(
@@ -212,258 +356,175 @@ def _finish_profiler(process: subprocess.Popen[bytes]) -> None:
         _log(f"py-spy failed: {stderr.decode(errors='replace').strip()[-300:]}")
 
 
-class _Run:
-    """The clients, their streams and the conversations of one measurement."""
+async def _window(
+    side: _Side,
+    rate: float,
+    seconds: float,
+    *,
+    meter: CpuMeter | None = None,
+    drain_max: float = _DRAIN_MAX_SECONDS,
+    profile: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Send ``rate`` messages per second for ``seconds``; the window's figures."""
+    tally = side.tally
+    tally.reset()
+    profilers = _start_profilers(profile, seconds)
+    if meter is not None:
+        meter.start()
+    since = time.time()
+    window = await drive(rate, seconds, side.issue)
+    sending_ended = time.perf_counter()
+    window_end = window.started + seconds
+    # the last answers and deliveries; a send never answered counts as an error
+    deadline = sending_ended + drain_max
+    progress = (len(window.pending), len(tally.delivered))
+    quiet_since = time.perf_counter()
+    while window.pending or len(tally.delivered) < len(tally.answered):
+        await asyncio.sleep(0.01)
+        now = time.perf_counter()
+        if (len(window.pending), len(tally.delivered)) != progress:
+            progress, quiet_since = (len(window.pending), len(tally.delivered)), now
+        if now > deadline or now - quiet_since > _DRAIN_IDLE_SECONDS:
+            break
+    cpu = meter.stop() if meter is not None else {}
+    until = time.time()
+    unanswered = list(window.pending)
+    for task in unanswered:
+        task.cancel()
+    await asyncio.gather(*unanswered, return_exceptions=True)
+    if unanswered:
+        tally.errors["NO_ANSWER"] += len(unanswered)
+        tally.examples["NO_ANSWER"] = "no answer when the run ended (the bench gave up waiting)"
+    for profiler in profilers:
+        _finish_profiler(profiler)
+    delivered = tally.delivered
+    in_window = sum(1 for t in delivered.values() if t <= window_end)
+    samples = tally.latencies
+    last = max(delivered.values(), default=0.0)
+    return {
+        "offered_rate": rate,
+        "sent": window.sent,
+        "answered": len(tally.answered),
+        "delivered": len(delivered),
+        "lost": len(tally.answered - delivered.keys()),
+        "duplicates": tally.duplicates,
+        "errors": sum(tally.errors.values()),
+        "error_codes": dict(tally.errors),
+        "error_examples": dict(tally.examples),
+        "p50_ms": round(percentile(samples, 0.50) * 1000, 3),
+        "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
+        "max_ms": round(max(samples, default=0.0) * 1000, 3),
+        "send_p50_ms": round(percentile(tally.send_latencies, 0.50) * 1000, 3),
+        "send_p99_ms": round(percentile(tally.send_latencies, 0.99) * 1000, 3),
+        # how late the generator issued sends against their schedule (its own backlog)
+        "issue_lag_p99_ms": round(percentile(window.lags, 0.99) * 1000, 3),
+        # deliveries that arrived within the sending window, per second of it
+        "messages_per_s": round(in_window / seconds, 1),
+        # all deliveries, per second from the first send to the last delivery: what an
+        # overloaded system still got through, late
+        "delivered_per_s_overall": round(len(delivered) / max(1e-9, last - window.started), 1),
+        "cpu_s": cpu,
+        "since": since,
+        "until": until,
+    }
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self.tally = _Tally()
-        self.channels: list[grpc.aio.Channel] = []
-        self.pairs: list[tuple[_Client, _Client]] = []
-        self.conversations: list[str] = []
-        self.tasks: list[asyncio.Task[None]] = []
-        pools: dict[str, list[grpc.aio.Channel]] = {}
-        counts: Counter[str] = Counter()
 
-        def client(user: dict[str, str]) -> _Client:
-            address = user["address"]
-            pool = pools.setdefault(address, [])
-            if counts[address] % _CLIENTS_PER_CHANNEL == 0:
-                # a separate connection (not a shared subchannel) for each block of clients
-                options = [*_OPTIONS, ("procall.bench.connection", len(pool))]
-                pool.append(grpc.aio.insecure_channel(address, options=options))
-                self.channels.append(pool[-1])
-            counts[address] += 1
-            return _Client(user["username"], user["user_id"], address, pool[-1])
+def _figures(window: dict[str, Any], servers: list[str], vitals_dir: Path | None) -> dict[str, Any]:
+    """A window's figures with its costs per message (``servers``: whose CPU is the
+    server CPU)."""
+    cpu: dict[str, float] = window.pop("cpu_s")
+    span = (window.pop("since"), window.pop("until"))
+    return window | window_costs(cpu, window["delivered"], "message", servers, span, vitals_dir)
 
-        for pair in spec["pairs"]:
-            self.pairs.append((client(pair[0]), client(pair[1])))
-        self.clients = [c for pair in self.pairs for c in pair]
-        self.gate = asyncio.Semaphore(_SETUP_CONCURRENCY)
 
-    async def set_up(self) -> None:
-        password = self.spec["password"]
+async def _knee(side: _Side, spec: dict[str, Any], who: str) -> dict[str, Any]:
+    seconds = float(spec["ramp_seconds"])
+    if seconds <= 0:
+        return {"knee_per_s": 0.0, "steps": []}
 
-        async def login(client: _Client) -> None:
-            async with self.gate:
-                reply = await session_grpc.SessionServiceStub(client.channel).Login(
-                    session_pb.LoginRequest(username=client.username, password=password),
-                    timeout=_CALL_TIMEOUT,
-                )
-            client.metadata = (("authorization", f"Bearer {reply.session_token}"),)
+    async def step(rate: float) -> Step:
+        figures = await _window(side, rate, seconds, drain_max=_RAMP_DRAIN_MAX_SECONDS)
+        ok = figures["p99_ms"] < _KNEE_P99_MS and not figures["errors"] and not figures["lost"]
+        first = next(iter(figures["error_examples"].items()), None)
+        _log(f"{who} ramp: {rate:g} msg/s p99 {figures['p99_ms']} ms errors "
+             f"{figures['errors']} lost {figures['lost']} {'ok' if ok else 'over'}"
+             + (f" (first error {first[0]}: {first[1][:200]})" if first else ""))  # fmt: skip
+        return Step(rate, figures["p99_ms"], ok)
 
-        _log(f"logging in {len(self.clients)} clients")
-        await asyncio.gather(*(login(c) for c in self.clients))
-        _log("opening the streams")
-        await asyncio.gather(*(self._open_stream(c) for c in self.clients))
-        _log(f"creating {len(self.pairs)} conversations")
-        sql_gate = asyncio.Semaphore(_SQL_CONCURRENCY)
-
-        async def create(first: _Client, second: _Client) -> str:
-            request = chat_pb.CreateConversationRequest(
-                kind=chat_pb2.CONVERSATION_KIND_DIRECT,
-                member_user_ids=[second.user_id],
-                request_id=f"bench-{first.user_id}-{second.user_id}",
-            )
-            for attempt in range(20):
-                try:
-                    async with sql_gate:
-                        reply = await first.chat.CreateConversation(
-                            request, metadata=first.metadata, timeout=_CALL_TIMEOUT
-                        )
-                    return str(reply.conversation.conversation_id)
-                except grpc.aio.AioRpcError as error:
-                    # SQLite takes one writer at a time: a busy database answers UNAVAILABLE
-                    if error.code() != grpc.StatusCode.UNAVAILABLE or attempt == 19:
-                        raise
-                    await asyncio.sleep(0.05 * (attempt + 1))
-            raise AssertionError("unreachable")
-
-        self.conversations = list(await asyncio.gather(*(create(*p) for p in self.pairs)))
-
-    async def _open_stream(self, client: _Client) -> None:
-        async with self.gate:
-            ready = asyncio.Event()
-            task = asyncio.create_task(_listen(client, self.tally, ready))
-            self.tasks.append(task)
-            waiter = asyncio.create_task(ready.wait())
-            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.is_set():
-                waiter.cancel()
-                task.result()  # raises what ended the stream before its welcome
-                raise RuntimeError("a Connect stream ended before its welcome")
-
-    def sender(self, k: int) -> tuple[_Client, str]:
-        """Who sends message ``k`` and into which conversation: the direction alternates."""
-        index = k % len(self.pairs)
-        first, second = self.pairs[index]
-        return (first if (k // len(self.pairs)) % 2 == 0 else second), self.conversations[index]
-
-    async def warm_up(self) -> None:
-        """One message each way through every conversation; waits until all arrived."""
-        _log("warming up")
-        count = 2 * len(self.pairs)
-        ids = [f"warm-{k}" for k in range(count)]
-        self.tally.awaited = set(ids)
-        self.tally.warm.clear()
-        for request_id in ids:
-            self.tally.issued[request_id] = time.perf_counter()
-        await asyncio.gather(
-            *(self._send(*self.sender(k), request_id) for k, request_id in enumerate(ids))
-        )
-        try:
-            await asyncio.wait_for(self.tally.warm.wait(), _WARMUP_TIMEOUT)
-        except TimeoutError:
-            missing = len(self.tally.awaited)
-            raise RuntimeError(f"{missing} of {count} warm-up messages never arrived") from None
-        self.tally.awaited.clear()
-
-    async def _send(self, client: _Client, conversation_id: str, request_id: str) -> None:
-        await client.chat.SendMessage(
-            chat_pb.SendMessageRequest(
-                conversation_id=conversation_id, text=_TEXT, request_id=request_id
-            ),
-            metadata=client.metadata,
-            timeout=_CALL_TIMEOUT,
-        )
-
-    async def measure(self) -> dict[str, Any]:
-        """Send open loop at the spec's rate for its duration; returns the figures."""
-        rate, duration = float(self.spec["rate"]), float(self.spec["seconds"])
-        pids: dict[str, int] = self.spec.get("pids", {})
-        tally = self.tally
-        tally.issued.clear()
-        tally.delivered.clear()
-        tally.latencies.clear()
-        tally.duplicates = 0
-        errors: Counter[str] = Counter()
-        #: status code -> the details of its first occurrence
-        examples: dict[str, str] = {}
-        send_latencies: list[float] = []
-        lags: list[float] = []
-        answered: set[str] = set()
-
-        async def send(k: int, request_id: str) -> None:
-            client, conversation_id = self.sender(k)
-            begun = time.perf_counter()
-            tally.issued[request_id] = begun
-            try:
-                await self._send(client, conversation_id, request_id)
-            except grpc.aio.AioRpcError as error:
-                errors[error.code().name] += 1
-                examples.setdefault(error.code().name, str(error.details()))
-                return
-            send_latencies.append(time.perf_counter() - begun)
-            answered.add(request_id)
-
-        _log(f"measuring for {duration} s at {rate} messages/s")
-        profilers = _start_profilers(self.spec.get("profile"), duration)
-        cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-        own_before = _own_cpu_seconds()
-        pending: set[asyncio.Task[None]] = set()
-        started = time.perf_counter()
-        total = max(1, round(rate * duration))
-        sent = 0
-        while sent < total:
-            now = time.perf_counter()
-            due = min(total, int((now - started) * rate) + 1)
-            while sent < due:
-                lags.append(now - (started + sent / rate))
-                task = asyncio.create_task(send(sent, f"m-{sent}"))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                sent += 1
-            next_due = started + sent / rate
-            await asyncio.sleep(max(0.0, next_due - time.perf_counter()))
-        sending_ended = time.perf_counter()
-        window_end = started + duration
-        # the last answers and deliveries; a send never answered counts as an error
-        deadline = sending_ended + _DRAIN_MAX_SECONDS
-        progress = (len(pending), len(tally.delivered))
-        quiet_since = time.perf_counter()
-        while pending or len(tally.delivered) < len(answered):
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            if (len(pending), len(tally.delivered)) != progress:
-                progress, quiet_since = (len(pending), len(tally.delivered)), now
-            if now > deadline or now - quiet_since > _DRAIN_IDLE_SECONDS:
-                break
-        unanswered = list(pending)
-        for task in unanswered:
-            task.cancel()
-        if unanswered:
-            errors["NO_ANSWER"] += len(unanswered)
-            examples["NO_ANSWER"] = "no answer when the run ended (the bench gave up waiting)"
-        cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
-        cpu["loadgen"] = _own_cpu_seconds() - own_before
-        measured = time.perf_counter() - started
-        for profiler in profilers:
-            _finish_profiler(profiler)
-        in_window = sum(1 for t in tally.delivered.values() if t <= window_end)
-        lost = len(answered - tally.delivered.keys())
-        samples = tally.latencies
-        return {
-            "offered_rate": rate,
-            "duration_s": duration,
-            "conversations": len(self.pairs),
-            "sent": sent,
-            "answered": len(answered),
-            "delivered": len(tally.delivered),
-            "lost": lost,
-            "duplicates": tally.duplicates,
-            "errors": sum(errors.values()),
-            "error_codes": dict(errors),
-            "error_examples": examples,
-            "p50_ms": round(percentile(samples, 0.50) * 1000, 3),
-            "p99_ms": round(percentile(samples, 0.99) * 1000, 3),
-            "max_ms": round(max(samples, default=0.0) * 1000, 3),
-            "send_p50_ms": round(percentile(send_latencies, 0.50) * 1000, 3),
-            "send_p99_ms": round(percentile(send_latencies, 0.99) * 1000, 3),
-            # how late the generator issued sends against their schedule (its own backlog)
-            "issue_lag_p99_ms": round(percentile(lags, 0.99) * 1000, 3),
-            # deliveries that arrived within the sending window, per second of it
-            "messages_per_s": round(in_window / duration, 1),
-            # all deliveries, per second from the first send to the last delivery: what an
-            # overloaded system still got through, late
-            "delivered_per_s_overall": round(
-                len(tally.delivered)
-                / max(1e-9, max(tally.delivered.values(), default=0.0) - started),
-                1,
-            ),
-            # CPU the UCServers together spent per delivered message: the cost of a message,
-            # which contention on a shared machine distorts less than the latencies
-            "ucserver_cpu_ms_per_message": round(
-                1000
-                * sum(s for name, s in cpu.items() if name.startswith("ucserver"))
-                / max(1, len(tally.delivered)),
-                3,
-            ),
-            "cpu_ms_per_message": {
-                name: round(1000 * s / max(1, len(tally.delivered)), 3) for name, s in cpu.items()
-            },
-            # percent of one core during the measurement, per process
-            "cpu_percent": {name: round(100 * s / measured, 1) for name, s in cpu.items()},
-            "load_average": [round(x, 2) for x in os.getloadavg()],
-        }
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        for channel in self.channels:
-            await channel.close()
+    knee = await find_knee(step, float(spec["ramp_start"]), ceiling=float(spec["ramp_ceiling"]))
+    return {"knee_per_s": knee.rate, "steps": [[s.rate, s.p99_ms, s.ok] for s in knee.steps]}
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run the measurement described by ``spec``; returns the figures."""
-    bench = _Run(spec)
+    """Run the measurements described by ``spec``; returns the figures."""
+    rate, seconds = float(spec["rate"]), float(spec["seconds"])
+    pids: dict[str, int] = spec["pids"]
+    vitals_dir = Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None
+    with_children = ["postgres"]  # its backends
+    procall = _Procall(spec)
     try:
-        await bench.set_up()
-        await bench.warm_up()
+        await procall.set_up()
+        await procall.warm_up()
+        tune_gc()
         await asyncio.sleep(0.5)
-        return await bench.measure()
+        _log(f"procall: measuring {seconds} s at {rate:g} messages/s")
+        main_window = await _window(
+            procall,
+            rate,
+            seconds,
+            meter=CpuMeter(pids, with_children),
+            profile=spec.get("profile"),
+        )
+        ucservers = [n for n in pids if n.startswith("ucserver")]
+        main_window = _figures(main_window, ucservers, vitals_dir)
+        sizes = procall.tally.sizes
+        event_bytes = round(sum(sizes) / len(sizes)) if sizes else 200
+        knee = await _knee(procall, spec, "procall")
     finally:
-        await bench.close()
+        await procall.close()
+
+    _log("bare baseline: starting two servers")
+    servers = [
+        bare.BareServer(f"bare-{n}", "chat", spec["redis_url"], spec["sql_url"]) for n in (1, 2)
+    ]
+    try:
+        servers[0].pair(servers[1])
+        servers[1].pair(servers[0])
+        baseline = _Bare(procall.pairs, servers, event_bytes)
+        await baseline.set_up()
+        await asyncio.sleep(0.5)
+        bare_pids = {s.name: s.pid for s in servers}
+        bare_pids |= {n: pid for n, pid in pids.items() if n in ("redis", "postgres")}
+        _log(f"bare baseline: measuring {seconds} s at {rate:g} messages/s")
+        bare_window = await _window(
+            baseline, rate, seconds, meter=CpuMeter(bare_pids, with_children)
+        )
+        bare_window = _figures(bare_window, [s.name for s in servers], vitals_dir)
+        bare_knee = await _knee(baseline, spec, "bare")
+        await baseline.close()
+    finally:
+        for server in servers:
+            server.stop()
+    server_us = main_window["server_cpu_us_per_message"]
+    bare_us = bare_window["server_cpu_us_per_message"]
+    return {
+        "duration_s": seconds,
+        "conversations": procall.pairs,
+        "event_bytes": event_bytes,
+        **main_window,
+        "baseline_server_cpu_us_per_message": bare_us,
+        "cpu_ratio": round(server_us / bare_us, 2) if bare_us else 0.0,
+        "knee_per_s": knee["knee_per_s"],
+        "baseline_knee_per_s": bare_knee["knee_per_s"],
+        "knee_ratio": (
+            round(knee["knee_per_s"] / bare_knee["knee_per_s"], 2)
+            if bare_knee["knee_per_s"]
+            else 0.0
+        ),
+        "knee_steps": knee["steps"],
+        "baseline": {**bare_window, "knee_steps": bare_knee["steps"]},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def main() -> int:

@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import grpc
 
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
+from procall.launch.datacenter import DataCenterError
 
-__all__ = ["HOMES", "PASSWORD", "SETUP_TIMEOUT", "bench_config", "create_pairs"]
+__all__ = ["HOMES", "PASSWORD", "SETUP_TIMEOUT", "bench_config", "create_pairs", "run_loadgen"]
 
 #: The password of every benchmark user.
 PASSWORD = "bench-password"
@@ -37,17 +43,27 @@ _FAST_DIRECTORY: Section = {
     "argon2_parallelism": 1,
     "max_failed_logins": 1_000_000,
 }
+#: The [lookup] of a benchmark: the upkeep that runs on every heartbeat (session and
+#: license renewal, presence interest) comes every 5 s instead of every second, and the
+#: presence full check (every 60 heartbeats) after 5 minutes, out of a default run's
+#: windows; the load generator reports what upkeep is left (its idle window).
+_QUIET_UPKEEP: Section = {"heartbeat_interval": 5.0, "heartbeat_ttl": 20.0}
 
 
-def bench_config(licenses: int, **sections: Section) -> dict[str, Section]:
+def bench_config(
+    licenses: int, *, quiet_upkeep: bool = False, **sections: Section
+) -> dict[str, Section]:
     """A benchmark DataCenter's ``extra_config``: ``licenses`` in the pool, the servers
-    opened up for one host, and ``sections`` on top."""
-    return {
+    opened up for one host, with ``quiet_upkeep`` the upkeep every 5 s, and ``sections``
+    on top."""
+    config: dict[str, Section] = {
         "auth": {"license_pool_size": licenses},
         "directory": dict(_FAST_DIRECTORY),
         "limits": dict(_BENCH_LIMITS),
-        **sections,
     }
+    if quiet_upkeep:
+        config["lookup"] = dict(_QUIET_UPKEEP)
+    return {**config, **sections}
 
 
 async def create_pairs(
@@ -84,3 +100,36 @@ async def create_pairs(
 
         await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
     return [(made[p, 0], made[p, 1]) for p in range(pairs)]
+
+
+def run_loadgen(module: str, spec: dict[str, Any], tmp: Path, *, progress: bool) -> dict[str, Any]:
+    """Run the load generator ``module`` (``python -m module SPEC``) on ``spec``; returns
+    the JSON object it prints. Its progress lines go to stderr as they come when
+    ``progress``; when it fails they are kept in ``procall-loadgen.err`` beside ``tmp``.
+
+    Raises:
+        DataCenterError: The load generator failed (with the line that says why).
+    """
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(json.dumps(spec), "utf-8")
+    loadgen = subprocess.Popen(
+        [sys.executable, "-m", module, str(spec_path)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert loadgen.stderr is not None and loadgen.stdout is not None
+    lines = []
+    for line in loadgen.stderr:
+        lines.append(line.rstrip())
+        if progress:
+            print(line, end="", file=sys.stderr, flush=True)
+    output = loadgen.stdout.read()
+    if loadgen.wait() != 0:
+        (tmp.parent / "procall-loadgen.err").write_text("\n".join(lines), "utf-8")
+        lines = lines or ["no output"]
+        reason = next((ln for ln in lines if "details =" in ln), lines[-1]).strip()
+        raise DataCenterError(f"the load generator failed: {reason}")
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result

@@ -73,6 +73,10 @@ class ClientOptions:
     backoff_initial: float = 0.2
     backoff_max: float = 15.0
     backoff_jitter: float = 0.5
+    #: Seconds one connection attempt (TCP, TLS and HTTP/2 handshake) may take. A server
+    #: that all its clients reconnect to at once answers each handshake late: an attempt
+    #: given a fraction of a second fails, is retried and adds to the crowd.
+    connect_timeout: float = 10.0
     #: Events received but not yet taken from ``events()``; a full queue pauses reading.
     queue_size: int = 1_000
     #: Refresh the session token when this share of its lifetime has passed.
@@ -90,10 +94,12 @@ class ClientOptions:
             ("grpc.keepalive_permit_without_calls", 1),
             # an idle Connect stream sends no data: keep pinging regardless
             ("grpc.http2.max_pings_without_data", 0),
-            # grpc's own reconnect backoff grows to two minutes; ours decides the pace
+            # grpc's own reconnect backoff grows to two minutes; ours caps it (a stream
+            # waiting to reconnect goes as soon as a connection attempt succeeds)
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", max_backoff_ms),
+            # despite its name, the time grpc gives one connection attempt
+            ("grpc.min_reconnect_backoff_ms", max(100, int(self.connect_timeout * 1000))),
         ]
 
 

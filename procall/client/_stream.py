@@ -9,7 +9,11 @@ the server back). What happens on trouble:
 
 - the stream drops (network, server restart, keepalive timeout): ``Disconnected``,
   then a reconnect after an exponential backoff with jitter, resuming after the
-  last event received (events still queued are delivered, none twice);
+  last event received (events still queued are delivered, none twice). A reconnect
+  waits for the connection (gRPC wait-for-ready): while the server is down, grpc's
+  own jittered attempts (capped at ``backoff_max``) find it back and the stream opens
+  on the first that succeeds, instead of failing at once on a channel between two
+  attempts and waiting out another backoff of ours;
 - ``Redirect`` event or FAILED_PRECONDITION ``WRONG_HOME_SERVER``: ``Redirected``
   and an immediate reconnect to the named server;
 - FAILED_PRECONDITION ``RESUME_EXPIRED``: a fresh stream without resume token,
@@ -160,6 +164,7 @@ class EventStream:
         self._processed = (0, 0)  # (epoch, sequence) of the newest processed event
         self._unacked = 0
         self._ack_now = asyncio.Event()
+        self._acks_due = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._redirects = 0
@@ -231,6 +236,8 @@ class EventStream:
         self._unacked += 1
         if self._unacked >= self._options.ack_every:
             self._ack_now.set()
+        elif self._unacked == 1:
+            self._acks_due.set()  # the ack task waits for the first unacked event
 
     # -- the background task --------------------------------------------------------------
 
@@ -291,7 +298,11 @@ class EventStream:
         address = host.home_address
         token = host.token
         stub = session_grpc.SessionServiceStub(host.channel(address))
-        call: _Call = stub.Connect(metadata=(("authorization", f"Bearer {token}"),))
+        # the first stream fails fast (start() reports it); a reconnect waits for the server
+        reconnecting = self._first is not None and self._first.done()
+        call: _Call = stub.Connect(
+            metadata=(("authorization", f"Bearer {token}"),), wait_for_ready=reconnecting
+        )
         acks: asyncio.Task[None] | None = None
         try:
             opening = session_pb.OpenStream(
@@ -414,14 +425,28 @@ class EventStream:
 
     async def _send_acks(self, call: _Call, epoch: int) -> None:
         """Ack processed events; with nothing to ack, repeat the last ack now and then as a
-        keepalive (the server ends streams that stay silent)."""
+        keepalive (the server ends streams that stay silent).
+
+        An idle client sleeps until its first unacked event or the keepalive is due, not
+        every ``ack_interval`` (thousands of idle clients in one process, such as a load
+        generator's, would spend a good share of a core waking up for nothing)."""
         sent = 0
         loop = asyncio.get_running_loop()
         written = loop.time()
         interval = min(self._options.ack_interval, self._options.stream_keepalive)
         while True:
+            processed_epoch, sequence = self._processed
+            if processed_epoch == epoch and sequence > sent:  # unacked events: ack soon
+                waiting, timeout = self._ack_now, interval
+            else:
+                self._acks_due.clear()
+                keepalive = self._options.stream_keepalive - (loop.time() - written)
+                waiting, timeout = self._acks_due, max(0.0, keepalive)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ack_now.wait(), interval)
+                async with asyncio.timeout(timeout):
+                    await waiting.wait()
+            if waiting is self._acks_due and self._acks_due.is_set():
+                continue  # the first unacked event: ack it within the interval
             self._ack_now.clear()
             processed_epoch, sequence = self._processed
             if processed_epoch != epoch or sequence <= sent:

@@ -45,6 +45,13 @@ UCSERVER_PROPERTIES: tuple[PropertySpec, ...] = (
     PropertySpec("limits.stream_idle_seconds", _DURATION, "300.0",
                  "Seconds a stream may stay silent before it is ended; 0 turns the bound off "
                  "(applies to streams opened after the change).", minimum=0, maximum=_DAY),
+    PropertySpec("limits.overload_lag_ms", _FLOAT, "100.0",
+                 "Event-loop lag (ms) which, held for overload_window_seconds, makes a server "
+                 "refuse new client calls (OVERLOADED); 0 turns the check off.",
+                 minimum=0, maximum=60_000),
+    PropertySpec("limits.max_in_flight", _INT, "2000",
+                 "Client calls in progress at once above which new ones are refused "
+                 "(OVERLOADED); 0: no cap.", minimum=0, maximum=10_000_000),
     PropertySpec("limits.client_message_bytes", _INT, "262144",
                  "Largest request message of client-facing methods (read at start).",
                  live=False, minimum=1024, maximum=64 * 1024 * 1024),

@@ -285,7 +285,9 @@ class DataCenter:
         self._config = config
         return config
 
-    def _spawn(self, name: str, role: str, config: Path, extra_env: dict[str, str]) -> _Child:
+    def _spawn(
+        self, name: str, role: str, config: Path, extra_env: dict[str, str], port: int = 0
+    ) -> _Child:
         ready = self.data_dir / "run" / f"{name}.json"
         ready.unlink(missing_ok=True)
         log_path = self.data_dir / "logs" / f"{name}.log"
@@ -302,7 +304,7 @@ class DataCenter:
         process = subprocess.Popen(
             dying_with_parent(
                 [sys.executable, "-m", "procall", "serve", role, "--config", str(config),
-                 "--port", "0", "--ready-file", str(ready)]
+                 "--port", str(port), "--ready-file", str(ready)]
             ),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -432,12 +434,25 @@ class DataCenter:
         child.ready_file.unlink(missing_ok=True)
         self._children.remove(child)
 
-    def restart(self, name: str, role: str) -> str:
-        """Start a server again under the same name; returns its new address."""
+    def restart(self, name: str, role: str, *, port: int = 0) -> str:
+        """Start a server again under the same name; returns its new address.
+
+        ``port`` 0 picks a free port; a real deployment's server comes back on its own
+        port (give the old one), where its clients find it again without a new login.
+        """
         assert self._config is not None, "start() first"
-        child = self._spawn(name, role, self._config, self._env.get(name, {}))
+        child = self._spawn(name, role, self._config, self._env.get(name, {}), port)
         self._wait_ready([child])
+        self._replace_endpoint(child)
         return child.address
+
+    def _replace_endpoint(self, child: _Child) -> None:
+        ca = str(self.ca_file or "")
+        fresh = Endpoint(
+            child.name, child.role, child.address, child.process.pid, child.mesh_address, ca
+        )
+        self.endpoints = [fresh if e.name == child.name else e for e in self.endpoints]
+        self._write_endpoints()
 
     # -- run and stop ---------------------------------------------------------------------
 

@@ -3,10 +3,12 @@
 The runtime's limits interceptor (``procall.servers.runtime.limits``) applies
 ``CallLimits`` to every call a server serves; the session cap lives with the
 sessions (``procall.session.manager``) and login throttling with the Directory
-(``procall.directory.throttle``).
+(``procall.directory.throttle``). ``LoadShedder`` refuses new work while a whole
+server is past its capacity.
 """
 
 from procall.limits.buckets import KeyedBuckets, TokenBucket
+from procall.limits.overload import LoadShedder, OverloadConfig
 from procall.limits.policy import (
     CLIENT_API_PREFIX,
     DEFAULT_METHOD_MESSAGE_BYTES,
@@ -22,6 +24,8 @@ __all__ = [
     "CallLimits",
     "KeyedBuckets",
     "LimitsConfig",
+    "LoadShedder",
+    "OverloadConfig",
     "StreamSlot",
     "TokenBucket",
     "stream_idle",

@@ -44,6 +44,8 @@ class ClientPolicies:
         #: Every stored policy by subject, and until when it is fresh (None: never read).
         self._policies: dict[tuple[SubjectKind, str], ClientPolicy] | None = None
         self._policies_until = 0.0
+        #: Whether some group's policy denies something (else no one's groups matter).
+        self._groups_deny = False
         #: Each user's group ids, and until when they are fresh.
         self._group_ids: dict[str, tuple[tuple[str, ...], float]] = {}
         #: Background refreshes under way (their tasks kept alive here).
@@ -93,6 +95,7 @@ class ClientPolicies:
             )
         if self._policies is not None:  # this server sees its own change at once
             self._policies[(kind, subject_id)] = policy
+            self._groups_deny = _groups_deny(self._policies)
         return policy
 
     async def list_all(self) -> list[ClientPolicy]:
@@ -108,13 +111,20 @@ class ClientPolicies:
         background once old (one refresh of each at a time), so that no request waits for
         the database or the Directory. Only the first question (of a server, of a user)
         waits. While either is away the last answers stand; a user never asked about is
-        denied nothing.
+        denied nothing. While no group's policy denies anything, users' groups change
+        nothing and the Directory is not asked (a restarted server's thousands of
+        reconnecting clients would each wait for it).
         """
         now = self._monotonic()
         if self._policies is None:
-            await self._load_policies()
+            # one reading for every first question at once (a restarted server's clients
+            # all ask within a moment); a waiter that gives up does not cancel it
+            self._in_background("policies", self._load_policies)
+            await asyncio.shield(self._refreshing["policies"])
         elif self._policies_until <= now:
             self._in_background("policies", self._load_policies)
+        if not self._groups_deny:
+            return denied_for((self._policies or {}).get((SubjectKind.USER, user_id)), [])
         known = self._group_ids.get(user_id)
         if known is None:
             await self._load_groups(user_id)
@@ -147,6 +157,7 @@ class ClientPolicies:
             self._policies = self._policies or {}
         else:
             self._policies = {(p.kind, p.subject_id): p for p in found}
+        self._groups_deny = _groups_deny(self._policies)
         self._policies_until = self._monotonic() + self._cache_seconds
 
     async def _load_groups(self, user_id: str) -> None:
@@ -180,3 +191,8 @@ def _subject(kind: SubjectKind | None, subject_id: str) -> tuple[SubjectKind, st
     if kind is None:
         raise InvalidArgument.field("policy.subject_kind", "must be USER or GROUP")
     return kind, check_id(subject_id, "policy.subject_id")
+
+
+def _groups_deny(policies: dict[tuple[SubjectKind, str], ClientPolicy]) -> bool:
+    """Whether some group's policy denies a feature."""
+    return any(p.denied for (kind, _), p in policies.items() if kind is SubjectKind.GROUP)

@@ -28,6 +28,9 @@ def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
         ["bench", "media", "--relays", "procall,nope"],
         ["bench", "media", "--max-calls", "0"],
         ["bench", "calls", "--concurrency", "0"],
+        ["bench", "connections", "--clients", "2"],
+        ["bench", "connections", "--clients", "100", "--max", "50"],
+        ["bench", "media", "--step", "0"],
         ["admin", "users", "frobnicate"],
     ],
 )

@@ -28,8 +28,7 @@ STREAMS = {
     # the Lookup sends changes; channel keepalive 10 s / 2 s, rewatched on any break
     ("servers/upstream/lookup.py", "WatchTopology"),
     # the benchmarks' clients, for the length of a run
-    ("bench/loadgen.py", "Connect"),
-    ("bench/chat_loadgen.py", "Connect"),
+    ("bench/harness.py", "Connect"),
     ("bench/calls_loadgen.py", "Connect"),
 }
 

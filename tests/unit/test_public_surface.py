@@ -73,12 +73,17 @@ SURFACE: dict[str, set[str]] = {
         "source_of",
     },
     "procall.servers.runtime.audit": {"AuditInterceptor", "AuditRule", "actor_of"},
+    "procall.servers.runtime.vitals": {
+        "ENV_VAR", "SAMPLE_SECONDS", "VitalsSummary", "read_vitals", "start_vitals",
+    },
     "procall.limits": {
         "CLIENT_API_PREFIX",
         "DEFAULT_METHOD_MESSAGE_BYTES",
         "CallLimits",
         "KeyedBuckets",
         "LimitsConfig",
+        "LoadShedder",
+        "OverloadConfig",
         "StreamSlot",
         "TokenBucket",
         "stream_idle",

@@ -40,6 +40,7 @@ from procall.servers.directory.servicer import DirectoryServicer
 from procall.servers.runtime.app import ServerApp, StartupError, binding, token_verifier
 from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
+from procall.servers.runtime.overload import LagSampler, shedder_of
 from procall.session.revocations import RevokingVerifier
 from procall.settings import DirectorySettings, Settings
 
@@ -196,14 +197,16 @@ async def build_directory(settings: Settings) -> ServerApp:
             "DirectoryService",
         )
     ]
+    shedder = shedder_of(settings)
+    lag = LagSampler(shedder)
     return ServerApp(
         "directory",
         settings,
         services,
-        on_start=[start],
-        on_stop=[close],
+        on_start=[start, lag.start],
+        on_stop=[close, lag.stop],
         interceptors=[
-            LimitsInterceptor(call_limits(settings), limit_anonymous=False),
+            LimitsInterceptor(call_limits(settings), limit_anonymous=False, shedder=shedder),
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
         ],
         audit=audit,

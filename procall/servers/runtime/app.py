@@ -16,6 +16,7 @@ from procall.security.keys import KeyFileError, load_signing_key, load_verify_ke
 from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer, TokenChecker
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
 from procall.servers.runtime.identity import ServiceAuthenticator, mesh_auth_required
+from procall.servers.runtime.vitals import start_vitals
 from procall.session.tokens import TokenSigner, TokenVerifier
 from procall.settings import AuthSettings, Settings
 
@@ -182,6 +183,7 @@ class ServerApp:
         except BaseException:
             await self.grpc.stop(0)
             raise
+        start_vitals(self.server_id)  # loop lag and GC pauses, when PROCALL_VITALS_DIR is set
 
     async def stop(self, grace: float | None = None) -> None:
         """Run the stop hooks in reverse order, then drain and stop the gRPC server.

@@ -28,8 +28,16 @@ from typing import Any
 
 import grpc
 
-from procall.limits import CLIENT_API_PREFIX, CallLimits, LimitsConfig, StreamSlot, stream_idle
+from procall.limits import (
+    CLIENT_API_PREFIX,
+    CallLimits,
+    LimitsConfig,
+    LoadShedder,
+    StreamSlot,
+    stream_idle,
+)
 from procall.servers.runtime.auth import current_claims_or_none, current_service
+from procall.servers.runtime.overload import is_sheddable
 from procall.session.tokens import SessionClaims
 from procall.settings import ConfigError, Settings
 
@@ -102,11 +110,15 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         limits: CallLimits,
         *,
         limit_anonymous: bool = True,
+        shedder: LoadShedder | None = None,
     ) -> None:
         """``limit_anonymous`` False leaves calls without a session to other guards (the
-        Directory: its anonymous callers are UCServers, or refused by the enforcer)."""
+        Directory: its anonymous callers are UCServers, or refused by the enforcer).
+        ``shedder`` refuses new unary client calls while the server is past its capacity
+        (``procall.limits.overload``)."""
         self.limits = limits
         self._limit_anonymous = limit_anonymous
+        self._shedder = shedder
         self._cache: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
@@ -140,10 +152,11 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             replaced["request_deserializer"] = _sized(handler.request_deserializer, limit)
         streaming_in = handler.request_streaming
         streaming_out = handler.response_streaming
+        shed = self._shedder is not None and is_sheddable(method)
         if not streaming_in and not streaming_out:
-            replaced["unary_unary"] = self._unary(handler.unary_unary, method, limit, rated)
+            replaced["unary_unary"] = self._unary(handler.unary_unary, method, limit, rated, shed)
         elif streaming_in and not streaming_out:
-            replaced["stream_unary"] = self._unary(handler.stream_unary, method, limit, rated)
+            replaced["stream_unary"] = self._unary(handler.stream_unary, method, limit, rated, shed)
         elif not streaming_in:
             replaced["unary_stream"] = self._stream(handler.unary_stream, method, limit, rated)
         else:
@@ -169,6 +182,15 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             )
         return claims
 
+    def _take_slot(self, claims: SessionClaims | None) -> LoadShedder | None:
+        """Count the call in progress with the shedder (refused while overloaded); the
+        shedder to tell when it ends, None for callers that are never refused."""
+        shedder = self._shedder
+        if shedder is None or current_service() is not None or (claims and claims.admin):
+            return None
+        shedder.admit()
+        return shedder
+
     def _open_stream(self, claims: SessionClaims | None) -> StreamSlot | None:
         if claims is None or current_service() is not None:
             return None
@@ -190,15 +212,17 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
     # -- the wrappers ---------------------------------------------------------------------
 
     def _unary(
-        self, behaviour: Any, method: str, limit: int | None, rated: bool
+        self, behaviour: Any, method: str, limit: int | None, rated: bool, shed: bool
     ) -> Callable[..., Any]:
         limits = self.limits
         idle = limits.config.stream_idle_seconds
 
         async def handler(request: Any, context: Context) -> Any:
-            self._admit(context, rated)
-            request, watch = self._checked_request(request, method, limit)
+            claims = self._admit(context, rated)
+            slot = self._take_slot(claims) if shed else None
+            watch: _IdleWatch | None = None
             try:
+                request, watch = self._checked_request(request, method, limit)
                 result = behaviour(request, context)
                 if inspect.isawaitable(result):
                     result = await result
@@ -211,6 +235,8 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 if watch is not None:
                     watch.stop()
+                if slot is not None:
+                    slot.finished()
 
         return handler
 

@@ -56,6 +56,8 @@ def settings_defaults(settings: Settings) -> dict[str, str]:
         "limits.sessions_per_user": str(s.limits.sessions_per_user),
         "limits.stream_idle_seconds": str(s.limits.stream_idle_seconds),
         "limits.client_message_bytes": str(s.limits.client_message_bytes),
+        "limits.overload_lag_ms": str(s.limits.overload_lag_ms),
+        "limits.max_in_flight": str(s.limits.max_in_flight),
         "calls.ring_seconds": str(s.calls.ring_seconds),
         "calls.media_probe_seconds": str(s.calls.media_probe_seconds),
         "calls.ended_ttl_seconds": str(s.calls.ended_ttl_seconds),

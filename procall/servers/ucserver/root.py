@@ -23,7 +23,7 @@ from procall.api.session.v1 import session_pb2
 from procall.audit import AuditListing, BufferedAuditLog
 from procall.config import ConfigValue
 from procall.leases import EditLeases
-from procall.limits import CallLimits
+from procall.limits import CallLimits, LoadShedder
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.policies import ClientPolicies
@@ -50,6 +50,7 @@ from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.channels import MeshChannels
 from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
+from procall.servers.runtime.overload import LagSampler, shedder_of
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
@@ -105,9 +106,19 @@ def apply_config(
     manager: SessionManager[session_pb2.Event],
     calls: CallComponent,
     chat: ChatComponent,
+    shedder: LoadShedder,
 ) -> None:
     """Let the parts follow the live configuration properties (``procall.config``)."""
     config.apply_to_limits(limits)
+
+    def overload_lag(value: ConfigValue) -> None:
+        shedder.config = dataclasses.replace(shedder.config, lag_target=float(value) / 1000)
+
+    def in_flight(value: ConfigValue) -> None:
+        shedder.config = dataclasses.replace(shedder.config, max_in_flight=int(value))
+
+    config.follow("limits.overload_lag_ms", overload_lag)
+    config.follow("limits.max_in_flight", in_flight)
 
     def sessions_per_user(value: ConfigValue) -> None:
         manager.sessions_per_user = int(value)
@@ -359,6 +370,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         *calls.bindings(),
     ]
     limits = call_limits(settings)
+    shedder = shedder_of(settings)
+    lag = LagSampler(shedder)
 
     async def start_config(app: ServerApp) -> None:
         # first: the other parts start with the configured values
@@ -367,7 +380,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         except StartupError:
             await stores.close()  # no stop hook runs for a server that did not start
             raise
-        apply_config(config, limits, manager, calls, chat)
+        apply_config(config, limits, manager, calls, chat, shedder)
 
     on_start: list[Hook] = [
         start_config,
@@ -379,6 +392,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         chat.start,
         calls.start,
         sessions.start,
+        lag.start,
     ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
     # queued, the peer links close, pending chat writes reach the database or the outbox,
@@ -393,6 +407,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
         config.stop,
+        lag.stop,
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
@@ -417,7 +432,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         on_stop=on_stop,
         # inside the policy enforcer, which binds the verified caller they read
         interceptors=[
-            LimitsInterceptor(limits),
+            LimitsInterceptor(limits, shedder=shedder),
             PolicyInterceptor(policies),
             AuditInterceptor(audit, UCSERVER_AUDIT_RULES),
         ],
@@ -430,6 +445,8 @@ async def build_ucserver(settings: Settings) -> ServerApp:
             "router": router,
             "moves": moves,
             "limits": limits,
+            "shedder": shedder,
+            "lag": lag,
             "config": config,
             "audit": audit,
             "leases": edit_leases,

@@ -86,7 +86,7 @@ def test_every_built_in_property_is_valid_and_described() -> None:
         "limits.user_rate", "limits.user_burst", "limits.sessions_per_user",
         "limits.stream_idle_seconds", "calls.ring_seconds", "calls.media_probe_seconds",
         "chat.typing_ttl_seconds", "chat.request_id_ttl_seconds", "server.capacity",
-        "media.capacity",
+        "media.capacity", "limits.overload_lag_ms", "limits.max_in_flight",
     }  # fmt: skip
     assert wanted <= set(names)
     assert registry.spec("server.capacity").scope is Scope.LOCAL

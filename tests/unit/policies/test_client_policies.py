@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from procall.errors import Aborted, InvalidArgument, PermissionDenied
-from procall.policies import ClientFeature, ClientPolicies, SubjectKind
+from procall.policies import ClientFeature, ClientPolicies, ClientPolicy, SubjectKind
 from tests.unit.policies.fakes import MemoryPolicyStore
 
 F = ClientFeature
@@ -17,8 +17,10 @@ USER, GROUP = SubjectKind.USER, SubjectKind.GROUP
 class Groups:
     def __init__(self) -> None:
         self.of: dict[str, list[str]] = {"ann": ["sales", "night"], "ben": []}
+        self.asked: list[str] = []
 
     async def group_ids_of(self, user_id: str) -> list[str]:
+        self.asked.append(user_id)
         return self.of.get(user_id, [])
 
 
@@ -77,3 +79,34 @@ async def test_versions_and_bad_input() -> None:
         await policies.set("root", USER, "ben", [99], 1)
     with pytest.raises(InvalidArgument):
         await policies.set("root", USER, "", [], 1)
+
+
+async def test_groups_are_read_only_once_a_group_policy_denies_something() -> None:
+    store, now, groups = MemoryPolicyStore(), [0.0], Groups()
+    policies = ClientPolicies(store, groups, lambda: 1000.0, lambda: now[0], cache_seconds=5.0)
+    await policies.set("root", USER, "ben", [F.CHAT], 0)
+    await policies.set("root", GROUP, "night", [], 0)
+    # no group denies anything: a user's groups change nothing, the Directory is not asked
+    assert await policies.denied("ann") == frozenset()
+    assert await policies.denied("ben") == {F.CHAT}
+    assert groups.asked == []
+    await policies.set("root", GROUP, "night", [F.VIDEO], 1)
+    assert await policies.denied("ann") == {F.VIDEO}
+    assert groups.asked == ["ann"]
+
+
+async def test_the_first_questions_at_once_share_one_reading_of_the_policies() -> None:
+    class CountingStore(MemoryPolicyStore):
+        readings = 0
+
+        async def list_all(self) -> list[ClientPolicy]:
+            CountingStore.readings += 1
+            await asyncio.sleep(0.01)
+            return await super().list_all()
+
+    store = CountingStore()
+    await store.compare_and_set(ClientPolicy(USER, "ben", frozenset({F.CHAT}), version=1), 0)
+    policies = ClientPolicies(store, Groups(), lambda: 1000.0, lambda: 0.0, cache_seconds=5.0)
+    answers = await asyncio.gather(*(policies.denied("ben") for _ in range(50)))
+    assert answers == [{F.CHAT}] * 50
+    assert CountingStore.readings == 1

@@ -95,6 +95,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """An administrator's client policy denies the user this feature (PERMISSION_DENIED);
     ErrorInfo metadata "feature" names it.
     """
+    ERROR_REASON_OVERLOADED: _ErrorReason.ValueType  # 30
+    """The server is past its capacity and refuses new work for now (RESOURCE_EXHAUSTED);
+    RetryInfo says when to retry. Logging out and hanging up are never refused.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists the machine-readable reasons procall puts into
@@ -175,5 +179,9 @@ ERROR_REASON_MEDIA_UNAVAILABLE: ErrorReason.ValueType  # 28
 ERROR_REASON_FEATURE_DISABLED: ErrorReason.ValueType  # 29
 """An administrator's client policy denies the user this feature (PERMISSION_DENIED);
 ErrorInfo metadata "feature" names it.
+"""
+ERROR_REASON_OVERLOADED: ErrorReason.ValueType  # 30
+"""The server is past its capacity and refuses new work for now (RESOURCE_EXHAUSTED);
+RetryInfo says when to retry. Logging out and hanging up are never refused.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
