@@ -33,6 +33,7 @@ __all__ = [
     "LimitsSettings",
     "LookupSettings",
     "MediaSettings",
+    "PresenceSettings",
     "RedisSettings",
     "ServerSettings",
     "Settings",
@@ -288,6 +289,17 @@ class ChatSettings:
 
 
 @dataclass
+class PresenceSettings:
+    """Presence on a UCServer."""
+
+    #: Seconds between two batches of presence changes: the changes of one tick go to
+    #: Redis in one call, to the watchers in one fan-out and to each other UCServer in one
+    #: message; a lone change after a quiet tick goes at once (so a change waits at most
+    #: this long). 0 sends each batch as soon as the previous one is done.
+    tick_seconds: float = 0.005
+
+
+@dataclass
 class CallSettings:
     """Softphone calls on a UCServer."""
 
@@ -389,6 +401,7 @@ class Settings:
     lookup: LookupSettings = field(default_factory=LookupSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
     calls: CallSettings = field(default_factory=CallSettings)
     moves: MovesSettings = field(default_factory=MovesSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)

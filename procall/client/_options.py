@@ -56,11 +56,13 @@ class ClientOptions:
     #: How long a keepalive ping may go unanswered before the connection counts as dead.
     keepalive_timeout_ms: int = 5_000
     #: Acks go out at least this often (seconds) while events are being processed ...
-    #: (acks only let the server free its replay buffer, and each one costs the server a
-    #: message: a client receiving a few events a second should not ack each of them)
-    ack_interval: float = 2.0
-    #: ... and at once after this many processed, unacknowledged events.
-    ack_every: int = 64
+    #: (acks only let the server free its replay buffer: resuming needs none, since the
+    #: client names its last processed event itself; each one costs the server a stream
+    #: message, so a client receiving a few events a second acks them every few seconds)
+    ack_interval: float = 10.0
+    #: ... and at once after this many processed, unacknowledged events (far below the
+    #: server's replay buffer, ``[auth] replay_buffer_events``, 10,000 by default).
+    ack_every: int = 256
     #: With nothing to ack, the last ack is sent again after this many seconds, as a
     #: keepalive: servers end streams whose client sent nothing for a while
     #: (``[limits] stream_idle_seconds``, 300 s by default).

@@ -116,7 +116,7 @@ class PresenceManager:
         self._seen: dict[str, int] = {}
         self.degraded = False
         #: Changes waiting to be fanned out, newest per user (bursts coalesce here).
-        self._outgoing: dict[str, Presence] = {}
+        self._outgoing: dict[str, tuple[Presence, list[str] | None]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._heartbeats = 0
 
@@ -161,14 +161,18 @@ class PresenceManager:
             self._local.pop(user_id, None)
 
     async def _apply(self, user_id: str, change: PresenceChange, set_by: str) -> Presence:
+        servers: list[str] | None = None
         try:
-            presence = await self._store.update(user_id, change, set_by, self.server_id)
+            # the write also says which peers watch the user: one round trip for both
+            presence, servers = await self._store.update_routed(
+                user_id, change, set_by, self.server_id, self._notifier.peer_servers()
+            )
             self._mark_healthy()
         except Unavailable:
             self.degraded = True
             presence = self._apply_locally(user_id, change, set_by)
         self._local[user_id] = presence
-        await self.publish(presence)
+        self._publish(presence, servers)
         return presence
 
     def _apply_locally(self, user_id: str, change: PresenceChange, set_by: str) -> Presence:
@@ -206,9 +210,14 @@ class PresenceManager:
         Changes are coalesced per user: of a burst of changes that arrive while
         the previous ones are still being fanned out, only the newest goes out.
         """
+        self._publish(presence, None)
+
+    def _publish(self, presence: Presence, servers: list[str] | None) -> None:
+        """``publish``; ``servers``: the peers watching the user, when the store said so
+        with the change (None: ask the store at fan-out)."""
         if not self._newer(presence):
             return
-        self._outgoing[presence.user_id] = presence
+        self._outgoing[presence.user_id] = (presence, servers)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_outgoing())
 
@@ -226,27 +235,30 @@ class PresenceManager:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
-    async def _fan_out(self, batch: list[Presence]) -> None:
-        """Local watchers first, then the interested peers of the whole batch at once."""
-        for presence in batch:
+    async def _fan_out(self, batch: list[tuple[Presence, list[str] | None]]) -> None:
+        """Local watchers first, then the interested peers of the whole batch at once (the
+        store told them with most changes; the others are looked up together)."""
+        for presence, _ in batch:
             local = self.watches.watchers_of(presence.user_id)
             local.add(presence.user_id)
             try:
                 await self._notifier.to_local_users(local, presence)
             except Exception:  # one failed delivery must not stop the others
                 _log.exception("fan-out of %s's presence failed", presence.user_id)
-        peers = self._notifier.peer_servers()
-        if not peers:
-            return
-        try:
-            interested = await self._store.interested_servers_many(
-                [p.user_id for p in batch], peers
-            )
-        except Unavailable:
-            return  # cross-server presence resumes when the store is back
-        for presence, servers in zip(batch, interested, strict=True):
-            if servers:
-                self._notifier.to_servers(servers, presence)
+        unrouted = [presence for presence, servers in batch if servers is None]
+        routed = [(presence, servers) for presence, servers in batch if servers]
+        if unrouted:
+            peers = self._notifier.peer_servers()
+            if peers:
+                try:
+                    interested = await self._store.interested_servers_many(
+                        [p.user_id for p in unrouted], peers
+                    )
+                    routed += [(p, s) for p, s in zip(unrouted, interested, strict=True) if s]
+                except Unavailable:
+                    pass  # cross-server presence resumes when the store is back
+        for presence, servers in routed:
+            self._notifier.to_servers(servers, presence)
 
     async def received(self, presence: Presence) -> None:
         """A change sent by another UCServer: push it to the local watchers."""

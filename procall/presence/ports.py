@@ -25,6 +25,18 @@ class PresenceStore(Protocol):
         """Apply a change (``server_id``: the server applying a session change)."""
         ...
 
+    async def update_routed(
+        self,
+        user_id: str,
+        change: PresenceChange,
+        set_by: str,
+        server_id: str,
+        peers: Sequence[str],
+    ) -> tuple[Presence, list[str]]:
+        """``update``, and which of the UCServers ``peers`` watch the user (as
+        ``interested_servers`` would say), in one step: one round trip per change."""
+        ...
+
     async def mark_offline_if_on(self, user_ids: Sequence[str], server_id: str) -> list[Presence]:
         """Turn OFFLINE the users whose sessions were on a server that died."""
         ...

@@ -151,7 +151,7 @@ async def open_ucserver_stores(settings: Settings, server_id: str) -> UCServerSt
         sessions=RedisSessionRegistry(redis, server_id, ttl),
         licenses=LicensePool(redis, server_id, ttl_seconds=ttl),
         revocations=RedisRevocationStore(redis),
-        presence=RedisPresenceStore(redis),
+        presence=RedisPresenceStore(redis, settings.presence.tick_seconds),
         contacts=SqlContactStore(database),
         chat_state=RedisChatState(redis),
         calls=RedisCallStore(redis),

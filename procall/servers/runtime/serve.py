@@ -11,7 +11,6 @@ files it creates (SQLite databases, the outbox, WAL files) are private from the 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 from procall.security.files import InsecureFileError, require_private
 from procall.servers.runtime.app import ServerApp, StartupError
+from procall.servers.runtime.collector import tune_collector
 from procall.servers.runtime.roles import ROLES
 from procall.settings import Settings
 
@@ -125,12 +125,8 @@ async def run_role(
     os.umask(SERVER_UMASK)
     app = await ROLES[role](settings)
     await app.start()
-    # what start-up allocated lives as long as the process: keep it out of every collection,
-    # and collect the young generation less often (per-message garbage of busy streams made
-    # the collector the largest single cost of a UCServer at 5,000 sessions)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    # short collector pauses: the start-up heap frozen, small young collections
+    tune_collector()
     _log.info("%s %s serving on %s", role, app.server_id, app.address)
     if settings.server.ready_file:
         write_ready_file(settings.server.ready_file, app)

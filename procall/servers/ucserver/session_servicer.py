@@ -163,6 +163,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         self._clock = clock
         self._features = features
         self._wire = _WireCache()
+        self._last_time: tuple[float, bytes] = (-1.0, b"")
 
     def _session_message(self, claims: SessionClaims, address: str) -> session_pb2.Session:
         return session_pb2.Session(
@@ -288,19 +289,13 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         tag = _MANY_EVENTS if batch else _ONE_EVENT
         parts: list[bytes] = []
         for event in events:
-            seconds, nanos = divmod(int(event.time * 1e9), 1_000_000_000)
-            stamp = _SECONDS + _varint(seconds)
-            if nanos:
-                stamp += _NANOS + _varint(nanos)
             token = self._manager.resume_token(session_id, event.sequence).encode("ascii")
             body = b"".join(
                 (
                     self._wire.encoded(event.payload),
                     _SEQUENCE,
                     _varint(event.sequence),
-                    _TIME,
-                    _varint(len(stamp)),
-                    stamp,
+                    self._time_field(event.time),
                     _TOKEN,
                     _varint(len(token)),
                     token,
@@ -308,6 +303,19 @@ class SessionServicer(session_grpc.SessionServiceServicer):
             )
             parts += (tag, _varint(len(body)), body)
         return b"".join(parts)
+
+    def _time_field(self, at: float) -> bytes:
+        """The encoded ``event_time`` field; the events of one delivery share their time,
+        so the last one encoded is kept for the other recipients."""
+        if at == self._last_time[0]:
+            return self._last_time[1]
+        seconds, nanos = divmod(int(at * 1e9), 1_000_000_000)
+        stamp = _SECONDS + _varint(seconds)
+        if nanos:
+            stamp += _NANOS + _varint(nanos)
+        field = _TIME + _varint(len(stamp)) + stamp
+        self._last_time = (at, field)
+        return field
 
     async def _read_acks(
         self,

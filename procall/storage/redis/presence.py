@@ -27,10 +27,13 @@ the same presence twice. Versions are ``max(previous + 1, Redis TIME in
 microseconds)``, so they keep growing even when Redis restarted empty and
 watchers still hold versions of before.
 
-Concurrent changes are pipelined: while one pipeline of changes is on its way,
-the next ones queue and then go together, so a burst of SetPresence calls costs
-a few round trips and one connection, not one of each per call (which, under
-load, had redis-py open hundreds of connections and time out).
+Changes go in batches: while one batch is on its way, the next ones queue, and at
+most one batch starts per ``tick`` (a lone change after a quiet moment goes at
+once). A batch is one call of one script for all its changes, which also answers,
+for each changed user, which of the other UCServers watch it: a change costs one
+round trip and one command of redis-py's Python, instead of a script call plus
+an interest lookup (two round trips of ~75-150 us of Python each). Without
+batching, under load, redis-py had opened hundreds of connections and timed out.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
@@ -59,9 +62,15 @@ _INTEREST = "procall:presence:interest:"
 _ALIVE = "procall:presence:alive:"
 _CHANNELS = ("chat", "audio", "video", "screen_share", "conference")
 
+# KEYS: the interest sets of the peers asked about (ARGV[1] of them), then the presence key
+# of each change. ARGV: the number of peers, then per change: the user id, the number of
+# fields to set and the pairs, the number of fields to delete and the names, whether a
+# session started (1/0), whether one ended (1/0).
+# Returns per change: the _UPDATE_FIELDS, the number of sessions and their capabilities,
+# then for each peer whether it watches the user (1/0).
 _UPDATE = """
-local key = KEYS[1]
-local function visible()
+local npeers = tonumber(ARGV[1])
+local function visible(key)
   local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by')
   local channels = {}
   for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -75,40 +84,55 @@ local function visible()
   return (h[1] or '') .. '|' .. (h[2] or '') .. '|' .. (h[3] or '') .. '|' .. (h[4] or '')
     .. '|' .. table.concat(names, ',')
 end
-local before = visible()
-local known = redis.call('HEXISTS', key, 'ver') == 1
-local i = 1
-local nset = tonumber(ARGV[i]); i = i + 1
-for n = 1, nset do redis.call('HSET', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
-local ndel = tonumber(ARGV[i]); i = i + 1
-for n = 1, ndel do redis.call('HDEL', key, ARGV[i]); i = i + 1 end
-if ARGV[i] == '1' then
-  local av = redis.call('HGET', key, 'av')
-  if (not av) or av == 'OFFLINE' then redis.call('HSET', key, 'av', 'AVAILABLE') end
-end
-if ARGV[i + 1] == '1' then
-  local any = false
-  for _, f in ipairs(redis.call('HKEYS', key)) do
-    if string.sub(f, 1, 4) == 'cap:' then any = true; break end
+local function apply(key, i)
+  local user = ARGV[i]; i = i + 1
+  local before = visible(key)
+  local known = redis.call('HEXISTS', key, 'ver') == 1
+  local nset = tonumber(ARGV[i]); i = i + 1
+  for n = 1, nset do redis.call('HSET', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
+  local ndel = tonumber(ARGV[i]); i = i + 1
+  for n = 1, ndel do redis.call('HDEL', key, ARGV[i]); i = i + 1 end
+  if ARGV[i] == '1' then
+    local av = redis.call('HGET', key, 'av')
+    if (not av) or av == 'OFFLINE' then redis.call('HSET', key, 'av', 'AVAILABLE') end
   end
-  if not any then redis.call('HSET', key, 'av', 'OFFLINE') end
+  if ARGV[i + 1] == '1' then
+    local any = false
+    for _, f in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(f, 1, 4) == 'cap:' then any = true; break end
+    end
+    if not any then redis.call('HSET', key, 'av', 'OFFLINE') end
+  end
+  i = i + 2
+  if not known or visible(key) ~= before then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local ts = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+    local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
+    redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', ts)
+  end
+  local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by', 'ts', 'ver', 'srv')
+  for n = 1, 7 do if not h[n] then h[n] = '' end end
+  local caps = {}
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    if string.sub(f, 1, 4) == 'cap:' then caps[#caps + 1] = redis.call('HGET', key, f) end
+  end
+  h[#h + 1] = #caps
+  for _, c in ipairs(caps) do h[#h + 1] = c end
+  for n = 1, npeers do h[#h + 1] = redis.call('SISMEMBER', KEYS[n], user) end
+  return h, i
 end
-if not known or visible() ~= before then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local ts = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
-  local ver = math.max(tonumber(redis.call('HGET', key, 'ver') or '0') + 1, now)
-  redis.call('HSET', key, 'ver', string.format('%d', ver), 'ts', ts)
+local out = {}
+local i = 2
+for k = npeers + 1, #KEYS do
+  local h
+  h, i = apply(KEYS[k], i)
+  out[#out + 1] = h
 end
-local h = redis.call('HMGET', key, 'av', 'note', 'tel', 'by', 'ts', 'ver', 'srv')
-for n = 1, 7 do if not h[n] then h[n] = '' end end
-for _, f in ipairs(redis.call('HKEYS', key)) do
-  if string.sub(f, 1, 4) == 'cap:' then h[#h + 1] = redis.call('HGET', key, f) end
-end
-return h
+return out
 """
 
-#: The fields _UPDATE returns first, in order (then the capabilities of each session).
+#: The fields _UPDATE returns first for each change, in order.
 _UPDATE_FIELDS = ("av", "note", "tel", "by", "ts", "ver", "srv")
 
 # KEYS: presence key; ARGV: dead server id -> the new hash, or nil when not on that server
@@ -167,70 +191,113 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-#: Changes sent in one pipeline at most.
-_MAX_PIPELINE = 500
+#: Changes sent in one script call at most.
+_MAX_BATCH = 500
 
 
-class _ScriptBatcher:
-    """Runs concurrent calls of one Lua script together, one pipeline at a time."""
+class _Change(NamedTuple):
+    """One queued change: the user, its script arguments, the peers asked about."""
 
-    def __init__(self, redis: aioredis.Redis, script: str) -> None:
+    user_id: str
+    args: list[str]
+    peers: Sequence[str]
+    result: asyncio.Future[tuple[Presence, list[str]]]
+
+
+class _UpdateBatcher:
+    """Runs the queued changes together: one call of ``_UPDATE`` per batch, one batch at a
+    time, at most one batch started per ``tick`` seconds."""
+
+    def __init__(self, redis: aioredis.Redis, tick: float) -> None:
         self._redis = redis
-        self._script = script
-        self._sha = hashlib.sha1(script.encode("utf-8")).hexdigest()
-        self._queue: list[tuple[str, list[str | int], asyncio.Future[Any]]] = []
+        self._tick = tick
+        self._sha = hashlib.sha1(_UPDATE.encode("utf-8")).hexdigest()
+        self._queue: list[_Change] = []
         self._runner: asyncio.Task[None] | None = None
+        self._started = -float("inf")
 
-    async def call(self, key: str, args: list[str | int]) -> Any:
-        """The script's result for ``key`` and ``args``; raises what Redis raised."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append((key, args, future))
+    async def call(
+        self, user_id: str, args: list[str], peers: Sequence[str]
+    ) -> tuple[Presence, list[str]]:
+        """The new presence of ``user_id`` and which of ``peers`` watch it; raises what
+        Redis raised."""
+        future: asyncio.Future[tuple[Presence, list[str]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.append(_Change(user_id, args, peers, future))
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._run())
         return await future
 
     async def _run(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:_MAX_PIPELINE], self._queue[_MAX_PIPELINE:]
-            try:
-                results = await self._execute(batch)
-            except asyncio.CancelledError:
-                for _, _, future in [*batch, *self._queue]:
-                    future.cancel()
-                self._queue = []
-                raise
-            except Exception as exc:  # every waiter of the batch learns of it
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():
+        loop = asyncio.get_running_loop()
+        batch: list[_Change] = []
+        try:
+            while self._queue:
+                wait = self._started + self._tick - loop.time()
+                if wait > 0:  # the changes of the rest of the tick join this batch
+                    await asyncio.sleep(wait)
+                self._started = loop.time()
+                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
+                try:
+                    results = await self._execute(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # every waiter of the batch learns of it
+                    for change in batch:
+                        if not change.result.done():
+                            change.result.set_exception(exc)
+                    batch = []
                     continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+                for change, result in zip(batch, results, strict=True):
+                    if not change.result.done():
+                        change.result.set_result(result)
+                batch = []
+        except asyncio.CancelledError:
+            for change in [*batch, *self._queue]:
+                change.result.cancel()
+            self._queue = []
+            raise
 
-    async def _execute(self, batch: list[tuple[str, list[str | int], Any]]) -> list[Any]:
-        for attempt in (1, 2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, args, _ in batch:
-                    pipe.evalsha(self._sha, 1, key, *args)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
-                await self._redis.script_load(self._script)  # Redis restarted: load again
-                continue
-            return results
-        raise AssertionError("unreachable")
+    async def _execute(self, batch: list[_Change]) -> list[tuple[Presence, list[str]]]:
+        peers = sorted({p for change in batch for p in change.peers})
+        keys = [_INTEREST + p for p in peers] + [_KEY + change.user_id for change in batch]
+        args: list[str] = [str(len(peers))]
+        for change in batch:
+            args += (change.user_id, *change.args)
+        try:
+            replies = await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted: load it again
+            await self._redis.script_load(_UPDATE)
+            replies = await self._redis.evalsha(self._sha, len(keys), *keys, *args)
+        return [
+            _decode_update(change, reply, peers)
+            for change, reply in zip(batch, replies, strict=True)
+        ]
+
+
+def _decode_update(
+    change: _Change, reply: list[Any], peers: Sequence[str]
+) -> tuple[Presence, list[str]]:
+    fields = len(_UPDATE_FIELDS)
+    raw = {k: v for k, v in zip(_UPDATE_FIELDS, map(_text, reply[:fields]), strict=True) if v}
+    sessions = int(reply[fields])
+    for index, caps in enumerate(reply[fields + 1 : fields + 1 + sessions]):
+        raw[f"cap:{index}"] = _text(caps)
+    flags = reply[fields + 1 + sessions :]
+    wanted = set(change.peers)
+    watching = [p for p, flag in zip(peers, flags, strict=True) if flag and p in wanted]
+    return _decode(change.user_id, raw), watching
 
 
 class RedisPresenceStore:
     """Reads and changes presence; every failure is ``Unavailable`` naming Redis."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, tick: float = 0.0) -> None:
+        """``tick``: seconds between the starts of two batches of changes (a change
+        waits at most that long for the changes that go with it)."""
         self._redis = redis
-        self._update = _ScriptBatcher(redis, _UPDATE)
+        self._update = _UpdateBatcher(redis, tick)
         self._offline_if_on = redis.register_script(_OFFLINE_IF_ON)
 
     async def update(
@@ -241,6 +308,18 @@ class RedisPresenceStore:
         ``server_id`` (the UCServer applying a session change) is recorded as the
         server holding the user's sessions.
         """
+        presence, _ = await self.update_routed(user_id, change, set_by, server_id, ())
+        return presence
+
+    async def update_routed(
+        self,
+        user_id: str,
+        change: PresenceChange,
+        set_by: str,
+        server_id: str,
+        peers: Sequence[str],
+    ) -> tuple[Presence, list[str]]:
+        """``update``, and which of the UCServers ``peers`` watch the user, in one step."""
         sets: list[str] = ["by", set_by]
         if change.availability is not None:
             sets += ["av", change.availability.value]
@@ -256,17 +335,12 @@ class RedisPresenceStore:
             if server_id:
                 sets += ["srv", server_id]
         deletes = [f"cap:{change.ended_session}"] if change.ended_session else []
-        args: list[str | int] = [len(sets) // 2, *sets, len(deletes), *deletes, online]
+        args = [str(len(sets) // 2), *sets, str(len(deletes)), *deletes, online]
         args.append("1" if change.ended_session else "0")
         try:
-            flat = await self._update.call(_KEY + user_id, args)
+            return await self._update.call(user_id, args, peers)
         except (RedisError, OSError):
             raise Unavailable.backend("Redis") from None
-        values = [_text(v) for v in flat]
-        raw = {k: v for k, v in zip(_UPDATE_FIELDS, values, strict=False) if v}
-        for index, session_caps in enumerate(values[len(_UPDATE_FIELDS) :]):
-            raw[f"cap:{index}"] = session_caps
-        return _decode(user_id, raw)
 
     async def mark_offline_if_on(self, user_ids: Sequence[str], server_id: str) -> list[Presence]:
         """Turn OFFLINE those users whose sessions were on ``server_id`` (it died)."""

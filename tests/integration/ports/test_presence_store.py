@@ -5,6 +5,7 @@ real Redis: the direct tests of the Redis store, and the check that the fake doe
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -64,7 +65,9 @@ async def subject(request: pytest.FixtureRequest) -> AsyncIterator[Subject]:
         await client.flushall()
 
     try:
-        yield Subject(RedisPresenceStore(client), flush, lambda: RedisPresenceStore(dead))
+        # batches on a tick, as a UCServer runs it
+        store = RedisPresenceStore(client, tick=0.005)
+        yield Subject(store, flush, lambda: RedisPresenceStore(dead))
     finally:
         await client.aclose()
         await dead.aclose()
@@ -187,6 +190,44 @@ async def test_interest_is_per_server_and_removable(subject: Subject) -> None:
     assert await store.interested_servers_many(["bob"], []) == [[]]
 
 
+async def test_a_change_says_which_of_the_given_servers_watch_the_user(subject: Subject) -> None:
+    store = subject.store
+    await store.add_interest("uc-1", ["bob", "carol"], 30.0)
+    await store.add_interest("uc-2", ["bob"], 30.0)
+    bob, watching = await store.update_routed(
+        "bob", PresenceChange(Availability.BUSY, note="n"), "", "uc-3", ["uc-1", "uc-2", "uc-4"]
+    )
+    assert (bob.availability, bob.note, watching) == (Availability.BUSY, "n", ["uc-1", "uc-2"])
+    assert (await store.get_many(["bob"]))[0] == bob
+    _, nobody = await store.update_routed("bob", PresenceChange(note="m"), "", "uc-3", [])
+    assert nobody == []
+
+
+async def test_concurrent_changes_each_get_their_own_answer(subject: Subject) -> None:
+    store = subject.store
+    await store.add_interest("uc-1", ["u0", "u2"], 30.0)
+    await store.add_interest("uc-2", ["u1", "u2"], 30.0)
+    peers = [["uc-1"], ["uc-1", "uc-2"], ["uc-2"], ["uc-1", "uc-2"]]
+    session = ("s1", Capabilities(chat=True))
+    answers = await asyncio.gather(
+        *(
+            store.update_routed(
+                f"u{i % 3}",
+                PresenceChange(note=f"v{i}", session_capabilities=session if i == 3 else None),
+                "",
+                "uc-3",
+                peers[i],
+            )
+            for i in range(4)
+        )
+    )
+    assert [a[1] for a in answers] == [["uc-1"], ["uc-2"], ["uc-2"], ["uc-1"]]
+    assert [a[0].note for a in answers] == ["v0", "v1", "v2", "v3"]
+    assert answers[3][0].version > answers[0][0].version, "u0 changed twice, in order"
+    assert answers[3][0].capabilities == Capabilities(chat=True)
+    assert answers[3][0].availability is Availability.AVAILABLE
+
+
 async def test_a_heartbeat_tells_whether_the_servers_state_was_lost(subject: Subject) -> None:
     store = subject.store
     assert not await store.heartbeat("uc-1", 30.0), "first heartbeat: nothing was there"
@@ -201,6 +242,7 @@ async def test_a_heartbeat_tells_whether_the_servers_state_was_lost(subject: Sub
 
 CALLS: dict[str, Callable[[PresenceStore], Awaitable[Any]]] = {
     "update": lambda s: s.update("a", PresenceChange(note="x"), ""),
+    "update_routed": lambda s: s.update_routed("a", PresenceChange(note="x"), "", "", ["uc-1"]),
     "mark_offline_if_on": lambda s: s.mark_offline_if_on(["a"], "uc-1"),
     "get_many": lambda s: s.get_many(["a"]),
     "missing": lambda s: s.missing(["a"]),

@@ -60,3 +60,16 @@ async def test_renew_restores_holdings_after_redis_lost_them(redis: aioredis.Red
     await pool.set_total(5)
     await pool.renew(["s1", "s2"])
     assert (await pool.usage()).by_server == {"uc-1": 2}
+
+
+async def test_renew_restores_holdings_after_the_servers_ttl_lapsed(redis: aioredis.Redis) -> None:
+    pool = LicensePool(redis, "uc-1", ttl_seconds=0.3)
+    await pool.set_total(5)
+    await pool.take("s1")
+    await pool.renew(["s1"])
+    await pool.renew(["s1"])  # nothing lost: only the TTL is renewed
+    assert (await pool.usage()).by_server == {"uc-1": 1}
+    await asyncio.sleep(0.5)  # the server stalled past its TTL: its holdings lapsed
+    assert (await pool.usage()).by_server == {}
+    await pool.renew(["s1", "s2"])
+    assert (await pool.usage()).by_server == {"uc-1": 2}

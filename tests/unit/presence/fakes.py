@@ -135,6 +135,17 @@ class MemoryPresenceStore:
             self._bump(stored)
         return stored.presence(user_id)
 
+    async def update_routed(
+        self,
+        user_id: str,
+        change: PresenceChange,
+        set_by: str,
+        server_id: str,
+        peers: Sequence[str],
+    ) -> tuple[Presence, list[str]]:
+        presence = await self.update(user_id, change, set_by, server_id)
+        return presence, await self.interested_servers(user_id, peers)
+
     async def mark_offline_if_on(self, user_ids: Sequence[str], server_id: str) -> list[Presence]:
         self._check()
         changed = []
