@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,8 @@ import grpc
 
 from procall.bench.calls_loadgen import SETUP_UNARY_CALLS, UNARY_CALLS_WITH_MEDIA
 from procall.bench.chat import summarize_profile
-from procall.bench.setup import PASSWORD, bench_config, create_pairs
+from procall.bench.profiling import start_profilers, stop_profilers
+from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = ["TARGETS", "format_result", "run_calls_bench"]
@@ -35,62 +33,9 @@ __all__ = ["TARGETS", "format_result", "run_calls_bench"]
 TARGETS = {"ringing_p99_ms": 20.0, "first_audio_p50_ms": 300.0}
 
 
-def _progress(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} bench calls: {message}", file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
-
-
 def _name(pair: int, side: int) -> tuple[str, str]:
     username = f"{('caller', 'callee')[side]}{pair:04d}"
     return username, username
-
-
-def _py_spy() -> str | None:
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
-def _start_profilers(pids: dict[str, int], profile_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """py-spy on each process until stopped (collapsed stacks, one file each)."""
-    profiler = _py_spy()
-    if profiler is None:
-        raise DataCenterError("py-spy is not installed (pip install py-spy)")
-    return [
-        subprocess.Popen(
-            [
-                profiler,
-                "record",
-                "--pid",
-                str(pid),
-                "--format",
-                "raw",
-                "--function",
-                "--nonblocking",
-                "--rate",
-                "200",
-                "--output",
-                str(profile_dir / f"{name}.txt"),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for name, pid in pids.items()
-    ]
-
-
-def _stop_profilers(profilers: list[subprocess.Popen[bytes]]) -> None:
-    for process in profilers:
-        process.send_signal(signal.SIGINT)  # py-spy writes what it has on SIGINT
-    for process in profilers:
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def run_calls_bench(
@@ -113,7 +58,7 @@ def run_calls_bench(
         raise DataCenterError("--calls, --setups and --concurrency must be at least 1")
     if profile_dir is not None:
         profile_dir.mkdir(parents=True, exist_ok=True)
-    say = _progress if progress else _quiet
+    say = Progress("calls", progress)
     pairs = max(concurrency, 4)
     with tempfile.TemporaryDirectory(prefix="procall-bench-calls-") as tmp:
         center = DataCenter(
@@ -151,7 +96,7 @@ def run_calls_bench(
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec), "utf-8")
             profiled = {n: p for n, p in pids.items() if n.startswith(("ucserver", "lookup"))}
-            profilers = _start_profilers(profiled, profile_dir) if profile_dir else []
+            profilers = start_profilers(profiled, profile_dir) if profile_dir else []
             try:
                 done = subprocess.run(
                     [sys.executable, "-m", "procall.bench.calls_loadgen", str(spec_path)],
@@ -161,7 +106,7 @@ def run_calls_bench(
                     text=True,
                 )
             finally:
-                _stop_profilers(profilers)
+                stop_profilers(profilers)
             if done.returncode != 0:
                 lines = (done.stderr or "").strip().splitlines() or ["see above"]
                 reason = next((ln for ln in lines if "details =" in ln), lines[-1]).strip()

@@ -18,18 +18,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import grpc
 
-from procall.bench.setup import PASSWORD, bench_config, create_pairs, run_loadgen
+from procall.bench.profiling import py_spy
+from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs, run_loadgen
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
 from procall.servers.runtime.vitals import ENV_VAR
@@ -42,19 +40,6 @@ Database = Literal["sqlite", "postgres"]
 
 def _name(pair: int, side: int) -> tuple[str, str]:
     return f"c{pair:05d}{'ab'[side]}", f"Chat {pair}{'ab'[side]}"
-
-
-def _progress(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} bench chat: {message}", file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
-
-
-def _py_spy() -> str | None:
-    beside = Path(sys.executable).parent / "py-spy"
-    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 def run_chat_bench(
@@ -82,11 +67,11 @@ def run_chat_bench(
         raise DataCenterError("--rate and --duration must be positive")
     profiler = None
     if profile_dir is not None:
-        profiler = _py_spy()
+        profiler = py_spy()
         if profiler is None:
             raise DataCenterError("py-spy is not installed (pip install py-spy)")
         profile_dir.mkdir(parents=True, exist_ok=True)
-    say = _progress if progress else _quiet
+    say = Progress("chat", progress)
     with tempfile.TemporaryDirectory(prefix="procall-bench-chat-") as tmp:
         postgres: PostgresServer | None = None
         vitals = Path(tmp) / "vitals"
@@ -136,9 +121,7 @@ class _Plan:
     ramp: tuple[float, float, float]
 
 
-def _run(
-    tmp: Path, plan: _Plan, postgres: PostgresServer | None, say: Callable[[str], None]
-) -> dict[str, Any]:
+def _run(tmp: Path, plan: _Plan, postgres: PostgresServer | None, say: Progress) -> dict[str, Any]:
     conversations = plan.conversations
     center = DataCenter(
         tmp,
@@ -186,7 +169,7 @@ def _run(
                 "dir": str(plan.profile_dir.resolve()),
                 "pids": {n: pid for n, pid in pids.items() if n.startswith("ucserver")},
             }
-        return run_loadgen("procall.bench.chat_loadgen", spec, tmp, progress=say is not _quiet)
+        return run_loadgen("procall.bench.chat_loadgen", spec, tmp, progress=say.on)
     finally:
         center.stop()
         if plan.profile_dir is not None:  # the servers' logs go beside the profiles

@@ -23,10 +23,10 @@ from typing import IO, Any
 
 import grpc
 
-from procall.bench.calls import _start_profilers, _stop_profilers
 from procall.bench.chat import summarize_profile
 from procall.bench.connections_loadgen import raise_nofile
-from procall.bench.setup import PASSWORD, bench_config, create_pairs
+from procall.bench.profiling import start_profilers, stop_profilers
+from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = ["TARGETS", "format_result", "run_connections_bench"]
@@ -38,14 +38,6 @@ TARGETS = {"rss_ratio": 1.5, "reconnect_s": 5.0}
 RESTARTED = "ucserver-2"
 #: Seconds the restarted UCServer's clients have to come back before the run gives up.
 RECONNECT_TIMEOUT = 60.0
-
-
-def _progress(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} bench connections: {message}", file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 def _name(pair: int, side: int) -> tuple[str, str]:
@@ -73,7 +65,7 @@ def _drive(
             last = line
             message = json.loads(line)
             if "reconnected" in message:
-                _stop_profilers(profilers)
+                stop_profilers(profilers)
                 profilers = []
             if "restart" not in message:
                 continue
@@ -87,12 +79,12 @@ def _drive(
             pid = next(e.pid for e in center.endpoints if e.name == name)
             say(f"{name} serving again after {times['ready_at'] - times['killed_at']:.2f} s")
             if profile_dir is not None:  # the reconnect, on the server and in the clients
-                profilers = _start_profilers({name: pid, "loadgen": loadgen.pid}, profile_dir)
+                profilers = start_profilers({name: pid, "loadgen": loadgen.pid}, profile_dir)
             loadgen.stdin.write(json.dumps({**times, "pid": pid}) + "\n")
             loadgen.stdin.flush()
         loadgen.wait()
     finally:
-        _stop_profilers(profilers)
+        stop_profilers(profilers)
     if loadgen.returncode != 0 or not last:
         raise DataCenterError("the load generator failed")
     result: dict[str, Any] = json.loads(last)
@@ -127,7 +119,7 @@ def run_connections_bench(
     if clients < 4 or step < 1:
         raise DataCenterError("--clients must be at least 4 and --step at least 1")
     top = max(clients, most or 0)
-    say = _progress if progress else _quiet
+    say = Progress("connections", progress)
     # the servers (children of this process) inherit it: each holds a connection per client
     raise_nofile()
     pairs = (top + 1) // 2

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.bench.setup import PASSWORD, SETUP_TIMEOUT, bench_config, run_loadgen
+from procall.bench.setup import PASSWORD, SETUP_TIMEOUT, Progress, bench_config, run_loadgen
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.servers.runtime.vitals import ENV_VAR
 
@@ -83,11 +81,6 @@ async def _create_users(
     return users
 
 
-def _say(plan: PresencePlan, message: str) -> None:
-    if plan.progress:
-        print(f"{time.strftime('%H:%M:%S')} bench presence: {message}", file=sys.stderr, flush=True)
-
-
 def run_presence_bench(plan: PresencePlan) -> dict[str, Any]:
     """Run the benchmark once; returns the figures (see ``loadgen.py``).
 
@@ -109,7 +102,7 @@ def run_presence_bench(plan: PresencePlan) -> dict[str, Any]:
             extra_config=bench_config(plan.clients + 10, quiet_upkeep=True),
         )
         try:
-            _say(plan, "starting the DataCenter")
+            Progress("presence", plan.progress)("starting the DataCenter")
             center.start()
             return _run(center, Path(tmp), plan)
         finally:
@@ -123,7 +116,7 @@ def run_presence_bench(plan: PresencePlan) -> dict[str, Any]:
 def _run(center: DataCenter, tmp: Path, plan: PresencePlan) -> dict[str, Any]:
     address = {e.name: e.address for e in center.endpoints}
     redis = address["redis"]
-    _say(plan, f"creating {plan.clients} users")
+    Progress("presence", plan.progress)(f"creating {plan.clients} users")
     try:
         users = asyncio.run(_create_users(center.operator_channel, plan.clients))
     except grpc.aio.AioRpcError as error:

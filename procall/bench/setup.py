@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.launch.datacenter import DataCenterError
 
-__all__ = ["HOMES", "PASSWORD", "SETUP_TIMEOUT", "bench_config", "create_pairs", "run_loadgen"]
+__all__ = [
+    "HOMES",
+    "PASSWORD",
+    "SETUP_TIMEOUT",
+    "Progress",
+    "bench_config",
+    "create_pairs",
+    "run_loadgen",
+]
 
 #: The password of every benchmark user.
 PASSWORD = "bench-password"
@@ -133,3 +142,17 @@ def run_loadgen(module: str, spec: dict[str, Any], tmp: Path, *, progress: bool)
         raise DataCenterError(f"the load generator failed: {reason}")
     result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
     return result
+
+
+class Progress:
+    """What a bench calls to say where it is: a timed line on stderr when ``on``."""
+
+    def __init__(self, bench: str, on: bool) -> None:
+        self.bench = bench
+        self.on = on
+
+    def __call__(self, message: str) -> None:
+        """Say ``message`` (nothing when off)."""
+        if self.on:
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{stamp} bench {self.bench}: {message}", file=sys.stderr, flush=True)
