@@ -13,11 +13,13 @@ from procall.errors import InvalidArgument
 
 __all__ = [
     "MAX_ID_CHARS",
+    "MAX_VERSION",
     "MAX_REQUEST_ID_CHARS",
     "check_id",
     "check_ids",
     "check_request_id",
     "check_text",
+    "check_version",
     "reject_nul",
 ]
 
@@ -77,3 +79,15 @@ def check_request_id(request_id: str, *, required: bool = True) -> str:
         )
     reject_nul(request_id, "request_id")
     return request_id
+
+
+#: Versions are signed 64-bit integers in SQL; one more must fit after a write.
+MAX_VERSION = 2**63 - 1
+
+
+def check_version(value: int, field: str) -> int:
+    """A version a write is based on: 0 or more and below ``MAX_VERSION``
+    (INVALID_ARGUMENT otherwise, naming ``field``)."""
+    if not 0 <= value < MAX_VERSION:
+        raise InvalidArgument.field(field, f"must be from 0 to {MAX_VERSION - 1}")
+    return value

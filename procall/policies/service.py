@@ -12,7 +12,7 @@ from procall.clock import Clock
 from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unavailable
 from procall.policies.model import ClientFeature, ClientPolicy, SubjectKind, denied_for
 from procall.policies.ports import GroupsOf, PolicyStore
-from procall.validation import check_id
+from procall.validation import check_id, check_version
 
 __all__ = ["ClientPolicies"]
 
@@ -77,8 +77,7 @@ class ClientPolicies:
                 raise InvalidArgument.field(
                     "policy.denied_features", f"unknown feature {value}"
                 ) from None
-        if expected_version < 0:
-            raise InvalidArgument.field("expected_version", "must not be negative")
+        check_version(expected_version, "expected_version")
         policy = ClientPolicy(
             kind,
             subject_id,

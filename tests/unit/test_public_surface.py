@@ -29,8 +29,8 @@ SURFACE: dict[str, set[str]] = {
     },
     "procall.clock": {"Clock", "UnixTime", "from_datetime", "now", "to_datetime"},
     "procall.validation": {
-        "MAX_ID_CHARS", "MAX_REQUEST_ID_CHARS", "check_id", "check_ids", "check_request_id",
-        "check_text", "reject_nul",
+        "MAX_ID_CHARS", "MAX_REQUEST_ID_CHARS", "MAX_VERSION", "check_id", "check_ids",
+        "check_request_id", "check_text", "check_version", "reject_nul",
     },
     "procall.servers.codecs.time": {"seconds_of", "seconds_or_none", "timestamp", "timestamp_of"},
     "procall.servers.runtime.grpc_server": {

@@ -79,6 +79,10 @@ async def test_versions_and_bad_input() -> None:
         await policies.set("root", USER, "ben", [99], 1)
     with pytest.raises(InvalidArgument):
         await policies.set("root", USER, "", [], 1)
+    # a version SQL cannot hold (the proto field is a uint64) is refused, not a crash
+    for version in (-1, 2**63 - 1, 2**64 - 1):
+        with pytest.raises(InvalidArgument):
+            await policies.set("root", USER, "ben", [], version)
 
 
 async def test_groups_are_read_only_once_a_group_policy_denies_something() -> None:
