@@ -11,7 +11,6 @@ in the same run.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -19,12 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from procall.bench.calls_loadgen import SETUP_UNARY_CALLS, UNARY_CALLS_WITH_MEDIA
 from procall.bench.chat import summarize_profile
 from procall.bench.profiling import start_profilers, stop_profilers
-from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs
+from procall.bench.setup import PASSWORD, Progress, bench_config, make_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = ["TARGETS", "format_result", "run_calls_bench"]
@@ -75,10 +72,7 @@ def run_calls_bench(
         try:
             address = {e.name: e.address for e in center.endpoints}
             say(f"creating {2 * pairs} users")
-            try:
-                made = asyncio.run(create_pairs(center.operator_channel, pairs, _name))
-            except grpc.aio.AioRpcError as error:
-                raise DataCenterError(f"creating the users failed: {error.details()}") from None
+            made = make_pairs(center, pairs, _name)
             pids = {
                 e.name: e.pid
                 for e in center.endpoints

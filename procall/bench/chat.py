@@ -15,7 +15,6 @@ window, sums up where their CPU goes and keeps the servers' logs there.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -24,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import grpc
-
 from procall.bench.profiling import py_spy
-from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs, run_loadgen
+from procall.bench.setup import PASSWORD, Progress, bench_config, make_pairs, run_loadgen
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.launch.postgres import PostgresError, PostgresServer
 from procall.servers.runtime.vitals import ENV_VAR
@@ -139,10 +136,7 @@ def _run(tmp: Path, plan: _Plan, postgres: PostgresServer | None, say: Progress)
     try:
         address = {e.name: e.address for e in center.endpoints}
         say(f"creating {2 * conversations} users")
-        try:
-            pairs = asyncio.run(create_pairs(center.operator_channel, conversations, _name))
-        except grpc.aio.AioRpcError as error:
-            raise DataCenterError(f"creating the users failed: {error.details()}") from None
+        pairs = make_pairs(center, conversations, _name)
         pids = {e.name: e.pid for e in center.endpoints if e.pid}
         if postgres is not None:
             pids["postgres"] = postgres.pid  # with its backends

@@ -11,7 +11,6 @@ the launcher, and measures how long its clients take to be back on their session
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -21,12 +20,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import grpc
-
 from procall.bench.chat import summarize_profile
 from procall.bench.connections_loadgen import raise_nofile
 from procall.bench.profiling import start_profilers, stop_profilers
-from procall.bench.setup import PASSWORD, Progress, bench_config, create_pairs
+from procall.bench.setup import PASSWORD, Progress, bench_config, make_pairs
 from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = ["TARGETS", "format_result", "run_connections_bench"]
@@ -139,10 +136,7 @@ def run_connections_bench(
         try:
             address = {e.name: e.address for e in center.endpoints}
             say(f"creating {2 * pairs} users")
-            try:
-                made = asyncio.run(create_pairs(center.operator_channel, pairs, _name))
-            except grpc.aio.AioRpcError as error:
-                raise DataCenterError(f"creating the users failed: {error.details()}") from None
+            made = make_pairs(center, pairs, _name)
             spec = {
                 "password": PASSWORD,
                 "users": [{**u, "address": address[u["home"]]} for pair in made for u in pair],

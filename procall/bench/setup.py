@@ -17,7 +17,7 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.launch.datacenter import DataCenterError
+from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = [
     "HOMES",
@@ -26,6 +26,7 @@ __all__ = [
     "Progress",
     "bench_config",
     "create_pairs",
+    "make_pairs",
     "run_loadgen",
 ]
 
@@ -109,6 +110,20 @@ async def create_pairs(
 
         await asyncio.gather(*(create(p, s) for p in range(pairs) for s in (0, 1)))
     return [(made[p, 0], made[p, 1]) for p in range(pairs)]
+
+
+def make_pairs(
+    center: DataCenter, pairs: int, name: Callable[[int, int], tuple[str, str]]
+) -> list[tuple[dict[str, str], ...]]:
+    """``create_pairs`` in ``center``'s Directory, from synchronous code.
+
+    Raises:
+        DataCenterError: The Directory refused a user.
+    """
+    try:
+        return asyncio.run(create_pairs(center.operator_channel, pairs, name))
+    except grpc.aio.AioRpcError as error:
+        raise DataCenterError(f"creating the users failed: {error.details()}") from None
 
 
 def run_loadgen(module: str, spec: dict[str, Any], tmp: Path, *, progress: bool) -> dict[str, Any]:
