@@ -22,7 +22,6 @@ instead of after the TTL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -33,6 +32,7 @@ from procall import clock
 from procall.errors import Aborted, InvalidArgument, PermissionDenied, Unauthenticated
 from procall.routing.models import DependencyHealth, ServerInfo, ServerRole
 from procall.routing.ports import LookupPort
+from procall.tasks import stop_task
 
 __all__ = ["CpuGauge", "LoadGauge", "Registrar", "ServerIdentity"]
 
@@ -226,10 +226,7 @@ class Registrar:
     async def stop(self, timeout: float = 2.0) -> None:
         """Stop heartbeating and deregister this run (within ``timeout`` seconds)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self._epoch and not self._fenced and not self._deregistered:
             self._deregistered = True
             try:

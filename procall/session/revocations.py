@@ -14,7 +14,6 @@ token meanwhile and the others learn of it once the store answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +22,7 @@ from typing import Protocol
 from procall.clock import Clock, UnixTime
 from procall.errors import Unauthenticated, Unavailable
 from procall.session.tokens import SessionClaims
+from procall.tasks import stop_task
 
 __all__ = ["RevocationList", "RevocationStore", "RevokingVerifier", "TokenCheck"]
 
@@ -123,11 +123,8 @@ class RevokingVerifier:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def _follow(self) -> None:
         while True:

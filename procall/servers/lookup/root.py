@@ -9,7 +9,6 @@ passed; the sweeps of several Lookups never announce a departure twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from procall.mesh.lookup.v1 import lookup_service_pb2 as lookup_pb
 from procall.mesh.lookup.v1 import lookup_service_pb2_grpc as lookup_grpc
@@ -22,6 +21,7 @@ from procall.servers.upstream.directory import GrpcHomeDirectory
 from procall.settings import Settings
 from procall.storage.lookup import open_lookup_stores
 from procall.storage.redis import RedisUnavailableError
+from procall.tasks import stop_task
 
 __all__ = ["build_lookup", "sweep_interval"]
 
@@ -68,10 +68,7 @@ async def build_lookup(settings: Settings) -> ServerApp:
         )
 
     async def stop_sweeper(_: ServerApp) -> None:
-        if sweeper is not None:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+        await stop_task(sweeper)
 
     async def close_clients(_: ServerApp) -> None:
         if directory is not None:

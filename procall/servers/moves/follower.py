@@ -5,13 +5,13 @@ from then on instead of taking the detour through the old one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 from procall.errors import Unavailable
 from procall.servers.runtime.app import ServerApp
 from procall.storage.redis.homes import RedisHomeStore
+from procall.tasks import stop_task
 
 __all__ = ["MovedHomesFollower"]
 
@@ -47,7 +47,4 @@ class MovedHomesFollower:
 
     async def stop(self, app: ServerApp) -> None:
         """Stop following (bounded: closing a subscription can hang on a sick link)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait({self._task}, timeout=2.0)
+        await stop_task(self._task, patience=2.0)

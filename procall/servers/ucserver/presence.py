@@ -7,7 +7,6 @@ is handed the presence events that peers deliver.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -29,6 +28,7 @@ from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
 from procall.settings import Settings
+from procall.tasks import stop_task
 
 __all__ = ["PresenceComponent"]
 
@@ -72,6 +72,10 @@ class _Notifier:
         event = self.event(presence)
         for server_id in server_ids:
             self._links.send(server_id, (), event)
+
+
+#: How long a stopping UCServer waits for queued presence changes to go out.
+_FLUSH_PATIENCE_SECONDS = 5.0
 
 
 class PresenceComponent:
@@ -186,8 +190,9 @@ class PresenceComponent:
 
     async def stop(self, app: ServerApp) -> None:
         """Deliver what is still queued and stop the upkeep (the root closes the links)."""
-        await self._manager.flush()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        try:  # bounded: a peer or Redis that stopped answering must not hold the stop
+            await asyncio.wait_for(self._manager.flush(), _FLUSH_PATIENCE_SECONDS)
+        except TimeoutError:
+            _log.warning("presence changes queued at stop were not all delivered")
+        task, self._task = self._task, None
+        await stop_task(task)

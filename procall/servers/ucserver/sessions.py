@@ -25,6 +25,7 @@ from procall.settings import Settings
 from procall.storage.redis.licenses import LicensePool
 from procall.storage.redis.revocations import RedisRevocationStore
 from procall.storage.redis.sessions import RedisSessionRegistry
+from procall.tasks import stop_task
 
 __all__ = ["SessionComponent"]
 
@@ -141,10 +142,8 @@ class SessionComponent:
     async def stop(self, app: ServerApp) -> None:
         """Stop the upkeep and release the sessions (clients reconnect and resynchronise)."""
         for task in (self._task, self._follower):
-            if task is not None:
-                task.cancel()
-                # bounded: closing the follower's Redis subscription can hang on a sick link
-                await asyncio.wait({task}, timeout=2.0)
+            # bounded: closing the follower's Redis subscription can hang on a sick link
+            await stop_task(task, patience=2.0)
         with contextlib.suppress(Unavailable):
             await self._manager.save_revocations()
         with contextlib.suppress(Unavailable):

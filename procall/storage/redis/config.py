@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from procall.config.model import PropertyKey, Scope
+from procall.tasks import stop_task
 
 __all__ = ["CONFIG_CHANNEL", "RedisConfigChanges"]
 
@@ -69,11 +70,8 @@ class RedisConfigChanges:
 
     async def stop(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def _listen(self, on_change: OnChange) -> None:
         while True:
