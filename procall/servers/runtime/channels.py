@@ -96,6 +96,20 @@ class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._adder.details(details), requests)
 
 
+def quick_reconnect(max_backoff_ms: int) -> ChannelOptions:
+    """Channel options that dial a returning server again within ``max_backoff_ms``.
+
+    grpc's own reconnect backoff grows to two minutes. ``grpc.min_reconnect_backoff_ms`` is,
+    despite its name, the time grpc gives one connection attempt: at 100 ms a busy server's
+    TLS handshake fails and the channel never connects, so an attempt gets two seconds.
+    """
+    return (
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 2_000),
+        ("grpc.max_reconnect_backoff_ms", max(100, max_backoff_ms)),
+    )
+
+
 def proofs_for(signer: ProofSigner, target: str) -> ExtraMetadata:
     """Per-call metadata carrying a fresh proof of ``signer``'s identity for ``target``."""
     return lambda method: ((PROOF_HEADER, signer.proof(target, method)),)

@@ -9,7 +9,7 @@ from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
 from procall.errors import Unavailable
 from procall.routing.models import HomeAssignment
-from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.channels import MeshChannels, quick_reconnect
 from procall.servers.runtime.identity import role_target
 from procall.servers.upstream.errors import domain_error
 from procall.session.ports import AuthenticatedUser
@@ -136,12 +136,7 @@ class GrpcHomeDirectory:
         self._channel = channels.channel(
             address,
             role_target("directory"),
-            [
-                # come back within a second of the Directory returning, not minutes
-                ("grpc.initial_reconnect_backoff_ms", 100),
-                ("grpc.min_reconnect_backoff_ms", 100),
-                ("grpc.max_reconnect_backoff_ms", 1000),
-            ],
+            quick_reconnect(1000),  # back within a second of the Directory returning
         )
         self._stub = directory_grpc.DirectoryServiceStub(self._channel)
         self._timeout = timeout

@@ -27,7 +27,7 @@ from procall.routing.models import DependencyHealth, HeartbeatAck, ServerInfo, S
 from procall.routing.registration import Registrar, ServerIdentity
 from procall.servers.codecs.routing import server_to_proto
 from procall.servers.runtime.app import ServerApp
-from procall.servers.runtime.channels import MeshChannels
+from procall.servers.runtime.channels import MeshChannels, quick_reconnect
 from procall.servers.runtime.identity import role_target
 from procall.settings import Settings
 
@@ -47,11 +47,7 @@ def lookup_channel(
     return channels.channel(
         address,
         role_target("lookup"),
-        [
-            ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", max(100, reconnect_max_ms)),
-        ],
+        quick_reconnect(reconnect_max_ms),
     )
 
 
