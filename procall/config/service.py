@@ -19,7 +19,7 @@ from procall.config.ports import ChangeNotifier, ConfigStore, LeaseCheck
 from procall.config.registry import PropertyRegistry
 from procall.errors import InvalidArgument, Unavailable
 from procall.paging import decode_page_token, encode_page_token, page_size
-from procall.validation import check_id
+from procall.validation import check_id, check_version
 
 __all__ = ["ConfigService", "NoLeases", "NoNotifier"]
 
@@ -27,8 +27,6 @@ _log = logging.getLogger(__name__)
 _LISTING = "config"
 #: Page size of ListConfigProperties when the request names none (the contract's).
 DEFAULT_LIST_PAGE = 100
-#: Versions are signed 64-bit integers in SQL.
-_MAX_VERSION = 2**63 - 1
 
 
 class NoLeases:
@@ -151,8 +149,7 @@ class ConfigService:
         ``Unavailable`` when the configuration database does not answer.
         """
         spec = self.registry.spec(key.name)
-        if not 0 <= expected_version < _MAX_VERSION:
-            raise InvalidArgument.field("expected_version", "is not a version of a property")
+        check_version(expected_version, "expected_version")
         text = spec.canonical(value)
         fencing = await self._leases.fencing_for(key.resource, actor, lease_id)
         written = await self._store.compare_and_set(
