@@ -253,6 +253,8 @@ BENCHMARKS: dict[str, str] = {
     "media": "2-party calls per core through one MediaServer, beside bare aiortc relays",
     "calls": "call set-up across UCServers (ringing, first audio frame) and set-ups/s",
     "connections": "clients held, server RSS per client, and a UCServer restart's reconnect",
+    "overload": "presence offered past the servers' capacity (servers and load generator on "
+    "cores of their own), without load shedding and with it",
 }
 
 
@@ -273,6 +275,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _run_bench_calls(args)
     if args.name == "connections":
         return _run_bench_connections(args)
+    if args.name == "overload":
+        return _run_bench_overload(args)
     from procall.bench.presence import PresencePlan, format_result, run_presence_bench
     from procall.launch.datacenter import DataCenterError
 
@@ -296,6 +300,28 @@ def _run_bench(args: argparse.Namespace) -> int:
         except DataCenterError as exc:
             raise CliError(str(exc)) from None
         print(json.dumps(result) if args.json else format_result(result), flush=True)
+    return 0
+
+
+def _run_bench_overload(args: argparse.Namespace) -> int:
+    from procall.bench.overload import format_result, run_overload_bench
+    from procall.bench.presence import PresencePlan
+    from procall.launch.datacenter import DataCenterError
+
+    clients = (args.clients or [1000])[-1]
+    if clients < 2:
+        raise UsageError("--clients must be at least 2")
+    plan = PresencePlan(
+        clients=clients,
+        deliveries_per_s=args.rate or 20_000.0,
+        seconds=args.seconds,
+        progress=not args.json,
+    )
+    try:
+        result = run_overload_bench(plan)
+    except DataCenterError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(result) if args.json else format_result(result), flush=True)
     return 0
 
 

@@ -460,6 +460,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
     knee = await _knee(procall, spec, "procall")
     _log("procall: logging out")
     await procall.close()
+    if not spec.get("baseline", True):
+        return _procall_only(spec, users, idle, event_bytes, main_window)
 
     _log("bare baseline: starting two servers")
     servers = [bare.BareServer(f"bare-{n}", "presence", spec["redis_url"], None) for n in (1, 2)]
@@ -522,6 +524,27 @@ def _result(
         "idle_cpu_percent": idle,
         "baseline": {**bare_main, "knee_steps": bare_knee["steps"]},
         "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _procall_only(
+    spec: dict[str, Any],
+    users: list[_User],
+    idle: dict[str, float],
+    event_bytes: int,
+    main: dict[str, Any],
+) -> dict[str, Any]:
+    """The figures of a run without the bare baseline (``spec["baseline"]`` false)."""
+    return {
+        "clients": len(users),
+        "watch": spec["watch"],
+        "fanout": bool(spec.get("fanout")),
+        "seconds": spec["seconds"],
+        "event_bytes": event_bytes,
+        **main,
+        "idle_cpu_percent": idle,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "loadgen_cpus": sorted(os.sched_getaffinity(0)),
     }
 
 

@@ -24,7 +24,16 @@ import grpc
 from procall.api.directory.v1 import directory_pb2
 from procall.api.directory.v1 import directory_service_pb2 as directory_pb
 from procall.api.directory.v1 import directory_service_pb2_grpc as directory_grpc
-from procall.bench.setup import PASSWORD, SETUP_TIMEOUT, Progress, bench_config, run_loadgen
+from procall.bench.setup import (
+    LOADGEN_CPUS,
+    PASSWORD,
+    SERVER_CPUS,
+    SETUP_TIMEOUT,
+    Progress,
+    bench_config,
+    pinned,
+    run_loadgen,
+)
 from procall.launch.datacenter import DataCenter, DataCenterError
 from procall.servers.runtime.vitals import ENV_VAR
 
@@ -50,6 +59,12 @@ class PresencePlan:
     #: fan-out: every other client watches one user (half of them on its server, half on
     #: the other), the only one who changes; ``watch`` is then ``clients - 1``
     fanout: bool = False
+    #: measure the bare baseline too (off: procall's windows only)
+    baseline: bool = True
+    #: servers on the first core, the load generator on the second (``setup.pinned``)
+    pinned: bool = False
+    #: the servers refuse new work when overloaded (off: ``[limits]`` shedding disabled)
+    shedding: bool = True
     #: print the load generator's progress on stderr
     progress: bool = False
 
@@ -99,11 +114,12 @@ def run_presence_bench(plan: PresencePlan) -> dict[str, Any]:
             media_servers=1,
             on_line=lambda _: None,
             seed_demo=False,
-            extra_config=bench_config(plan.clients + 10, quiet_upkeep=True),
+            extra_config=bench_config(plan.clients + 10, quiet_upkeep=True, shedding=plan.shedding),
         )
         try:
             Progress("presence", plan.progress)("starting the DataCenter")
-            center.start()
+            with pinned(SERVER_CPUS if plan.pinned else None):
+                center.start()
             return _run(center, Path(tmp), plan)
         finally:
             center.stop()
@@ -121,6 +137,7 @@ def _run(center: DataCenter, tmp: Path, plan: PresencePlan) -> dict[str, Any]:
         users = asyncio.run(_create_users(center.operator_channel, plan.clients))
     except grpc.aio.AioRpcError as error:
         raise DataCenterError(f"creating the users failed: {error.details()}") from None
+    pids = {e.name: e.pid for e in center.endpoints if e.pid}
     spec = {
         "password": PASSWORD,
         "users": [{"username": u, "user_id": i, "side": side} for u, i, side in users],
@@ -133,10 +150,15 @@ def _run(center: DataCenter, tmp: Path, plan: PresencePlan) -> dict[str, Any]:
         "ramp_seconds": plan.ramp_seconds,
         "ramp_start": plan.ramp_start,
         "ramp_ceiling": plan.ramp_ceiling,
+        "baseline": plan.baseline,
         # the loadgen reports the CPU each of these used during the measurement
-        "pids": {e.name: e.pid for e in center.endpoints if e.pid},
+        "pids": pids,
     }
-    return run_loadgen("procall.bench.loadgen", spec, tmp, progress=plan.progress)
+    cpus = LOADGEN_CPUS if plan.pinned else None
+    result = run_loadgen("procall.bench.loadgen", spec, tmp, progress=plan.progress, cpus=cpus)
+    result["shedding"] = plan.shedding
+    result["server_cpus"] = {name: sorted(os.sched_getaffinity(pid)) for name, pid in pids.items()}
+    return result
 
 
 def _per_process(figures: dict[str, float], unit: str) -> str:

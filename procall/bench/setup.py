@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,15 @@ from procall.launch.datacenter import DataCenter, DataCenterError
 
 __all__ = [
     "HOMES",
+    "LOADGEN_CPUS",
+    "SERVER_CPUS",
     "PASSWORD",
     "SETUP_TIMEOUT",
     "Progress",
     "bench_config",
     "create_pairs",
     "make_pairs",
+    "pinned",
     "run_loadgen",
 ]
 
@@ -60,16 +65,24 @@ _FAST_DIRECTORY: Section = {
 _QUIET_UPKEEP: Section = {"heartbeat_interval": 5.0, "heartbeat_ttl": 20.0}
 
 
+#: The [limits] that turn load shedding off (``bench_config(shedding=False)``).
+_NO_SHEDDING: Section = {"overload_lag_ms": 0.0, "max_in_flight": 0}
+#: Where ``procall bench overload`` runs the servers and the load generator.
+SERVER_CPUS = frozenset({0})
+LOADGEN_CPUS = frozenset({1})
+
+
 def bench_config(
-    licenses: int, *, quiet_upkeep: bool = False, **sections: Section
+    licenses: int, *, quiet_upkeep: bool = False, shedding: bool = True, **sections: Section
 ) -> dict[str, Section]:
     """A benchmark DataCenter's ``extra_config``: ``licenses`` in the pool, the servers
-    opened up for one host, with ``quiet_upkeep`` the upkeep every 5 s, and ``sections``
-    on top."""
+    opened up for one host, with ``quiet_upkeep`` the upkeep every 5 s, without
+    ``shedding`` no load shedding, and ``sections`` on top."""
+    limits = _BENCH_LIMITS if shedding else _BENCH_LIMITS | _NO_SHEDDING
     config: dict[str, Section] = {
         "auth": {"license_pool_size": licenses},
         "directory": dict(_FAST_DIRECTORY),
-        "limits": dict(_BENCH_LIMITS),
+        "limits": dict(limits),
     }
     if quiet_upkeep:
         config["lookup"] = dict(_QUIET_UPKEEP)
@@ -126,23 +139,55 @@ def make_pairs(
         raise DataCenterError(f"creating the users failed: {error.details()}") from None
 
 
-def run_loadgen(module: str, spec: dict[str, Any], tmp: Path, *, progress: bool) -> dict[str, Any]:
-    """Run the load generator ``module`` (``python -m module SPEC``) on ``spec``; returns
-    the JSON object it prints. Its progress lines go to stderr as they come when
-    ``progress``; when it fails they are kept in ``procall-loadgen.err`` beside ``tmp``.
+@contextlib.contextmanager
+def pinned(cpus: frozenset[int] | None) -> Iterator[None]:
+    """Within the block, this process and the processes it starts run on ``cpus`` only
+    (``None``: wherever they like); afterwards this process runs where it did before.
+
+    Raises:
+        DataCenterError: The machine has fewer cores than ``cpus`` names.
+    """
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    if not cpus <= before:
+        raise DataCenterError(
+            f"pinning needs cores {sorted(cpus)}; this process may use {sorted(before)}"
+        )
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def run_loadgen(
+    module: str,
+    spec: dict[str, Any],
+    tmp: Path,
+    *,
+    progress: bool,
+    cpus: frozenset[int] | None = None,
+) -> dict[str, Any]:
+    """Run the load generator ``module`` (``python -m module SPEC``) on ``spec``, on
+    ``cpus`` when given; returns the JSON object it prints. Its progress lines go to
+    stderr as they come when ``progress``; when it fails they are kept in
+    ``procall-loadgen.err`` beside ``tmp``.
 
     Raises:
         DataCenterError: The load generator failed (with the line that says why).
     """
     spec_path = tmp / "spec.json"
     spec_path.write_text(json.dumps(spec), "utf-8")
-    loadgen = subprocess.Popen(
-        [sys.executable, "-m", module, str(spec_path)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with pinned(cpus):
+        loadgen = subprocess.Popen(
+            [sys.executable, "-m", module, str(spec_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     assert loadgen.stderr is not None and loadgen.stdout is not None
     lines = []
     for line in loadgen.stderr:

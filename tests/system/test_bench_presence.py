@@ -58,3 +58,26 @@ def test_bench_presence_reports_procall_beside_the_same_pattern_baseline(
     for steps in (result["knee_steps"], bare["knee_steps"]):
         assert steps and steps[0][0] == 200
     assert result["knee_per_s"] >= 0 and result["baseline_knee_per_s"] >= 0
+
+
+def test_bench_overload_runs_without_then_with_shedding_on_cores_of_their_own(
+    redis_available: None, tmp_path: Path
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "procall", "bench", "overload", "--clients", "40", "--rate",
+         "200", "--seconds", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(result) == ["without_shedding", "with_shedding"]
+    for name, run in result.items():
+        assert run["shedding"] is (name == "with_shedding")
+        assert run["clients"] == 40 and run["deliveries"] > 0, run
+        assert {"p50_ms", "p99_ms", "failed_by_code", "changes_skipped", "vitals"} <= run.keys()
+        # every server on the first core, the load generator on the second
+        assert set(map(tuple, run["server_cpus"].values())) == {(0,)}, run["server_cpus"]
+        assert run["loadgen_cpus"] == [1]
