@@ -41,6 +41,7 @@ from procall.servers.runtime.app import ServerApp, StartupError, binding, token_
 from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.servers.runtime.overload import LagSampler, shedder_of
+from procall.servers.runtime.probe import RequestWaitProbe
 from procall.session.revocations import RevokingVerifier
 from procall.settings import DirectorySettings, Settings
 
@@ -199,12 +200,13 @@ async def build_directory(settings: Settings) -> ServerApp:
     ]
     shedder = shedder_of(settings)
     lag = LagSampler(shedder)
+    probe = RequestWaitProbe(shedder)
     return ServerApp(
         "directory",
         settings,
         services,
-        on_start=[start, lag.start],
-        on_stop=[close, lag.stop],
+        on_start=[start, lag.start, probe.start],
+        on_stop=[close, lag.stop, probe.stop],
         interceptors=[
             LimitsInterceptor(call_limits(settings), limit_anonymous=False, shedder=shedder),
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
