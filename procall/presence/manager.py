@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from procall.clock import Clock
 from procall.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from procall.presence.contact_reads import ContactReads
 from procall.presence.model import (
     Availability,
     Capabilities,
@@ -119,6 +120,7 @@ class PresenceManager:
         #: The contact lists of the users watching from here (read once per opening, kept
         #: while the user has sessions here; contacts change only on the user's home server).
         self._contact_lists: dict[str, list[str]] = {}
+        self._reads = ContactReads(contacts)
         #: Presence of users homed here, kept for when the store is unreachable.
         self._local: dict[str, Presence] = {}
         self._dirty: set[str] = set()
@@ -377,7 +379,7 @@ class PresenceManager:
     async def start_watching(self, user_id: str) -> None:
         """A user homed here connected (or changed contacts): watch the user's contacts, and
         keep the list for the user's reads (``contacts_of``, ``list_contacts``) meanwhile."""
-        contacts = await self._contacts.contacts_of(user_id)
+        contacts = await self._reads.contacts_of(user_id)
         self._contact_lists[user_id] = contacts
         await self._rewatch(user_id, contacts)
 

@@ -357,7 +357,7 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "model": ("model",),
         "ports": ("ports",),
         "use_cases": ("manager", "policy"),
-        "internal": (),
+        "internal": ("contact_reads",),
     },
     "procall.routing": {
         "model": ("models",),
