@@ -361,6 +361,13 @@ class LimitsSettings:
     max_in_flight: int = 2000
     #: Typical seconds a refused caller is asked to wait (spread from half to 1.5 times).
     overload_retry_seconds: float = 1.0
+    #: Connect streams a UCServer attaches at once (a restarted server's returning clients:
+    #: the first in are back first; 0: no bound), and how many more may wait their turn;
+    #: past that, RESOURCE_EXHAUSTED (OVERLOADED) with a RetryInfo of about
+    #: ``opening_retry_seconds`` (spread from half to 1.5 times).
+    opening_concurrency: int = 64
+    opening_queue: int = 2000
+    opening_retry_seconds: float = 1.0
 
 
 @dataclass

@@ -16,9 +16,15 @@ the server back). What happens on trouble:
   attempts and waiting out another backoff of ours;
 - ``Redirect`` event or FAILED_PRECONDITION ``WRONG_HOME_SERVER``: ``Redirected``
   and an immediate reconnect to the named server;
-- FAILED_PRECONDITION ``RESUME_EXPIRED``: a fresh stream without resume token,
-  then the contacts' presence is fetched and delivered as ``Resynced``; fetching
-  after the new stream opened means no change falls between the two;
+- a resume the server cannot honour (it restarted, the session lapsed, the missed
+  events are gone): the stream is opened with ``reopen_if_resume_lost``, so the server
+  opens a fresh stream at once and its ``Welcome`` says ``resume_lost``; the
+  contacts' presence is then fetched and delivered as ``Resynced``; fetching after
+  the new stream opened means no change falls between the two. A server that does
+  not know the flag answers FAILED_PRECONDITION ``RESUME_EXPIRED`` instead: the same,
+  after one more round trip with a fresh stream without resume token;
+- RESOURCE_EXHAUSTED (a restarted server's queue of openings is full) and other
+  transient errors: a reconnect after the server's ``RetryInfo`` delay, or the backoff;
 - UNAUTHENTICATED: the host logs in again when it can (a new session: fresh
   stream and ``Resynced``), otherwise the error ends ``events()``;
 - ``SessionClosed``: delivered, and ``events()`` ends — unless the token had
@@ -306,7 +312,9 @@ class EventStream:
         acks: asyncio.Task[None] | None = None
         try:
             opening = session_pb.OpenStream(
-                resume_token=self._resume_token, accept_event_batches=True
+                resume_token=self._resume_token,
+                accept_event_batches=True,
+                reopen_if_resume_lost=True,
             )
             with contextlib.suppress(asyncio.InvalidStateError):  # refused: read() says why
                 await call.write(session_pb.ConnectRequest(open=opening))
@@ -342,6 +350,8 @@ class EventStream:
 
     async def _welcome(self, event: session_pb2.Event) -> None:
         welcome = event.welcome
+        if welcome.resume_lost:  # a fresh stream instead of RESUME_EXPIRED: resync now
+            self._lost(welcome.resume_lost_reason or "the stream could not be resumed")
         if not welcome.resumed:
             self._epoch += 1
             self._unacked = 0

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from procall.clock import Clock
 from procall.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from procall.presence.contact_reads import ContactReads
 from procall.presence.model import (
     Availability,
     Capabilities,
@@ -65,19 +66,28 @@ class WatchIndex:
         return set(self._watchers)
 
     def set_contacts(self, watcher: str, contacts: Iterable[str]) -> tuple[set[str], set[str]]:
-        """Replace what ``watcher`` watches; returns (newly watched, no longer watched) users."""
-        before = self.watched()
-        for old in self._watching.pop(watcher, set()):
-            self._watchers[old].discard(watcher)
-            if not self._watchers[old]:
-                del self._watchers[old]
+        """Replace what ``watcher`` watches; returns (newly watched, no longer watched) users.
+
+        Costs the size of the two contact lists, not of everything watched here (a restarted
+        server's thousands of returning users each set theirs)."""
+        old = self._watching.pop(watcher, set())
         wanted = set(contacts)
+        removed: set[str] = set()
+        for contact in old - wanted:
+            watchers = self._watchers[contact]
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[contact]
+                removed.add(contact)
+        added: set[str] = set()
+        for contact in wanted - old:
+            watchers = self._watchers.setdefault(contact, set())
+            if not watchers:
+                added.add(contact)
+            watchers.add(watcher)
         if wanted:
             self._watching[watcher] = wanted
-        for contact in wanted:
-            self._watchers.setdefault(contact, set()).add(watcher)
-        after = self.watched()
-        return after - before, before - after
+        return added, removed
 
 
 class PresenceManager:
@@ -107,6 +117,10 @@ class PresenceManager:
         self._clock = clock
         self._interest_ttl = interest_ttl
         self.watches = WatchIndex()
+        #: The contact lists of the users watching from here (read once per opening, kept
+        #: while the user has sessions here; contacts change only on the user's home server).
+        self._contact_lists: dict[str, list[str]] = {}
+        self._reads = ContactReads(contacts)
         #: Presence of users homed here, kept for when the store is unreachable.
         self._local: dict[str, Presence] = {}
         self._dirty: set[str] = set()
@@ -348,24 +362,30 @@ class PresenceManager:
             await self.publish(presence)
 
     async def contacts_of(self, user_id: str) -> list[str]:
-        """The user's contact list, in the order added."""
+        """The user's contact list, in the order added (kept from the opening of the
+        user's session here, else read from the contact store)."""
+        cached = self._contact_lists.get(user_id)
+        if cached is not None:
+            return list(cached)
         return await self._contacts.contacts_of(user_id)
 
     async def list_contacts(
         self, user_id: str, size: int, token: str
     ) -> tuple[list[Presence], str]:
         """One page of the user's contacts with their presence, and the next page's token."""
-        ids, next_token = contacts_page(
-            user_id, await self._contacts.contacts_of(user_id), size, token
-        )
+        ids, next_token = contacts_page(user_id, await self.contacts_of(user_id), size, token)
         return (await self.get_many(ids) if ids else []), next_token
 
     async def start_watching(self, user_id: str) -> None:
-        """A user homed here connected: watch the user's contacts."""
-        await self._rewatch(user_id, await self._contacts.contacts_of(user_id))
+        """A user homed here connected (or changed contacts): watch the user's contacts, and
+        keep the list for the user's reads (``contacts_of``, ``list_contacts``) meanwhile."""
+        contacts = await self._reads.contacts_of(user_id)
+        self._contact_lists[user_id] = contacts
+        await self._rewatch(user_id, contacts)
 
     async def stop_watching(self, user_id: str) -> None:
         """The user's last session here ended."""
+        self._contact_lists.pop(user_id, None)
         await self._rewatch(user_id, [])
 
     async def add_contacts(

@@ -80,6 +80,11 @@ class ContactStore(Protocol):
         """Users ``user_id`` watches, in the order added."""
         ...
 
+    async def contacts_of_many(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The contact lists of several users at once (each in the order added; an empty
+        list for a user without contacts)."""
+        ...
+
     async def add(self, user_id: str, contact_ids: Sequence[str]) -> None:
         """Add contacts (existing ones are left alone)."""
         ...

@@ -10,6 +10,7 @@ from procall.session.events import EventLog, ReplayGap, SequencedEvent
 from procall.session.hub import Forwarder, LiveSession, MovedTo, SessionHub
 from procall.session.manager import Attachment, LoginResult, SessionManager
 from procall.session.moves import HandOver, HandOverPeer, SessionMover
+from procall.session.openings import OpeningGate
 from procall.session.ports import (
     AuthenticatedUser,
     Authenticator,
@@ -50,6 +51,7 @@ __all__ = [
     "HandOver",
     "HandOverPeer",
     "MovedTo",
+    "OpeningGate",
     "Rehoming",
     "SessionMover",
     "Licenses",

@@ -32,6 +32,7 @@ from procall.clock import Clock, UnixTime
 from procall.errors import FailedPrecondition, ResourceExhausted, Unauthenticated, Unavailable
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.hub import LiveSession, SessionHub
+from procall.session.openings import OpeningGate
 from procall.session.ports import (
     Authenticator,
     Licenses,
@@ -69,6 +70,8 @@ class Attachment(Generic[P]):
     start_sequence: int
     resumed: bool
     generation: int
+    #: Why the client's resume could not be honoured ('' when it was, or none was asked).
+    resume_lost: str = ""
 
     @property
     def superseded(self) -> bool:
@@ -103,8 +106,10 @@ class SessionManager(Generic[P]):
         observers: Sequence[SessionObserver] = (),
         revocations: RevocationStore | None = None,
         sessions_per_user: int = 0,
+        openings: OpeningGate | None = None,
     ) -> None:
-        """``sessions_per_user`` caps the sessions of one user (0: no cap)."""
+        """``sessions_per_user`` caps the sessions of one user (0: no cap); ``openings``
+        bounds the streams being attached at once (none: no bound)."""
         self.server_id = server_id
         self.observers = list(observers)
         self.run_id = run_id
@@ -119,6 +124,8 @@ class SessionManager(Generic[P]):
         #: Sessions whose tokens are refused (logged out here or elsewhere).
         self.revoked = RevocationList()
         self.sessions_per_user = sessions_per_user
+        #: Streams being attached at once (a restarted server's returning clients).
+        self.openings = openings or OpeningGate(0, 0)
         #: Sessions of a user being opened right now (counted against the cap).
         self._opening: dict[str, int] = {}
         #: Sessions handed over to another server: id -> (server id, address, until when).
@@ -306,33 +313,69 @@ class SessionManager(Generic[P]):
         )
 
     async def attach(
-        self, claims: SessionClaims, resume_token: str, client_name: str
+        self,
+        claims: SessionClaims,
+        resume_token: str,
+        client_name: str,
+        *,
+        reopen_if_resume_lost: bool = False,
     ) -> Attachment[P]:
-        """Attach a new stream to the session, resuming after the client's last event."""
+        """Attach a new stream to the session, resuming after the client's last event.
+
+        A resume that cannot be honoured raises ``FailedPrecondition(RESUME_EXPIRED)``, or
+        with ``reopen_if_resume_lost`` opens a fresh stream whose ``Attachment.resume_lost``
+        says why (the client resynchronises without another round trip). Attachments beyond
+        the bound of ``openings`` wait their turn, or are refused when too many wait."""
+        async with self.openings.admit():
+            return await self._attach(claims, resume_token, client_name, reopen_if_resume_lost)
+
+    async def _attach(
+        self, claims: SessionClaims, resume_token: str, client_name: str, reopen: bool
+    ) -> Attachment[P]:
         await self.check_home(claims)
         session = self.hub.get(claims.session_id)
+        lost = ""
         if resume_token:
-            point = decode_resume_token(resume_token)
-            if point.session_id != claims.session_id:
-                raise resume_expired("the resume token belongs to another session")
-            if session is None or (
-                point.run_id != self.run_id and point.run_id not in session.resume_runs
-            ):
-                raise resume_expired("the server restarted or the session lapsed")
             try:
-                session.log.after(point.sequence)
-            except ReplayGap:
-                raise resume_expired("the missed events are no longer buffered") from None
-            start, resumed = point.sequence, True
-        else:
-            if session is None:
-                session = await self._open(claims, client_name)
-            # a fresh stream gets what is still buffered and unacked; the client resyncs the rest
-            start, resumed = max(session.log.acked, session.log.resumable_from), False
+                start = self._resume_point(claims, session, resume_token)
+            except FailedPrecondition as error:
+                if not reopen or error.reason != "RESUME_EXPIRED":
+                    raise
+                lost = error.message
+            else:
+                assert session is not None  # _resume_point refuses a missing session
+                return self._attached(session, start, resumed=True)
+        if session is None:
+            session = await self._open(claims, client_name)
+        # a fresh stream gets what is still buffered and unacked; the client resyncs the rest
+        start = max(session.log.acked, session.log.resumable_from)
+        return self._attached(session, start, resumed=False, resume_lost=lost)
+
+    def _resume_point(
+        self, claims: SessionClaims, session: LiveSession[P] | None, resume_token: str
+    ) -> int:
+        """The sequence a resume continues after; ``FailedPrecondition(RESUME_EXPIRED)``
+        when it cannot."""
+        point = decode_resume_token(resume_token)
+        if point.session_id != claims.session_id:
+            raise resume_expired("the resume token belongs to another session")
+        if session is None or (
+            point.run_id != self.run_id and point.run_id not in session.resume_runs
+        ):
+            raise resume_expired("the server restarted or the session lapsed")
+        try:
+            session.log.after(point.sequence)
+        except ReplayGap:
+            raise resume_expired("the missed events are no longer buffered") from None
+        return point.sequence
+
+    def _attached(
+        self, session: LiveSession[P], start: int, *, resumed: bool, resume_lost: str = ""
+    ) -> Attachment[P]:
         session.streams += 1
         session.generation += 1
         session.detached_at = None
-        return Attachment(session, start, resumed, session.generation)
+        return Attachment(session, start, resumed, session.generation, resume_lost)
 
     def detach(self, attachment: Attachment[P]) -> None:
         """A stream ended; the session waits for a resume within the resume window."""

@@ -26,18 +26,26 @@ class EventStream:
         token: str,
         channel_for: ChannelFor = grpc.aio.insecure_channel,
         resume_token: str = "",
+        *,
+        reopen_if_resume_lost: bool = False,
     ) -> None:
-        """``channel_for`` makes the channel (``system.channel`` for a TLS system)."""
+        """``channel_for`` makes the channel (``system.channel`` for a TLS system);
+        ``reopen_if_resume_lost`` asks for a fresh stream when the resume cannot be had."""
         self.channel = channel_for(address)
         self.call = session_grpc.SessionServiceStub(self.channel).Connect(metadata=auth(token))
         self.events: asyncio.Queue[session_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()
         self._resume = resume_token
+        self._reopen = reopen_if_resume_lost
         self._task: asyncio.Task[None] | None = None
 
     async def open(self) -> session_pb2.Event:
         """Open the stream (resuming after ``resume_token`` when given); the first event."""
         await self.call.write(
-            session_pb.ConnectRequest(open=session_pb.OpenStream(resume_token=self._resume))
+            session_pb.ConnectRequest(
+                open=session_pb.OpenStream(
+                    resume_token=self._resume, reopen_if_resume_lost=self._reopen
+                )
+            )
         )
         self._task = asyncio.create_task(self._read())
         return await self.next()

@@ -209,6 +209,7 @@ SURFACE: dict[str, set[str]] = {
         "SessionObserver", "TokenSigner", "decode_resume_token", "encode_resume_token",
         "resume_expired", "DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "TokenVerifier", "key_id",
         "Forwarder", "HandOver", "HandOverPeer", "MovedTo", "Rehoming", "SessionMover",
+        "OpeningGate",
     },
     # the outbox's parts
     "procall.outbox.writer": {"DurableWriter", "Persisted"},
@@ -356,7 +357,7 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
         "model": ("model",),
         "ports": ("ports",),
         "use_cases": ("manager", "policy"),
-        "internal": (),
+        "internal": ("contact_reads",),
     },
     "procall.routing": {
         "model": ("models",),
@@ -367,7 +368,7 @@ FACES: dict[str, dict[str, tuple[str, ...]]] = {
     "procall.session": {
         "model": ("events", "tokens"),
         "ports": ("ports", "revocations"),
-        "use_cases": ("hub", "manager", "moves", "resume"),
+        "use_cases": ("hub", "manager", "moves", "openings", "resume"),
         "internal": (),
     },
 }  # fmt: skip

@@ -66,6 +66,7 @@ from procall.servers.upstream.registration import LookupRegistration
 from procall.session.hub import SessionHub
 from procall.session.manager import SessionManager
 from procall.session.moves import SessionMover
+from procall.session.openings import OpeningGate
 from procall.settings import Settings
 from procall.storage.redis import RedisUnavailableError
 from procall.storage.ucserver import UCServerStores, open_ucserver_stores
@@ -98,6 +99,11 @@ def _session_manager(
         clock=time.time,
         revocations=stores.revocations,
         sessions_per_user=settings.limits.sessions_per_user,
+        openings=OpeningGate(
+            settings.limits.opening_concurrency,
+            settings.limits.opening_queue,
+            retry_after=settings.limits.opening_retry_seconds,
+        ),
     )
 
 

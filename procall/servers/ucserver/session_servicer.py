@@ -218,7 +218,12 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         if first is None or not first.HasField("open"):
             raise InvalidArgument.field("open", "the first message of a stream must be `open`")
         batches = first.open.accept_event_batches
-        attachment = await self._manager.attach(claims, first.open.resume_token, "")
+        attachment = await self._manager.attach(
+            claims,
+            first.open.resume_token,
+            "",
+            reopen_if_resume_lost=first.open.reopen_if_resume_lost,
+        )
         session = attachment.session
         acks = asyncio.create_task(self._read_acks(request_iterator, attachment))
         try:
@@ -231,6 +236,8 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                 welcome=session_pb2.Welcome(
                     session=self._session_message(session.claims, self._manager.own_address()),
                     resumed=attachment.resumed,
+                    resume_lost=bool(attachment.resume_lost),
+                    resume_lost_reason=attachment.resume_lost,
                     allowed_features=[
                         client_feature_pb2.ClientFeature.ValueType(feature)
                         for feature in (

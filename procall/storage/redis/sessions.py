@@ -6,14 +6,16 @@ Key layout:
 - ``procall:sessions:<server_id>`` — a hash: session id -> JSON (user id,
   username, client name, login time, admin flag). It has a TTL that the
   server renews with its heartbeat, so the sessions of a dead server vanish by
-  themselves. Sessions are added and removed one by one as they begin and end;
-  the heartbeat only renews the TTL, and rewrites the hash whole only when it
-  is gone (Redis restarted, or the TTL ran out) or an add or remove failed
-  (Redis was down): a heartbeat costs the same for ten sessions or ten thousand.
+  themselves. Sessions are added and removed as they begin and end (those made
+  while a write runs go together, in order, in the next transaction); the heartbeat
+  only renews the TTL, and rewrites the hash whole only when it is gone (Redis
+  restarted, or the TTL ran out) or an add or remove failed (Redis was down): a
+  heartbeat costs the same for ten sessions or ten thousand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -41,26 +43,57 @@ class RedisSessionRegistry:
         self._ttl_ms = max(1, int(ttl_seconds * 1000))
         #: Whether the hash may differ from this server's sessions (an update failed).
         self._stale = False
+        #: Adds and removes waiting for the next write, in order.
+        self._changes: list[tuple[LoggedOnSession | str, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def add(self, entry: LoggedOnSession) -> None:
         """A session began here."""
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(self._key, entry.session_id, json.dumps(asdict(entry)))
-                pipe.pexpire(self._key, self._ttl_ms)
-                pipe.sadd(_SERVERS, self._server_id)
-                await pipe.execute()
-        except (RedisError, OSError):
-            self._stale = True
-            raise Unavailable.backend("Redis") from None
+        await self._submit(entry)
 
     async def remove(self, session_id: str) -> None:
         """A session ended here."""
-        try:
-            await self._redis.hdel(self._key, session_id)
-        except (RedisError, OSError):
-            self._stale = True
-            raise Unavailable.backend("Redis") from None
+        await self._submit(session_id)
+
+    async def _submit(self, change: LoggedOnSession | str) -> None:
+        """Write an add (an entry) or a remove (a session id), in order with the others:
+        changes made while a write runs go together in the next one (a restarted server's
+        returning clients open their sessions by the thousand)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._changes.append((change, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="session-registry")
+        await future
+
+    async def _write(self) -> None:
+        while self._changes:
+            batch, self._changes = self._changes, []
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    added = False
+                    for change, _ in batch:
+                        if isinstance(change, str):
+                            pipe.hdel(self._key, change)
+                        else:
+                            pipe.hset(self._key, change.session_id, json.dumps(asdict(change)))
+                            added = True
+                    if added:
+                        pipe.pexpire(self._key, self._ttl_ms)
+                        pipe.sadd(_SERVERS, self._server_id)
+                    await pipe.execute()
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+            except (RedisError, OSError):
+                self._stale = True
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(Unavailable.backend("Redis"))
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def heartbeat(self, entries: Callable[[], Iterable[LoggedOnSession]], count: int) -> None:
         """Renew this server's TTL; rewrite its sessions whole (``entries()``) only when the

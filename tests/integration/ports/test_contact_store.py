@@ -50,3 +50,15 @@ async def test_removed_contacts_are_gone_and_come_back_at_the_end(store: Contact
     assert await store.contacts_of("bob") == ["carol"], "per owner"
     await store.add("alice", ["carol"])
     assert await store.contacts_of("alice") == ["bob", "dave", "carol"]
+
+
+async def test_several_lists_read_at_once_match_each_read_alone(store: ContactStore) -> None:
+    await store.add("alice", ["carol", "bob"])
+    await store.add("bob", ["dave"])
+    await store.add("alice", ["erin"])
+    assert await store.contacts_of_many(["bob", "zoe", "alice"]) == {
+        "alice": ["carol", "bob", "erin"],
+        "bob": ["dave"],
+        "zoe": [],
+    }
+    assert await store.contacts_of_many([]) == {}

@@ -100,6 +100,22 @@ async def test_resume_replays_exactly_the_missed_events(center: Center) -> None:
     assert reason_of(failure.value).reason == "RESUME_EXPIRED"
     await stale.channel.close()
 
+    # a client that says it can reopen gets a fresh stream of its session at once, told
+    # that the resume was lost (no second round trip), and the events still unacked
+    reopened = EventStream(
+        center.uc1.address,
+        alice.session_token,
+        resume_token="bm90LWEtdG9rZW4",
+        reopen_if_resume_lost=True,
+    )
+    welcome = await reopened.open()
+    assert welcome.welcome.resume_lost and not welcome.welcome.resumed
+    assert "resume token is not valid" in welcome.welcome.resume_lost_reason
+    assert welcome.welcome.session.session_id == alice.session.session_id
+    replay = [await reopened.next() for _ in range(3)]
+    assert [e.presence_changed.presence.note for e in replay] == ["n2", "n3", "n4"]
+    await reopened.close()
+
 
 async def test_license_pool_exhaustion_and_return(center: Center) -> None:
     tokens = {}

@@ -121,3 +121,16 @@ async def test_a_removal_that_failed_is_repaired_by_the_next_heartbeat(
     assert len(await registry.list_all()) == 2
     await registry.heartbeat(lambda: [entry("s0", "zoe", "uc-1", 0.5)], 1)
     assert [e.session_id for e in await registry.list_all()] == ["s0"]
+
+
+async def test_adds_and_removes_made_together_land_in_order(redis: aioredis.Redis) -> None:
+    registry = RedisSessionRegistry(redis, "uc-1", 30.0)
+    changes = [registry.add(entry(f"s{n}", f"user{n}", "uc-1", float(n))) for n in range(50)]
+    # a session that ends while its add still waits for the write is gone afterwards
+    changes.insert(10, registry.remove("s3"))
+    changes.append(registry.remove("s7"))
+    changes.append(registry.add(entry("s7", "user7", "uc-1", 7.5)))
+    await asyncio.gather(*changes)
+    listed = {e.session_id: e for e in await registry.list_all()}
+    assert "s3" not in listed and listed["s7"].login_time == 7.5
+    assert len(listed) == 49

@@ -211,6 +211,9 @@ class MemoryContactStore:
     async def contacts_of(self, user_id: str) -> list[str]:
         return list(self.lists.get(user_id, []))
 
+    async def contacts_of_many(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
+        return {user_id: list(self.lists.get(user_id, [])) for user_id in user_ids}
+
     async def add(self, user_id: str, contact_ids: Sequence[str]) -> None:
         mine = self.lists.setdefault(user_id, [])
         for contact_id in dict.fromkeys(contact_ids):

@@ -113,8 +113,17 @@ class Welcome(_message.Message):
     SESSION_FIELD_NUMBER: _builtins.int
     RESUMED_FIELD_NUMBER: _builtins.int
     ALLOWED_FEATURES_FIELD_NUMBER: _builtins.int
+    RESUME_LOST_FIELD_NUMBER: _builtins.int
+    RESUME_LOST_REASON_FIELD_NUMBER: _builtins.int
     resumed: _builtins.bool
     """Whether the stream resumed a previous one (missed events follow) or started afresh."""
+    resume_lost: _builtins.bool
+    """Whether the client asked to resume (OpenStream.reopen_if_resume_lost) and the
+    server could not: the stream started afresh and events may have been missed, so
+    the client resynchronises its state (contacts' presence, calls, chats).
+    """
+    resume_lost_reason: _builtins.str
+    """Why the resume was lost (for logs); empty unless `resume_lost`."""
     @_builtins.property
     def session(self) -> Global___Session:
         """The session the stream belongs to."""
@@ -131,10 +140,12 @@ class Welcome(_message.Message):
         session: Global___Session | None = ...,
         resumed: _builtins.bool = ...,
         allowed_features: _abc.Iterable[_client_feature_pb2.ClientFeature.ValueType] | None = ...,
+        resume_lost: _builtins.bool = ...,
+        resume_lost_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["session", b"session"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_features", b"allowed_features", "resumed", b"resumed", "session", b"session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_features", b"allowed_features", "resume_lost", b"resume_lost", "resume_lost_reason", b"resume_lost_reason", "resumed", b"resumed", "session", b"session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from procall.api.session.v1 import session_pb2 as procall_dot_api_dot_session_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,procall/api/session/v1/session_service.proto\x12\x16procall.api.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$procall/api/session/v1/session.proto\"G\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\"p\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x30\n\x07session\x18\x02 \x01(\x0b\x32\x1f.procall.api.session.v1.Session\x12\x16\n\x0eis_home_server\x18\x03 \x01(\x08\"@\n\nOpenStream\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12\x1c\n\x14\x61\x63\x63\x65pt_event_batches\x18\x02 \x01(\x08\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"{\n\x0e\x43onnectRequest\x12\x32\n\x04open\x18\x01 \x01(\x0b\x32\".procall.api.session.v1.OpenStreamH\x00\x12*\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1b.procall.api.session.v1.AckH\x00\x42\t\n\x07payload\"n\n\x0f\x43onnectResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.procall.api.session.v1.Event\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.procall.api.session.v1.Event\"\x15\n\x13RefreshTokenRequest\"^\n\x14RefreshTokenResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse2\x8a\x03\n\x0eSessionService\x12T\n\x05Login\x12$.procall.api.session.v1.LoginRequest\x1a%.procall.api.session.v1.LoginResponse\x12^\n\x07\x43onnect\x12&.procall.api.session.v1.ConnectRequest\x1a\'.procall.api.session.v1.ConnectResponse(\x01\x30\x01\x12i\n\x0cRefreshToken\x12+.procall.api.session.v1.RefreshTokenRequest\x1a,.procall.api.session.v1.RefreshTokenResponse\x12W\n\x06Logout\x12%.procall.api.session.v1.LogoutRequest\x1a&.procall.api.session.v1.LogoutResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,procall/api/session/v1/session_service.proto\x12\x16procall.api.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a$procall/api/session/v1/session.proto\"G\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\"p\n\rLoginResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x30\n\x07session\x18\x02 \x01(\x0b\x32\x1f.procall.api.session.v1.Session\x12\x16\n\x0eis_home_server\x18\x03 \x01(\x08\"_\n\nOpenStream\x12\x14\n\x0cresume_token\x18\x01 \x01(\t\x12\x1c\n\x14\x61\x63\x63\x65pt_event_batches\x18\x02 \x01(\x08\x12\x1d\n\x15reopen_if_resume_lost\x18\x03 \x01(\x08\"\x17\n\x03\x41\x63k\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"{\n\x0e\x43onnectRequest\x12\x32\n\x04open\x18\x01 \x01(\x0b\x32\".procall.api.session.v1.OpenStreamH\x00\x12*\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1b.procall.api.session.v1.AckH\x00\x42\t\n\x07payload\"n\n\x0f\x43onnectResponse\x12,\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1d.procall.api.session.v1.Event\x12-\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1d.procall.api.session.v1.Event\"\x15\n\x13RefreshTokenRequest\"^\n\x14RefreshTokenResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0f\n\rLogoutRequest\"\x10\n\x0eLogoutResponse2\x8a\x03\n\x0eSessionService\x12T\n\x05Login\x12$.procall.api.session.v1.LoginRequest\x1a%.procall.api.session.v1.LoginResponse\x12^\n\x07\x43onnect\x12&.procall.api.session.v1.ConnectRequest\x1a\'.procall.api.session.v1.ConnectResponse(\x01\x30\x01\x12i\n\x0cRefreshToken\x12+.procall.api.session.v1.RefreshTokenRequest\x1a,.procall.api.session.v1.RefreshTokenResponse\x12W\n\x06Logout\x12%.procall.api.session.v1.LogoutRequest\x1a&.procall.api.session.v1.LogoutResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,21 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINRESPONSE']._serialized_start=216
   _globals['_LOGINRESPONSE']._serialized_end=328
   _globals['_OPENSTREAM']._serialized_start=330
-  _globals['_OPENSTREAM']._serialized_end=394
-  _globals['_ACK']._serialized_start=396
-  _globals['_ACK']._serialized_end=419
-  _globals['_CONNECTREQUEST']._serialized_start=421
-  _globals['_CONNECTREQUEST']._serialized_end=544
-  _globals['_CONNECTRESPONSE']._serialized_start=546
-  _globals['_CONNECTRESPONSE']._serialized_end=656
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=658
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=679
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=681
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=775
-  _globals['_LOGOUTREQUEST']._serialized_start=777
-  _globals['_LOGOUTREQUEST']._serialized_end=792
-  _globals['_LOGOUTRESPONSE']._serialized_start=794
-  _globals['_LOGOUTRESPONSE']._serialized_end=810
-  _globals['_SESSIONSERVICE']._serialized_start=813
-  _globals['_SESSIONSERVICE']._serialized_end=1207
+  _globals['_OPENSTREAM']._serialized_end=425
+  _globals['_ACK']._serialized_start=427
+  _globals['_ACK']._serialized_end=450
+  _globals['_CONNECTREQUEST']._serialized_start=452
+  _globals['_CONNECTREQUEST']._serialized_end=575
+  _globals['_CONNECTRESPONSE']._serialized_start=577
+  _globals['_CONNECTRESPONSE']._serialized_end=687
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=689
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=710
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=712
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=806
+  _globals['_LOGOUTREQUEST']._serialized_start=808
+  _globals['_LOGOUTREQUEST']._serialized_end=823
+  _globals['_LOGOUTRESPONSE']._serialized_start=825
+  _globals['_LOGOUTRESPONSE']._serialized_end=841
+  _globals['_SESSIONSERVICE']._serialized_start=844
+  _globals['_SESSIONSERVICE']._serialized_end=1238
 # @@protoc_insertion_point(module_scope)

@@ -90,6 +90,7 @@ class OpenStream(_message.Message):
 
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
     ACCEPT_EVENT_BATCHES_FIELD_NUMBER: _builtins.int
+    REOPEN_IF_RESUME_LOST_FIELD_NUMBER: _builtins.int
     resume_token: _builtins.str
     """Resume token of the last event the client processed; empty for a fresh stream."""
     accept_event_batches: _builtins.bool
@@ -97,15 +98,22 @@ class OpenStream(_message.Message):
     several pending events in one message, which costs both ends less than one
     message each. Clients that leave it false get exactly one event per message.
     """
+    reopen_if_resume_lost: _builtins.bool
+    """Whether the server may open a fresh stream when `resume_token` cannot be honoured
+    (the server restarted, the session lapsed, the missed events are gone): the Welcome
+    then says `resume_lost` and the client resynchronises, in the same round trip.
+    Clients that leave it false get FAILED_PRECONDITION RESUME_EXPIRED instead.
+    """
     def __init__(
         self,
         *,
         resume_token: _builtins.str = ...,
         accept_event_batches: _builtins.bool = ...,
+        reopen_if_resume_lost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_event_batches", b"accept_event_batches", "resume_token", b"resume_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_event_batches", b"accept_event_batches", "reopen_if_resume_lost", b"reopen_if_resume_lost", "resume_token", b"resume_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
