@@ -17,7 +17,8 @@ trace carry no context, so the servers they reach do not trace them either.
 
 Sampling is parent-based: a trace is started with probability ``sampling_ratio``
 where a user action enters the system, and every server it reaches follows that
-decision.
+decision. Housekeeping (health checks, Lookup heartbeats, Redis and SQL work outside
+any traced call) never starts a trace, so that a console shows what users did.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Link, Span, SpanKind
 
 from procall.settings import ConfigError, TelemetrySettings
@@ -47,6 +54,7 @@ __all__ = [
     "check_settings",
     "context_of",
     "event_span",
+    "one_line",
     "setup_tracing",
     "shutdown_tracing",
     "stamp",
@@ -62,6 +70,45 @@ EXPORTERS = ("none", "console", "otlp")
 #: Attribute naming the procall server a span was recorded on (several servers may share
 #: one process in tests and ``procall bench``).
 SERVER_ATTRIBUTE = "procall.server_id"
+
+
+#: Calls made every few seconds by every server to keep the system together: never the
+#: start of a trace (they would drown the actions of users).
+_HOUSEKEEPING = (
+    "/grpc.health.v1.Health/",
+    "/procall.mesh.lookup.v1.LookupService/Heartbeat",
+)
+
+
+class _RootSampler(Sampler):
+    """Decides whether a new trace is recorded: ``ratio`` of them, but never one that
+    begins with a housekeeping call or with a Redis command or SQL statement outside
+    any traced action (heartbeats, upkeep, schema checks)."""
+
+    def __init__(self, ratio: float) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
+
+    def should_sample(
+        self,
+        parent_context: Any,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Any = None,
+        links: Any = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        """Drop housekeeping and orphan storage roots; sample the rest by ratio."""
+        # gRPC spans are named "/package.Service/Method"; the storage clients' are not
+        if name.startswith(_HOUSEKEEPING) or (kind == SpanKind.CLIENT and name[:1] != "/"):
+            return SamplingResult(Decision.DROP)
+        return self._ratio.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        """The sampler's name in OpenTelemetry's diagnostics."""
+        return f"ProcallRoot{{{self._ratio.get_description()}}}"
 
 
 class _State:
@@ -83,9 +130,32 @@ def tracer() -> trace.Tracer:
     return _State.tracer
 
 
+def one_line(span: ReadableSpan) -> str:
+    """A span as one line of the console: where, what, its trace, its parent, how long.
+
+    ``grep <trace id>`` over the output of every server gives one trace.
+    """
+    context = span.context
+    parent = f"{span.parent.span_id:016x}" if span.parent is not None else "-" * 16
+    service = span.resource.attributes.get("service.name", "?")
+    server = (span.attributes or {}).get(SERVER_ATTRIBUTE) or span.resource.attributes.get(
+        "service.instance.id"
+    )
+    where = f"{service} {server}" if server else str(service)
+    took = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    kind = span.kind.name if span.kind is not None else "?"
+    status = "" if span.status.is_ok else f" {span.status.status_code.name}"
+    ids = (
+        f"trace={context.trace_id:032x} span={context.span_id:016x} parent={parent}"
+        if context is not None
+        else ""
+    )
+    return f"[{where}] {span.name} {kind} {ids} {took:.2f}ms{status}\n"
+
+
 def _exporter(settings: TelemetrySettings) -> SpanExporter:
     if settings.exporter == "console":
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(formatter=one_line)
     # imported here: the OTLP exporter pulls in its own protobuf modules
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -110,15 +180,18 @@ def setup_tracing(
     settings: TelemetrySettings,
     service_name: str,
     *,
+    instance_id: str = "",
     exporter: SpanExporter | None = None,
     set_global: bool = True,
 ) -> TracerProvider | None:
     """Start tracing as ``settings`` say; call once, before any server, channel or engine.
 
-    ``exporter`` replaces the configured one (tests pass an ``InMemorySpanExporter``,
-    whose spans are then exported one by one as they end). Returns the provider, or
-    None when the exporter is ``none`` and nothing was installed. ``set_global`` also
-    makes it OpenTelemetry's global provider (the first call of a process only).
+    ``service_name`` (``procall-ucserver``) and ``instance_id`` (the server id, when
+    known) name the process in every span. ``exporter`` replaces the configured one
+    (tests pass an ``InMemorySpanExporter``, whose spans are then exported one by one
+    as they end). Returns the provider, or None when the exporter is ``none`` and
+    nothing was installed. ``set_global`` also makes it OpenTelemetry's global provider
+    (the first call of a process only).
     """
     check_settings(settings)
     if exporter is None and settings.exporter == "none":
@@ -126,8 +199,12 @@ def setup_tracing(
     if _State.enabled:
         shutdown_tracing()
     provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(settings.sampling_ratio)),
+        resource=Resource.create(
+            {"service.name": service_name, "service.instance.id": instance_id}
+            if instance_id
+            else {"service.name": service_name}
+        ),
+        sampler=ParentBased(_RootSampler(settings.sampling_ratio)),
     )
     if exporter is not None:
         provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -126,7 +126,7 @@ async def run_role(
     os.umask(SERVER_UMASK)
     try:
         # before the role builds anything: the instrumentation wraps the constructors
-        setup_tracing(settings.telemetry, f"procall-{role}")
+        setup_tracing(settings.telemetry, f"procall-{role}", instance_id=settings.server.server_id)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     app = await ROLES[role](settings)
