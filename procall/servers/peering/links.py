@@ -119,7 +119,7 @@ class PeerLink:
         """Queue an event for users homed on the peer (``event`` must not change after),
         for all their sessions but ``except_session``."""
         carrier = None
-        if event.trace_context and tracing_enabled():
+        if tracing_enabled() and event.trace_context:
             # a zero-length span marks the hand-over; the peer's span continues from it
             span = start_event_span(
                 "peer send",
