@@ -63,6 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no TLS: plaintext ports, servers prove themselves with a shared secret",
     )
+    _add_trace_options(up)
 
     certs = commands.add_parser(
         "certs", help="create a private CA and certificates for procall servers"
@@ -168,7 +169,25 @@ def _build_parser() -> argparse.ArgumentParser:
         "connections: clients added per ramp step (default 1000)",
     )
     bench.add_argument("--json", action="store_true", help="print one JSON object per run")
+    _add_trace_options(bench)
     return parser
+
+
+def _add_trace_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--trace",
+        choices=("none", "console", "otlp"),
+        default="none",
+        help="the servers' [telemetry] exporter: none (default), console (up: spans printed "
+        "here, one line each; bench: into the servers' logs), otlp (OTEL_EXPORTER_OTLP_ENDPOINT "
+        "or localhost:4317)",
+    )
+    command.add_argument(
+        "--sampling-ratio",
+        type=float,
+        default=1.0,
+        help="share of the traces recorded with --trace (0 to 1, default 1)",
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -208,6 +227,8 @@ def _run_async(coro: object) -> None:
 def _run_up(args: argparse.Namespace) -> int:
     from procall.launch.datacenter import DataCenterError, run_datacenter
 
+    if not 0.0 <= args.sampling_ratio <= 1.0:
+        raise UsageError("--sampling-ratio must be between 0 and 1")
     try:
         return run_datacenter(
             data_dir=args.data_dir,
@@ -215,6 +236,8 @@ def _run_up(args: argparse.Namespace) -> int:
             ucservers=args.ucservers,
             media_servers=args.media_servers,
             tls=not args.insecure,
+            trace=args.trace,
+            sampling_ratio=args.sampling_ratio,
         )
     except DataCenterError as exc:
         raise CliError(str(exc)) from None
@@ -267,6 +290,11 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown benchmark {args.name!r} (available: {', '.join(BENCHMARKS)})")
     if args.seconds is None:
         args.seconds = 5.0
+    if not 0.0 <= args.sampling_ratio <= 1.0:
+        raise UsageError("--sampling-ratio must be between 0 and 1")
+    # the benchmark's servers are child processes: they read these from the environment
+    os.environ["PROCALL_TELEMETRY_EXPORTER"] = args.trace
+    os.environ["PROCALL_TELEMETRY_SAMPLING_RATIO"] = str(args.sampling_ratio)
     if args.name == "chat":
         return _run_bench_chat(args)
     if args.name == "media":

@@ -391,9 +391,16 @@ class MediaSettings:
 class TelemetrySettings:
     """OpenTelemetry exporters."""
 
-    #: ``none``, ``console`` or ``otlp``.
+    #: ``none`` (nothing is instrumented: no cost), ``console`` (spans printed on stdout)
+    #: or ``otlp`` (sent to an OpenTelemetry collector).
     exporter: str = "none"
+    #: ``host:port`` of the OTLP/gRPC collector; empty: ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    #: or ``localhost:4317``.
     otlp_endpoint: str = ""
+    #: Share of the traces started here that are recorded (0 to 1), when an exporter is
+    #: set. Parent-based: a server that gets a call or an event of a trace follows the
+    #: decision made where the trace began.
+    sampling_ratio: float = 1.0
 
 
 @dataclass

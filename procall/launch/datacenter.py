@@ -149,7 +149,11 @@ class DataCenter:
         extra_config: Mapping[str, Mapping[str, ConfigValue]] | None = None,
         seed_demo: bool = True,
         tls: bool = True,
+        spans_to_console: bool = False,
     ) -> None:
+        """``spans_to_console``: the servers' standard output (where ``[telemetry]
+        exporter = "console"`` writes spans) goes to this process's, their logs still
+        to their log files."""
         if ucservers < 1 or media_servers < 1:
             raise DataCenterError("a DataCenter needs at least one UCServer and one MediaServer")
         self.data_dir = data_dir.resolve()
@@ -162,6 +166,7 @@ class DataCenter:
         self._extra_config = extra_config or {}
         self._seed = seed_demo
         self.tls = tls
+        self._spans_to_console = spans_to_console
         #: The private CA's certificate (TLS only; valid after ``start``).
         self.ca_file: Path | None = None
         self._ca: Any = None
@@ -307,8 +312,8 @@ class DataCenter:
                  "--port", str(port), "--ready-file", str(ready)]
             ),
             stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            stdout=None if self._spans_to_console else log,
+            stderr=log if self._spans_to_console else subprocess.STDOUT,
             env=env,
             cwd=self.data_dir,
             # own process group: Ctrl-C reaches `up`, which stops the servers in order
@@ -536,8 +541,13 @@ def run_datacenter(
     ucservers: int = 2,
     media_servers: int = 2,
     tls: bool = True,
+    trace: str = "none",
+    sampling_ratio: float = 1.0,
 ) -> int:
-    """Run ``procall up`` in the foreground until SIGINT / SIGTERM; returns the exit code."""
+    """Run ``procall up`` in the foreground until SIGINT / SIGTERM; returns the exit code.
+
+    ``trace`` is every server's ``[telemetry] exporter``; with ``console`` their spans
+    are printed here, one line each (``procall.telemetry.tracing.one_line``)."""
     chosen = _pick_data_dir(data_dir)
     stop_requested = False
 
@@ -557,6 +567,8 @@ def run_datacenter(
                 ucservers=ucservers,
                 media_servers=media_servers,
                 tls=tls,
+                extra_config={"telemetry": {"exporter": trace, "sampling_ratio": sampling_ratio}},
+                spans_to_console=trace == "console",
             )
             print(f"procall up: starting a DataCenter in {center.data_dir}", flush=True)
             try:

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import NamedTuple
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from procall.api.session.v1 import session_pb2
 from procall.errors import ProcallError
@@ -36,6 +37,7 @@ from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.peering.servicer import FEATURES
 from procall.servers.runtime.channels import MeshChannels
 from procall.servers.upstream.lookup import LookupClient
+from procall.telemetry.tracing import context_of, start_event_span, tracing_enabled
 
 __all__ = ["PeerLink", "PeerLinks"]
 
@@ -74,6 +76,8 @@ class _Pending(NamedTuple):
     recipients: Sequence[str]
     event: session_pb2.Event
     except_session: str = ""
+    #: The context of this server's span for the delivery (None: not traced).
+    trace_context: dict[str, str] | None = None
 
 
 class PeerLink:
@@ -114,7 +118,23 @@ class PeerLink:
     ) -> None:
         """Queue an event for users homed on the peer (``event`` must not change after),
         for all their sessions but ``except_session``."""
-        self._backlog.append(_Pending(self._next, tuple(recipients), event, except_session))
+        carrier = None
+        if tracing_enabled() and event.trace_context:
+            # a zero-length span marks the hand-over; the peer's span continues from it
+            span = start_event_span(
+                "peer send",
+                event.trace_context,
+                SpanKind.PRODUCER,
+                self.own_id,
+                link=False,
+                attributes={"procall.peer_id": self.peer_id},
+            )
+            if span is not None:
+                carrier = context_of(span)
+                span.end()
+        self._backlog.append(
+            _Pending(self._next, tuple(recipients), event, except_session, carrier)
+        )
         self._next += 1
         if len(self._backlog) > MAX_BACKLOG:
             dropped = self._backlog.popleft()
@@ -217,6 +237,8 @@ class PeerLink:
             delivery.event.CopyFrom(item.event)
             if item.except_session:
                 delivery.except_session_id = item.except_session
+            if item.trace_context:
+                delivery.trace_context.update(item.trace_context)
             return request, item.sequence
         batch = request.delivery_batch.deliveries
         size = 0
@@ -229,6 +251,8 @@ class PeerLink:
             delivery.event.CopyFrom(item.event)
             if item.except_session:
                 delivery.except_session_id = item.except_session
+            if item.trace_context:
+                delivery.trace_context.update(item.trace_context)
             last = item.sequence
             size += item.event.ByteSize()
             if size >= MAX_BATCH_BYTES:

@@ -18,6 +18,7 @@ from procall.api.session.v1 import session_pb2
 from procall.errors import ProcallError
 from procall.servers.peering.links import PeerLinks
 from procall.session.hub import SessionHub
+from procall.telemetry.tracing import stamp
 
 __all__ = ["EventRouter", "HomeLookup"]
 
@@ -53,6 +54,8 @@ class EventRouter:
     ) -> None:
         """Deliver ``event`` to every session of each user, once, but ``except_session``
         (wherever it lives)."""
+        # the trace of the action that caused the event goes with it (nothing when off)
+        stamp(event.trace_context)
         local: list[str] = []
         remote: list[str] = []
         for user_id in dict.fromkeys(user_ids):

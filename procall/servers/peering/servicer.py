@@ -22,12 +22,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from typing import Protocol
 
 import grpc
+from opentelemetry.trace import SpanKind
 
 from procall.api.session.v1 import session_pb2
 from procall.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unimplemented
 from procall.mesh.peer.v1 import peer_service_pb2 as peer_pb
 from procall.mesh.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from procall.servers.runtime.auth import current_service
+from procall.telemetry.tracing import event_span, tracing_enabled
 
 __all__ = ["ACK_EVERY", "FEATURES", "DeliverySink", "MoveHandler", "PeerServicer"]
 
@@ -127,13 +129,17 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
             else:
                 continue
             last = 0
+            traced = tracing_enabled()  # once per message: the deliveries below cost nothing
             for delivery in deliveries:
                 if delivery.sequence > self._applied.get(key, 0):
-                    await self._sink(
-                        list(delivery.recipient_user_ids),
-                        delivery.event,
-                        delivery.except_session_id,
-                    )
+                    if traced and delivery.trace_context:
+                        await self._apply_traced(delivery)
+                    else:
+                        await self._sink(
+                            list(delivery.recipient_user_ids),
+                            delivery.event,
+                            delivery.except_session_id,
+                        )
                     self._applied[key] = delivery.sequence
                 last = delivery.sequence
                 unacked += 1
@@ -141,6 +147,19 @@ class PeerServicer(peer_grpc.PeerServiceServicer):
             if unacked >= ACK_EVERY or (last and last % ACK_EVERY == 0):
                 unacked = 0
                 yield peer_pb.ExchangeResponse(ack=peer_pb.PeerAck(sequence=last))
+
+    async def _apply_traced(self, delivery: peer_pb.Delivery) -> None:
+        """Apply a delivery in a span continuing the sender's, linked to the peer stream;
+        the event goes on to the local sessions with this span's context."""
+        event = delivery.event
+        with event_span(
+            "peer receive",
+            delivery.trace_context,
+            SpanKind.CONSUMER,
+            self._server_id,
+            restamp=event.trace_context,
+        ):
+            await self._sink(list(delivery.recipient_user_ids), event, delivery.except_session_id)
 
     def _mover(self) -> MoveHandler:
         if self._require_identity and current_service() is None:

@@ -25,7 +25,8 @@ from procall.security.files import InsecureFileError, require_private
 from procall.servers.runtime.app import ServerApp, StartupError
 from procall.servers.runtime.collector import tune_collector
 from procall.servers.runtime.roles import ROLES
-from procall.settings import Settings
+from procall.settings import ConfigError, Settings
+from procall.telemetry.tracing import setup_tracing, shutdown_tracing
 
 __all__ = [
     "SECRET_SETTINGS",
@@ -123,6 +124,11 @@ async def run_role(
     if config_path is not None:
         require_private_settings(config_path)
     os.umask(SERVER_UMASK)
+    try:
+        # before the role builds anything: the instrumentation wraps the constructors
+        setup_tracing(settings.telemetry, f"procall-{role}", instance_id=settings.server.server_id)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
     app = await ROLES[role](settings)
     await app.start()
     # short collector pauses: the start-up heap frozen, small young collections
@@ -139,3 +145,4 @@ async def run_role(
     finally:
         _log.info("%s %s shutting down", role, app.server_id)
         await app.stop()
+        shutdown_tracing()  # exports the spans still pending

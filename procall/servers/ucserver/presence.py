@@ -29,6 +29,7 @@ from procall.session.manager import SessionManager
 from procall.session.tokens import SessionClaims
 from procall.settings import Settings
 from procall.tasks import stop_task
+from procall.telemetry.tracing import stamp
 
 __all__ = ["PresenceComponent"]
 
@@ -59,6 +60,8 @@ class _Notifier:
         event = session_pb2.Event(
             presence_changed=presence_pb2.PresenceChanged(presence=presence_to_proto(presence))
         )
+        # the trace of the change (the fan-out runs in the context of the call that made it)
+        stamp(event.trace_context)
         self._last = (presence, event)
         return event
 

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from opentelemetry.trace import Span, SpanKind
 
 from procall.api.common.v1 import client_feature_pb2
 from procall.api.session.v1 import session_pb2
@@ -32,6 +33,7 @@ from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.manager import Attachment, SessionManager
 from procall.session.resume import resume_expired
 from procall.session.tokens import SessionClaims
+from procall.telemetry.tracing import start_event_span, tracing_enabled
 
 __all__ = [
     "Features",
@@ -149,6 +151,29 @@ async def session_claims(manager: SessionManager[session_pb2.Event]) -> SessionC
 Features = Callable[[str], Awaitable[list[int]]]
 
 
+def _delivery_spans(
+    claims: SessionClaims, events: list[SequencedEvent[session_pb2.Event]]
+) -> list[Span]:
+    """A span for each traced event written to a session's stream: it continues the
+    event's trace and links to the Connect stream's span; it ends once the write did."""
+    spans = []
+    for event in events:
+        span = start_event_span(
+            "session deliver",
+            event.payload.trace_context,
+            SpanKind.PRODUCER,
+            claims.home_server_id,
+            attributes={
+                "procall.session_id": claims.session_id,
+                "procall.user_id": claims.user_id,
+                "procall.event_sequence": event.sequence,
+            },
+        )
+        if span is not None:
+            spans.append(span)
+    return spans
+
+
 class SessionServicer(session_grpc.SessionServiceServicer):
     """Decodes requests, calls the SessionManager, encodes replies and events."""
 
@@ -250,10 +275,17 @@ class SessionServicer(session_grpc.SessionServiceServicer):
             yield session_pb.ConnectResponse(event=welcome)
             limit = MAX_EVENTS_PER_MESSAGE if batches else 1
             try:
+                traced = tracing_enabled()
                 async for pending in attachment.follow(limit):
                     if attachment.superseded:
                         return  # a newer stream of the same session took over
+                    if not traced:
+                        yield self._encode(claims.session_id, pending, batches)
+                        continue
+                    spans = _delivery_spans(claims, pending)
                     yield self._encode(claims.session_id, pending, batches)
+                    for span in spans:
+                        span.end()
             except ReplayGap:
                 raise resume_expired("the client fell too far behind") from None
             if session.moved_to is not None:  # handed over: continue at the new home

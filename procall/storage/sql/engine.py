@@ -33,7 +33,8 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from procall.errors import ProcallError, Unavailable
 
@@ -134,7 +135,8 @@ def create_engine(
             options.update(
                 pool_size=pool_size, max_overflow=pool_size, pool_timeout=connect_timeout
             )
-        engine = create_async_engine(parsed, **options)
+        # looked up at each call: tracing (procall.telemetry) wraps it after this import
+        engine = sa_asyncio.create_async_engine(parsed, **options)
     except (ImportError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
         raise SqlConfigError(
             f"cannot use database URL {describe_url(parsed)}: {exc.__class__.__name__}"

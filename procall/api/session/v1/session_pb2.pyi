@@ -215,9 +215,30 @@ class Event(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SEQUENCE_FIELD_NUMBER: _builtins.int
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     RESUME_TOKEN_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     WELCOME_FIELD_NUMBER: _builtins.int
     REDIRECT_FIELD_NUMBER: _builtins.int
     SESSION_CLOSED_FIELD_NUMBER: _builtins.int
@@ -238,6 +259,14 @@ class Event(_message.Message):
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp:
         """When the event happened on the server."""
+
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (`traceparent`, `tracestate`) of the server span that delivered
+        the event, when the server records traces and the event's trace is sampled; empty
+        otherwise. A client that traces may continue the trace of the action that caused
+        the event from here.
+        """
 
     @_builtins.property
     def welcome(self) -> Global___Welcome:
@@ -285,6 +314,7 @@ class Event(_message.Message):
         sequence: _builtins.int = ...,
         event_time: _timestamp_pb2.Timestamp | None = ...,
         resume_token: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         welcome: Global___Welcome | None = ...,
         redirect: Global___Redirect | None = ...,
         session_closed: Global___SessionClosed | None = ...,
@@ -298,7 +328,7 @@ class Event(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["call_changed", b"call_changed", "conversation_changed", b"conversation_changed", "event_time", b"event_time", "journal_entry_added", b"journal_entry_added", "message_created", b"message_created", "payload", b"payload", "presence_changed", b"presence_changed", "read_receipt", b"read_receipt", "redirect", b"redirect", "session_closed", b"session_closed", "typing_changed", b"typing_changed", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_changed", b"call_changed", "conversation_changed", b"conversation_changed", "event_time", b"event_time", "journal_entry_added", b"journal_entry_added", "message_created", b"message_created", "payload", b"payload", "presence_changed", b"presence_changed", "read_receipt", b"read_receipt", "redirect", b"redirect", "resume_token", b"resume_token", "sequence", b"sequence", "session_closed", b"session_closed", "typing_changed", b"typing_changed", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_changed", b"call_changed", "conversation_changed", b"conversation_changed", "event_time", b"event_time", "journal_entry_added", b"journal_entry_added", "message_created", b"message_created", "payload", b"payload", "presence_changed", b"presence_changed", "read_receipt", b"read_receipt", "redirect", b"redirect", "resume_token", b"resume_token", "sequence", b"sequence", "session_closed", b"session_closed", "trace_context", b"trace_context", "typing_changed", b"typing_changed", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["welcome", "redirect", "session_closed", "presence_changed", "message_created", "read_receipt", "typing_changed", "conversation_changed", "call_changed", "journal_entry_added"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

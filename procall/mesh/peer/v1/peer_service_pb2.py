@@ -25,15 +25,17 @@ _sym_db = _symbol_database.Default()
 from procall.api.session.v1 import session_pb2 as procall_dot_api_dot_session_dot_v1_dot_session__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'procall/mesh/peer/v1/peer_service.proto\x12\x14procall.mesh.peer.v1\x1a$procall/api/session/v1/session.proto\"V\n\x10MoveUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x18\n\x10target_server_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\"0\n\x11MoveUsersResponse\x12\x1b\n\x13redirected_sessions\x18\x01 \x01(\r\"\xb3\x01\n\x0fSessionHandOver\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63ked_sequence\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12-\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x1d.procall.api.session.v1.Event\x12\x16\n\x0eresume_run_ids\x18\x06 \x03(\t\"P\n\x15\x41\x63\x63\x65ptSessionsRequest\x12\x37\n\x08sessions\x18\x01 \x03(\x0b\x32%.procall.mesh.peer.v1.SessionHandOver\"*\n\x16\x41\x63\x63\x65ptSessionsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\"&\n\x12SetDrainingRequest\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\"*\n\x13SetDrainingResponse\x12\x13\n\x0blocal_users\x18\x01 \x01(\r\"s\n\tPeerHello\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0e\x32!.procall.mesh.peer.v1.PeerFeature\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\"\x81\x01\n\x08\x44\x65livery\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1a\n\x12recipient_user_ids\x18\x02 \x03(\t\x12,\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x1d.procall.api.session.v1.Event\x12\x19\n\x11\x65xcept_session_id\x18\x04 \x01(\t\"C\n\rDeliveryBatch\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.procall.mesh.peer.v1.Delivery\"J\n\x08Interest\x12\x14\n\x0c\x61\x64\x64_user_ids\x18\x01 \x03(\t\x12\x17\n\x0fremove_user_ids\x18\x02 \x03(\t\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"\x1b\n\x07PeerAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x0f\n\rPeerKeepalive\"\xaf\x02\n\x0f\x45xchangeRequest\x12\x30\n\x05hello\x18\x01 \x01(\x0b\x32\x1f.procall.mesh.peer.v1.PeerHelloH\x00\x12\x32\n\x08\x64\x65livery\x18\x02 \x01(\x0b\x32\x1e.procall.mesh.peer.v1.DeliveryH\x00\x12\x32\n\x08interest\x18\x03 \x01(\x0b\x32\x1e.procall.mesh.peer.v1.InterestH\x00\x12=\n\x0e\x64\x65livery_batch\x18\x04 \x01(\x0b\x32#.procall.mesh.peer.v1.DeliveryBatchH\x00\x12\x38\n\tkeepalive\x18\x05 \x01(\x0b\x32#.procall.mesh.peer.v1.PeerKeepaliveH\x00\x42\t\n\x07payload\"}\n\x10\x45xchangeResponse\x12\x30\n\x05hello\x18\x01 \x01(\x0b\x32\x1f.procall.mesh.peer.v1.PeerHelloH\x00\x12,\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1d.procall.mesh.peer.v1.PeerAckH\x00\x42\t\n\x07payload*L\n\x0bPeerFeature\x12\x1c\n\x18PEER_FEATURE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPEER_FEATURE_DELIVERY_BATCH\x10\x01\x32\x9b\x03\n\x0bPeerService\x12]\n\x08\x45xchange\x12%.procall.mesh.peer.v1.ExchangeRequest\x1a&.procall.mesh.peer.v1.ExchangeResponse(\x01\x30\x01\x12\\\n\tMoveUsers\x12&.procall.mesh.peer.v1.MoveUsersRequest\x1a\'.procall.mesh.peer.v1.MoveUsersResponse\x12k\n\x0e\x41\x63\x63\x65ptSessions\x12+.procall.mesh.peer.v1.AcceptSessionsRequest\x1a,.procall.mesh.peer.v1.AcceptSessionsResponse\x12\x62\n\x0bSetDraining\x12(.procall.mesh.peer.v1.SetDrainingRequest\x1a).procall.mesh.peer.v1.SetDrainingResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'procall/mesh/peer/v1/peer_service.proto\x12\x14procall.mesh.peer.v1\x1a$procall/api/session/v1/session.proto\"V\n\x10MoveUsersRequest\x12\x10\n\x08user_ids\x18\x01 \x03(\t\x12\x18\n\x10target_server_id\x18\x02 \x01(\t\x12\x16\n\x0etarget_address\x18\x03 \x01(\t\"0\n\x11MoveUsersResponse\x12\x1b\n\x13redirected_sessions\x18\x01 \x01(\r\"\xb3\x01\n\x0fSessionHandOver\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63ked_sequence\x18\x03 \x01(\x04\x12\x15\n\rlast_sequence\x18\x04 \x01(\x04\x12-\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x1d.procall.api.session.v1.Event\x12\x16\n\x0eresume_run_ids\x18\x06 \x03(\t\"P\n\x15\x41\x63\x63\x65ptSessionsRequest\x12\x37\n\x08sessions\x18\x01 \x03(\x0b\x32%.procall.mesh.peer.v1.SessionHandOver\"*\n\x16\x41\x63\x63\x65ptSessionsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\"&\n\x12SetDrainingRequest\x12\x10\n\x08\x64raining\x18\x01 \x01(\x08\"*\n\x13SetDrainingResponse\x12\x13\n\x0blocal_users\x18\x01 \x01(\r\"s\n\tPeerHello\x12\x11\n\tserver_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x33\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0e\x32!.procall.mesh.peer.v1.PeerFeature\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\"\xff\x01\n\x08\x44\x65livery\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x1a\n\x12recipient_user_ids\x18\x02 \x03(\t\x12,\n\x05\x65vent\x18\x03 \x01(\x0b\x32\x1d.procall.api.session.v1.Event\x12\x19\n\x11\x65xcept_session_id\x18\x04 \x01(\t\x12G\n\rtrace_context\x18\x05 \x03(\x0b\x32\x30.procall.mesh.peer.v1.Delivery.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\rDeliveryBatch\x12\x32\n\ndeliveries\x18\x01 \x03(\x0b\x32\x1e.procall.mesh.peer.v1.Delivery\"J\n\x08Interest\x12\x14\n\x0c\x61\x64\x64_user_ids\x18\x01 \x03(\t\x12\x17\n\x0fremove_user_ids\x18\x02 \x03(\t\x12\x0f\n\x07replace\x18\x03 \x01(\x08\"\x1b\n\x07PeerAck\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x0f\n\rPeerKeepalive\"\xaf\x02\n\x0f\x45xchangeRequest\x12\x30\n\x05hello\x18\x01 \x01(\x0b\x32\x1f.procall.mesh.peer.v1.PeerHelloH\x00\x12\x32\n\x08\x64\x65livery\x18\x02 \x01(\x0b\x32\x1e.procall.mesh.peer.v1.DeliveryH\x00\x12\x32\n\x08interest\x18\x03 \x01(\x0b\x32\x1e.procall.mesh.peer.v1.InterestH\x00\x12=\n\x0e\x64\x65livery_batch\x18\x04 \x01(\x0b\x32#.procall.mesh.peer.v1.DeliveryBatchH\x00\x12\x38\n\tkeepalive\x18\x05 \x01(\x0b\x32#.procall.mesh.peer.v1.PeerKeepaliveH\x00\x42\t\n\x07payload\"}\n\x10\x45xchangeResponse\x12\x30\n\x05hello\x18\x01 \x01(\x0b\x32\x1f.procall.mesh.peer.v1.PeerHelloH\x00\x12,\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1d.procall.mesh.peer.v1.PeerAckH\x00\x42\t\n\x07payload*L\n\x0bPeerFeature\x12\x1c\n\x18PEER_FEATURE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPEER_FEATURE_DELIVERY_BATCH\x10\x01\x32\x9b\x03\n\x0bPeerService\x12]\n\x08\x45xchange\x12%.procall.mesh.peer.v1.ExchangeRequest\x1a&.procall.mesh.peer.v1.ExchangeResponse(\x01\x30\x01\x12\\\n\tMoveUsers\x12&.procall.mesh.peer.v1.MoveUsersRequest\x1a\'.procall.mesh.peer.v1.MoveUsersResponse\x12k\n\x0e\x41\x63\x63\x65ptSessions\x12+.procall.mesh.peer.v1.AcceptSessionsRequest\x1a,.procall.mesh.peer.v1.AcceptSessionsResponse\x12\x62\n\x0bSetDraining\x12(.procall.mesh.peer.v1.SetDrainingRequest\x1a).procall.mesh.peer.v1.SetDrainingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'procall.mesh.peer.v1.peer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PEERFEATURE']._serialized_start=1506
-  _globals['_PEERFEATURE']._serialized_end=1582
+  _globals['_DELIVERY_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_DELIVERY_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_PEERFEATURE']._serialized_start=1632
+  _globals['_PEERFEATURE']._serialized_end=1708
   _globals['_MOVEUSERSREQUEST']._serialized_start=103
   _globals['_MOVEUSERSREQUEST']._serialized_end=189
   _globals['_MOVEUSERSRESPONSE']._serialized_start=191
@@ -51,19 +53,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERHELLO']._serialized_start=633
   _globals['_PEERHELLO']._serialized_end=748
   _globals['_DELIVERY']._serialized_start=751
-  _globals['_DELIVERY']._serialized_end=880
-  _globals['_DELIVERYBATCH']._serialized_start=882
-  _globals['_DELIVERYBATCH']._serialized_end=949
-  _globals['_INTEREST']._serialized_start=951
-  _globals['_INTEREST']._serialized_end=1025
-  _globals['_PEERACK']._serialized_start=1027
-  _globals['_PEERACK']._serialized_end=1054
-  _globals['_PEERKEEPALIVE']._serialized_start=1056
-  _globals['_PEERKEEPALIVE']._serialized_end=1071
-  _globals['_EXCHANGEREQUEST']._serialized_start=1074
-  _globals['_EXCHANGEREQUEST']._serialized_end=1377
-  _globals['_EXCHANGERESPONSE']._serialized_start=1379
-  _globals['_EXCHANGERESPONSE']._serialized_end=1504
-  _globals['_PEERSERVICE']._serialized_start=1585
-  _globals['_PEERSERVICE']._serialized_end=1996
+  _globals['_DELIVERY']._serialized_end=1006
+  _globals['_DELIVERY_TRACECONTEXTENTRY']._serialized_start=955
+  _globals['_DELIVERY_TRACECONTEXTENTRY']._serialized_end=1006
+  _globals['_DELIVERYBATCH']._serialized_start=1008
+  _globals['_DELIVERYBATCH']._serialized_end=1075
+  _globals['_INTEREST']._serialized_start=1077
+  _globals['_INTEREST']._serialized_end=1151
+  _globals['_PEERACK']._serialized_start=1153
+  _globals['_PEERACK']._serialized_end=1180
+  _globals['_PEERKEEPALIVE']._serialized_start=1182
+  _globals['_PEERKEEPALIVE']._serialized_end=1197
+  _globals['_EXCHANGEREQUEST']._serialized_start=1200
+  _globals['_EXCHANGEREQUEST']._serialized_end=1503
+  _globals['_EXCHANGERESPONSE']._serialized_start=1505
+  _globals['_EXCHANGERESPONSE']._serialized_end=1630
+  _globals['_PEERSERVICE']._serialized_start=1711
+  _globals['_PEERSERVICE']._serialized_end=2122
 # @@protoc_insertion_point(module_scope)

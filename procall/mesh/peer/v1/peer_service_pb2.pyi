@@ -279,10 +279,31 @@ class Delivery(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SEQUENCE_FIELD_NUMBER: _builtins.int
     RECIPIENT_USER_IDS_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
     EXCEPT_SESSION_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Per-stream sequence number, starting at 1."""
     except_session_id: _builtins.str
@@ -297,6 +318,13 @@ class Delivery(_message.Message):
     def event(self) -> _session_pb2.Event:
         """The event; sequence and resume_token are assigned by the receiving server per session."""
 
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (`traceparent`, `tracestate`) of the sending server's span for
+        this delivery, when it records traces and the event's trace is sampled; the
+        receiving server's span for the delivery continues that trace.
+        """
+
     def __init__(
         self,
         *,
@@ -304,10 +332,11 @@ class Delivery(_message.Message):
         recipient_user_ids: _abc.Iterable[_builtins.str] | None = ...,
         event: _session_pb2.Event | None = ...,
         except_session_id: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "except_session_id", b"except_session_id", "recipient_user_ids", b"recipient_user_ids", "sequence", b"sequence"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "except_session_id", b"except_session_id", "recipient_user_ids", b"recipient_user_ids", "sequence", b"sequence", "trace_context", b"trace_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
