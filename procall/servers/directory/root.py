@@ -203,8 +203,8 @@ async def build_directory(settings: Settings) -> ServerApp:
         "directory",
         settings,
         services,
-        on_start=[start, lag.start],
-        on_stop=[close, lag.stop],
+        on_start=[start],
+        on_stop=[close],
         interceptors=[
             LimitsInterceptor(call_limits(settings), limit_anonymous=False, shedder=shedder),
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
@@ -212,6 +212,7 @@ async def build_directory(settings: Settings) -> ServerApp:
         audit=audit,
         verifier=revoking,
         components={"audit": audit},
+        lag=lag,
     )
 
 

@@ -62,6 +62,7 @@ def write_ready_file(path: str, app: ServerApp) -> None:
         "role": app.role,
         "address": app.address,
         "mesh_address": app.mesh_address,
+        "metrics_address": app.metrics.address,
         "pid": os.getpid(),
         "services": app.grpc.service_names,
     }

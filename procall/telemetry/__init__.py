@@ -1,0 +1,1 @@
+"""Telemetry of procall processes: traces, metrics and logs."""
