@@ -120,7 +120,10 @@ class ProcessMetrics:
         resource = Resource.create(
             {"service.name": f"procall-{role}", "service.instance.id": server_id}
         )
-        self._provider = MeterProvider(metric_readers=readers, resource=resource)
+        # shut down by ServerApp.stop (an atexit hook per provider would keep every test's)
+        self._provider = MeterProvider(
+            metric_readers=readers, resource=resource, shutdown_on_exit=False
+        )
         self.meter = self._provider.get_meter("procall")
 
     @property
