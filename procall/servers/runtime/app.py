@@ -240,4 +240,5 @@ class ServerApp:
                 running.result()
         await self.grpc.stop(grace)
         await self.lag.stop()
-        self.metrics.shutdown()
+        # a last OTLP push may wait for its endpoint: not on the loop
+        await asyncio.to_thread(self.metrics.shutdown)
