@@ -31,6 +31,7 @@ __all__ = [
     "DirectorySettings",
     "LdapSettings",
     "LimitsSettings",
+    "LoggingSettings",
     "LookupSettings",
     "MediaSettings",
     "PresenceSettings",
@@ -401,6 +402,25 @@ class TelemetrySettings:
     #: set. Parent-based: a server that gets a call or an event of a trace follows the
     #: decision made where the trace began.
     sampling_ratio: float = 1.0
+    #: Whether the process collects metrics and serves them for Prometheus to scrape (and,
+    #: with ``exporter = "otlp"``, pushes them to ``otlp_endpoint``); see
+    #: ``procall.telemetry.metrics``.
+    metrics: bool = True
+    #: ``host:port`` of the scrape endpoint (``http://host:port/metrics``); port 0 picks a
+    #: free one (written to the ready file and to ``endpoints.json``). Loopback by default:
+    #: the figures are for the operators of this host.
+    metrics_address: str = "127.0.0.1:0"
+    #: Seconds between two pushes of the metrics by OTLP.
+    metrics_export_seconds: float = 60.0
+
+
+@dataclass
+class LoggingSettings:
+    """The log lines of a server process."""
+
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line, with
+    #: ``trace_id`` and ``span_id`` while a span is current); see ``procall.telemetry.logs``.
+    format: str = "text"
 
 
 @dataclass
@@ -422,6 +442,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
 
 def _field_types(section: object) -> dict[str, Any]:
@@ -496,6 +517,8 @@ def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None 
     if any(named) and not all(named):
         # half a TLS configuration must not quietly fall back to plaintext
         raise ConfigError("[tls] needs ca_file, cert_file and key_file together")
+    if settings.logging.format not in ("text", "json"):
+        raise ConfigError(f"[logging] format must be text or json, not {settings.logging.format!r}")
     return settings
 
 

@@ -79,6 +79,9 @@ class Endpoint:
     mesh_address: str = ""
     #: The private CA that verifies the server; empty in insecure mode.
     ca_file: str = ""
+    #: ``host:port`` of the server's Prometheus scrape endpoint
+    #: (``curl http://<metrics_address>/metrics``); empty when metrics are off.
+    metrics_address: str = ""
 
 
 @dataclass
@@ -90,6 +93,7 @@ class _Child:
     log: IO[bytes]
     address: str = ""
     mesh_address: str = ""
+    metrics_address: str = ""
 
 
 @contextmanager
@@ -221,7 +225,9 @@ class DataCenter:
         self._wait_ready(rest)
         ca = str(self.ca_file or "")
         self.endpoints.extend(
-            Endpoint(c.name, c.role, c.address, c.process.pid, c.mesh_address, ca)
+            Endpoint(
+                c.name, c.role, c.address, c.process.pid, c.mesh_address, ca, c.metrics_address
+            )
             for c in self._children
         )
         if self._seed:
@@ -340,6 +346,7 @@ class DataCenter:
                     ready = json.loads(child.ready_file.read_text("utf-8"))
                     child.address = ready["address"]
                     child.mesh_address = ready.get("mesh_address") or child.address
+                    child.metrics_address = ready.get("metrics_address", "")
                 if child.address and _health_ok(child.address, self.ca_file):
                     pending.remove(child)
             if pending and time.monotonic() > deadline:
@@ -454,7 +461,13 @@ class DataCenter:
     def _replace_endpoint(self, child: _Child) -> None:
         ca = str(self.ca_file or "")
         fresh = Endpoint(
-            child.name, child.role, child.address, child.process.pid, child.mesh_address, ca
+            child.name,
+            child.role,
+            child.address,
+            child.process.pid,
+            child.mesh_address,
+            ca,
+            child.metrics_address,
         )
         self.endpoints = [fresh if e.name == child.name else e for e in self.endpoints]
         self._write_endpoints()
@@ -491,12 +504,19 @@ class DataCenter:
 
     def table(self) -> str:
         """The endpoints (and demo logins) as a text table."""
-        rows = [("NAME", "ROLE", "ADDRESS", "MESH ADDRESS", "PID")]
+        rows = [("NAME", "ROLE", "ADDRESS", "MESH ADDRESS", "METRICS", "PID")]
         rows += [
-            (e.name, e.role, e.address, e.mesh_address or "-", str(e.pid or "-"))
+            (
+                e.name,
+                e.role,
+                e.address,
+                e.mesh_address or "-",
+                e.metrics_address or "-",
+                str(e.pid or "-"),
+            )
             for e in self.endpoints
         ]
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
         if self.ca_file is not None:
             folder = self.ca_file.parent

@@ -166,6 +166,8 @@ class Registrar:
         self._wake = asyncio.Event()
         self._registered = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Whether the last heartbeat reached the Lookup (True until one failed).
+        self.reachable = True
 
     @property
     def epoch(self) -> int:
@@ -304,6 +306,7 @@ class Registrar:
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from exc  # cancelled, seen as an error
                 failures += 1
+                self.reachable = False
                 log = _log.warning if failures == 1 else _log.debug
                 log("%s heartbeat failed (%s); retrying", server_id, type(exc).__name__)
                 await self._pause(self._retry_delay(failures))
@@ -314,6 +317,7 @@ class Registrar:
                 _log.info("%s heartbeats resumed after %d failures", server_id, failures)
             self._epoch = ack.epoch
             failures = 0
+            self.reachable = True
             self._registered.set()
             await self._report_routable(True)
             await self._pause(max(0.0, self._interval - (loop.time() - began)))

@@ -79,10 +79,12 @@ class SessionHub(Generic[P]):
         replay_capacity: int = 10_000,
         once_key: Callable[[P], Hashable | None] | None = None,
         once_window: int = 4096,
+        kind_of: Callable[[P], str] | None = None,
     ) -> None:
         """``once_key`` names payloads that must reach a session at most once (a chat
         message announced again after its sender's server died); the last
-        ``once_window`` keys are remembered per session."""
+        ``once_window`` keys are remembered per session. ``kind_of`` names a payload's
+        kind, for ``delivered``."""
         self._clock = clock
         self._capacity = replay_capacity
         self._once_key = once_key
@@ -93,6 +95,9 @@ class SessionHub(Generic[P]):
         self._moved: dict[str, _Forward[P]] = {}
         #: Sends deliveries of moved users to their new home (set by the composition root).
         self.forwarder: Forwarder | None = None
+        self._kind_of = kind_of
+        #: Payloads appended to sessions so far, by kind (with ``kind_of``; for the metrics).
+        self.delivered: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -241,6 +246,9 @@ class SessionHub(Generic[P]):
                         session.seen.popitem(last=False)
                 session.log.append_nowait(payload, now)
                 count += 1
+        if self._kind_of is not None and count:
+            kind = self._kind_of(payload)
+            self.delivered[kind] = self.delivered.get(kind, 0) + count
         return count
 
     def lapsed(self, resume_window: float) -> list[LiveSession[P]]:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -118,6 +119,13 @@ def test_up_runs_a_datacenter_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
                 )
             assert reply.status == health_pb2.HealthCheckResponse.SERVING, endpoint
             assert any(name.startswith("procall.") for name in _list_services(endpoint)), endpoint
+            # each server's metrics, on loopback, where endpoints.json says
+            metrics = str(endpoint["metrics_address"])
+            assert metrics.startswith("127.0.0.1:"), endpoint
+            with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as scraped:
+                text = scraped.read().decode()
+            assert "procall_event_loop_lag_seconds_count" in text, endpoint
+            assert f'service_instance_id="{endpoint["name"]}"' in text, endpoint
 
         busy = _start_up(first_dir)
         _, busy_err = busy.communicate(timeout=30)

@@ -76,6 +76,15 @@ SURFACE: dict[str, set[str]] = {
     "procall.servers.runtime.vitals": {
         "ENV_VAR", "SAMPLE_SECONDS", "VitalsSummary", "read_vitals", "start_vitals",
     },
+    "procall.servers.runtime.rpc_metrics": {"RPC_DURATION", "RpcMetricsInterceptor"},
+    "procall.telemetry.metrics": {
+        "FANOUT_BUCKETS", "LAG_BUCKETS", "SECONDS_BUCKETS", "Attributes", "ProcessMetrics",
+        "Reading",
+    },
+    "procall.telemetry.logs": {
+        "REDACTED", "TEXT_FORMAT", "SecretRedactingFormatter", "TraceContextFilter",
+        "configure_logging", "formatter_for", "redact",
+    },
     "procall.limits": {
         "CLIENT_API_PREFIX",
         "DEFAULT_METHOD_MESSAGE_BYTES",

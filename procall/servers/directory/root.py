@@ -205,8 +205,8 @@ async def build_directory(settings: Settings) -> ServerApp:
         "directory",
         settings,
         services,
-        on_start=[start, lag.start, probe.start],
-        on_stop=[close, lag.stop, probe.stop],
+        on_start=[start, probe.start],
+        on_stop=[close, probe.stop],
         interceptors=[
             LimitsInterceptor(call_limits(settings), limit_anonymous=False, shedder=shedder),
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),
@@ -214,6 +214,7 @@ async def build_directory(settings: Settings) -> ServerApp:
         audit=audit,
         verifier=revoking,
         components={"audit": audit},
+        lag=lag,
     )
 
 

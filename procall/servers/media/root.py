@@ -45,4 +45,10 @@ async def build_media(settings: Settings) -> ServerApp:
         )
         on_start.append(registration.on_start)
         on_stop.append(registration.on_stop)
-    return ServerApp("media", settings, services, on_start=on_start, on_stop=on_stop)
+    app = ServerApp("media", settings, services, on_start=on_start, on_stop=on_stop)
+    app.metrics.observe("procall.media.calls", "Calls (bridges) this MediaServer carries", calls)
+    app.metrics.observe(
+        "procall.media.legs", "Call legs (peer connections) on this MediaServer",
+        lambda: bridges.load().legs,
+    )  # fmt: skip
+    return app

@@ -107,6 +107,12 @@ class PeerLink:
         #: Whether the Lookup listed this peer (False while known only from its hello).
         self.listed = False
         self.created = time.monotonic()
+        #: Deliveries sent again on a new stream because the last one ended before the
+        #: peer acknowledged them, and deliveries dropped from a full backlog (metrics).
+        self.resent = 0
+        self.dropped = 0
+        #: The highest sequence written to any stream so far.
+        self._written = 0
 
     @property
     def unacked(self) -> int:
@@ -138,6 +144,7 @@ class PeerLink:
         self._next += 1
         if len(self._backlog) > MAX_BACKLOG:
             dropped = self._backlog.popleft()
+            self.dropped += 1
             _log.warning(
                 "peer %s backlog full: dropped delivery %d", self.peer_id, dropped.sequence
             )
@@ -206,12 +213,15 @@ class PeerLink:
 
     async def _write(self, call: _Call, reader: asyncio.Task[None], batches: bool) -> None:
         sent_upto = 0  # everything unacked goes again on a new stream
+        # the unacked ones an earlier stream carried
+        self.resent += min(len(self._backlog), self._first_after(self._written))
         while True:
             # the backlog is ordered: skip what this stream already carried
             position = self._first_after(sent_upto)
             while position < len(self._backlog):
                 request, sent_upto = self._next_message(position, batches)
                 await call.write(request)
+                self._written = max(self._written, sent_upto)
                 position = self._first_after(sent_upto)
             if reader.done():
                 reader.result()

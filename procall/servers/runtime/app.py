@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
+from opentelemetry.metrics import Histogram
 
 from procall.audit import AuditLog
 from procall.security.files import InsecureFileError, require_private
@@ -16,9 +17,12 @@ from procall.security.keys import KeyFileError, load_signing_key, load_verify_ke
 from procall.servers.runtime.enforcer import NoTokens, PolicyEnforcer, TokenChecker
 from procall.servers.runtime.grpc_server import GrpcServer, ServiceBinding
 from procall.servers.runtime.identity import ServiceAuthenticator, mesh_auth_required
+from procall.servers.runtime.overload import LagSampler
+from procall.servers.runtime.rpc_metrics import RPC_DURATION, RpcMetricsInterceptor
 from procall.servers.runtime.vitals import start_vitals
 from procall.session.tokens import TokenSigner, TokenVerifier
 from procall.settings import AuthSettings, Settings
+from procall.telemetry.metrics import LAG_BUCKETS, SECONDS_BUCKETS, ProcessMetrics
 
 __all__ = [
     "Hook",
@@ -130,7 +134,10 @@ class ServerApp:
         components: Mapping[str, object] | None = None,
         verifier: TokenChecker | None = None,
         audit: AuditLog | None = None,
+        lag: LagSampler | None = None,
     ) -> None:
+        """``lag``: the process's loop-lag sampler when the role feeds a shedder with it
+        (one without listeners otherwise); the app starts and stops it."""
         self.role = role
         #: The server's parts by name, for in-process use (tests, tools run in the process).
         self.components: dict[str, object] = dict(components or {})
@@ -151,13 +158,35 @@ class ServerApp:
             identify=self.authenticator,
             audit=audit,
         )
+        #: The process's metrics (``procall.telemetry.metrics``); roots add what they observe.
+        self.metrics = ProcessMetrics(role, server_id, settings.telemetry)
+        #: The process's one loop-lag sampler (shedder, metrics, vitals).
+        self.lag = lag or LagSampler()
+        outer: list[grpc.aio.ServerInterceptor] = []
+        if self.metrics.enabled:
+            outer.append(RpcMetricsInterceptor(self._rpc_histogram()))
+            lag_histogram = self.metrics.histogram(
+                "procall.event_loop.lag",
+                "How late the event loop ran a timer: the time work waited for the loop",
+                "s",
+                LAG_BUCKETS,
+            )
+            self.lag.listen(lag_histogram.record)
         self.grpc = GrpcServer(
-            settings.server, services, interceptors, self.enforcer, tls=settings.tls
+            settings.server, services, interceptors, self.enforcer, tls=settings.tls, outer=outer
         )
         self._on_start = list(on_start)
         self._on_stop = list(on_stop)
         self._stopped = False
         self._stuck: list[asyncio.Future[None]] = []
+
+    def _rpc_histogram(self) -> Histogram:
+        return self.metrics.histogram(
+            RPC_DURATION,
+            "Duration of the calls this server answered, by method and status code",
+            "s",
+            SECONDS_BUCKETS,
+        )
 
     @property
     def address(self) -> str:
@@ -183,7 +212,13 @@ class ServerApp:
         except BaseException:
             await self.grpc.stop(0)
             raise
-        start_vitals(self.server_id)  # loop lag and GC pauses, when PROCALL_VITALS_DIR is set
+        start_vitals(self.server_id, self.lag)  # when PROCALL_VITALS_DIR is set
+        self.lag.begin()
+        try:
+            self.metrics.serve()
+        except (OSError, ValueError) as exc:
+            await self.stop(0)
+            raise StartupError(f"cannot serve the metrics: {exc}") from None
 
     async def stop(self, grace: float | None = None) -> None:
         """Run the stop hooks in reverse order, then drain and stop the gRPC server.
@@ -204,3 +239,6 @@ class ServerApp:
             else:
                 running.result()
         await self.grpc.stop(grace)
+        await self.lag.stop()
+        # a last OTLP push may wait for its endpoint: not on the loop
+        await asyncio.to_thread(self.metrics.shutdown)

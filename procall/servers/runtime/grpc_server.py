@@ -91,7 +91,11 @@ class GrpcServer:
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         enforcer: PolicyEnforcer | None = None,
         tls: TlsSettings | None = None,
+        outer: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
+        """``interceptors`` run inside the policy enforcer and the error mapping (they see the
+        verified caller); ``outer`` ones outside everything (they see every call, refused
+        ones included: the RPC metrics)."""
         self._settings = settings
         self._tls = tls if tls is not None and tls.enabled else None
         #: Authenticates every call and checks its policy (outermost: before anything else
@@ -102,7 +106,7 @@ class GrpcServer:
         self._health = health.aio.HealthServicer()
         self._stuck_stop: asyncio.Future[None] | None = None
         self._server = grpc.aio.server(
-            interceptors=[self.enforcer, ErrorMappingInterceptor(), *interceptors],
+            interceptors=[*outer, self.enforcer, ErrorMappingInterceptor(), *interceptors],
             options=server_options(settings),
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )

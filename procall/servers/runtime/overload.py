@@ -1,7 +1,8 @@
 """Feeding a server's ``LoadShedder`` (``procall.limits.overload``) with its event loop's lag.
 
 ``LagSampler`` wakes every ``interval`` seconds and reports how late it woke:
-the time every request, ack and event currently waits in the loop's queue.
+the time every request, ack and event currently waits in the loop's queue. It is the
+process's only lag sampler: the metrics and the benchmarks' vitals listen to it too.
 ``shedder_of`` builds the shedder from ``[limits]``; ``LimitsInterceptor`` asks it
 before each call that may be shed (``SHEDDABLE``).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from procall.limits import CLIENT_API_PREFIX, LoadShedder, OverloadConfig
 from procall.settings import Settings
@@ -53,17 +56,35 @@ def shedder_of(settings: Settings) -> LoadShedder:
 
 
 class LagSampler:
-    """Samples the event loop's lag into a ``LoadShedder`` (start/stop are server hooks)."""
+    """The one sampler of a server process's event-loop lag.
 
-    def __init__(self, shedder: LoadShedder, interval: float = 0.05) -> None:
+    It wakes every ``interval`` seconds and hands how late it woke (seconds) to every
+    listener: the ``LoadShedder`` (given here), the loop-lag histogram of the metrics and
+    the vitals of the benchmarks (``procall.servers.runtime.vitals``) add theirs. A
+    listener runs on the loop: it must be quick. ``ServerApp`` starts and stops it.
+    """
+
+    def __init__(self, shedder: LoadShedder | None = None, interval: float = 0.05) -> None:
         self._shedder = shedder
-        self._interval = interval
+        #: Seconds between two samples (read at every sample: it may be lowered).
+        self.interval = interval
+        self._listeners: list[Callable[[float], None]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, _app: object = None) -> None:
-        """Start sampling (idempotent)."""
+    def listen(self, listener: Callable[[float], None]) -> None:
+        """Hand every sample (seconds late) to ``listener`` from now on."""
+        self._listeners.append(listener)
+
+    def begin(self) -> None:
+        """Start sampling from the running loop (idempotent)."""
         if self._task is None:  # also while the lag check is off: it may be turned on
-            self._task = asyncio.create_task(self._run(), name="loop-lag-sampler")
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="loop-lag-sampler"
+            )
+
+    async def start(self, _app: object = None) -> None:
+        """Start sampling (idempotent; usable as a start hook)."""
+        self.begin()
 
     async def stop(self, _app: object = None) -> None:
         """Stop sampling."""
@@ -74,16 +95,26 @@ class LagSampler:
                 await task
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        shedder = self._shedder
         was_overloaded = False
         while True:
-            due = loop.time() + self._interval
-            await asyncio.sleep(self._interval)
-            self._shedder.record_lag(max(0.0, loop.time() - due))
-            overloaded = self._shedder.overloaded
+            interval = self.interval
+            # perf_counter, not loop.time(): uvloop's clock counts whole milliseconds
+            due = time.perf_counter() + interval
+            await asyncio.sleep(interval)
+            lag = max(0.0, time.perf_counter() - due)
+            for listener in self._listeners:
+                try:
+                    listener(lag)
+                except Exception:  # one broken listener must not stop the others
+                    log.exception("a loop-lag listener failed")
+            if shedder is None:
+                continue
+            shedder.record_lag(lag)
+            overloaded = shedder.overloaded
             if overloaded != was_overloaded:
                 was_overloaded = overloaded
                 if overloaded:
                     log.warning("past capacity: new client calls are refused for now")
                 else:
-                    log.info("back under capacity: %d calls were refused", self._shedder.shed)
+                    log.info("back under capacity: %d calls were refused", shedder.shed)

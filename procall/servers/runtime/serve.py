@@ -26,6 +26,7 @@ from procall.servers.runtime.app import ServerApp, StartupError
 from procall.servers.runtime.collector import tune_collector
 from procall.servers.runtime.roles import ROLES
 from procall.settings import ConfigError, Settings
+from procall.telemetry.logs import configure_logging
 from procall.telemetry.tracing import setup_tracing, shutdown_tracing
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "URL_SETTINGS",
     "require_private_settings",
     "run_role",
+    "secrets_of",
     "write_ready_file",
 ]
 
@@ -63,6 +65,7 @@ def write_ready_file(path: str, app: ServerApp) -> None:
         "role": app.role,
         "address": app.address,
         "mesh_address": app.mesh_address,
+        "metrics_address": app.metrics.address,
         "pid": os.getpid(),
         "services": app.grpc.service_names,
     }
@@ -94,6 +97,21 @@ def _secrets_in(data: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def secrets_of(settings: Settings) -> list[str]:
+    """The secret values of ``settings`` that no log line may show (URL passwords and
+    tokens are recognised by their form: ``procall.telemetry.logs.redact``)."""
+    found = [settings.auth.service_credential, settings.ldap.bind_password]
+    for section, key in URL_SETTINGS:
+        url = getattr(getattr(settings, section), key)
+        try:
+            password = urlsplit(url).password if isinstance(url, str) else None
+        except ValueError:
+            password = None
+        if password:
+            found.append(password)
+    return [secret for secret in found if secret]
+
+
 def require_private_settings(path: str | os.PathLike[str]) -> None:
     """Refuse the settings file ``path`` when it holds a secret and others can access it.
 
@@ -123,6 +141,7 @@ async def run_role(
     """
     if config_path is not None:
         require_private_settings(config_path)
+    configure_logging(settings.logging.format, secrets=secrets_of(settings))
     os.umask(SERVER_UMASK)
     try:
         # before the role builds anything: the instrumentation wraps the constructors

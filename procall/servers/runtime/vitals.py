@@ -2,10 +2,11 @@
 
 Off by default, and then free: nothing is registered unless the environment variable
 ``PROCALL_VITALS_DIR`` names a directory. When it does, :func:`start_vitals` (called once
-where a server starts) samples the event loop's lag (how late a timer of
-``SAMPLE_SECONDS`` fires: the time callbacks waited for the loop) and records every
-collection's pause through ``gc.callbacks``. Once a second it appends one JSON line to
-``<dir>/<name>.jsonl``: the wall-clock second it covers, the lag samples of that
+where a server starts) listens to the process's loop-lag sampler
+(``procall.servers.runtime.overload.LagSampler``, made to sample every
+``SAMPLE_SECONDS``: how late its timer fires is the time callbacks waited for the loop)
+and records every collection's pause through ``gc.callbacks``. Once a second it appends
+one JSON line to ``<dir>/<name>.jsonl``: the wall-clock second it covers, the lag samples of that
 second (ms) and the collections that ended in it (generation, ms). Appending a small
 line a second keeps the cost out of what a benchmark measures; the benchmark picks
 the lines of its measurement window with :func:`read_vitals`.
@@ -13,7 +14,6 @@ the lines of its measurement window with :func:`read_vitals`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import json
@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from procall.servers.runtime.overload import LagSampler
 
 __all__ = ["ENV_VAR", "SAMPLE_SECONDS", "VitalsSummary", "read_vitals", "start_vitals"]
 
@@ -41,7 +43,9 @@ class _Recorder:
     lags_ms: list[float] = field(default_factory=list)
     pauses: list[tuple[int, float]] = field(default_factory=list)
     gc_began: float = 0.0
-    task: asyncio.Task[None] | None = None
+    sampler: LagSampler | None = None
+    #: The wall-clock second the samples in ``lags_ms`` belong to.
+    second: int = 0
 
     def on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -51,17 +55,13 @@ class _Recorder:
             self.pauses.append((int(info.get("generation", 0)), round(took, 3)))
             self.gc_began = 0.0
 
-    async def run(self) -> None:
-        second = int(time.time())
-        while True:
-            # perf_counter, not loop.time(): uvloop's clock counts whole milliseconds
-            due = time.perf_counter() + SAMPLE_SECONDS
-            await asyncio.sleep(SAMPLE_SECONDS)
-            self.lags_ms.append(round(max(0.0, time.perf_counter() - due) * 1000, 3))
-            now = int(time.time())
-            if now != second:
-                self.flush(second)
-                second = now
+    def on_lag(self, lag: float) -> None:
+        self.lags_ms.append(round(lag * 1000, 3))
+        now = int(time.time())
+        if now != self.second:
+            if self.second:
+                self.flush(self.second)
+            self.second = now
 
     def flush(self, second: int) -> None:
         line = {"t": second, "lag_ms": self.lags_ms, "gc": self.pauses}
@@ -70,15 +70,22 @@ class _Recorder:
             out.write(json.dumps(line) + "\n")
 
 
-def start_vitals(name: str) -> None:
+def start_vitals(name: str, sampler: LagSampler | None = None) -> None:
     """Record this process's loop lag and GC pauses as ``name`` when ``PROCALL_VITALS_DIR``
-    is set (nothing otherwise); call it once from the running event loop."""
+    is set (nothing otherwise); call it once from the running event loop. The lag comes
+    from ``sampler`` (made to sample every ``SAMPLE_SECONDS``; a sampler of its own, started
+    here, when None)."""
     directory = os.environ.get(ENV_VAR)
     if not directory or _running:
         return
     recorder = _Recorder(Path(directory) / f"{name}.jsonl")
     gc.callbacks.append(recorder.on_gc)
-    recorder.task = asyncio.get_running_loop().create_task(recorder.run(), name="vitals")
+    if sampler is None:
+        sampler = LagSampler()
+    sampler.interval = min(sampler.interval, SAMPLE_SECONDS)
+    sampler.listen(recorder.on_lag)
+    sampler.begin()
+    recorder.sampler = sampler
     _running.append(recorder)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from procall.api.presence.v1 import presence_pb2
 from procall.api.presence.v1 import presence_service_pb2 as presence_pb
@@ -49,6 +49,8 @@ class _Notifier:
         self._hub = hub
         self._links = links
         self._last: tuple[Presence, session_pb2.Event] | None = None
+        #: Told the number of local deliveries of each change (the fan-out metric).
+        self.on_fanout: Callable[[int], None] | None = None
 
     def remember(self, presence: Presence, event: session_pb2.Event) -> None:
         """``event`` is the wire form of ``presence`` (as received from a peer)."""
@@ -66,7 +68,9 @@ class _Notifier:
         return event
 
     async def to_local_users(self, user_ids: Iterable[str], presence: Presence) -> None:
-        self._hub.deliver_nowait(user_ids, self.event(presence))
+        delivered = self._hub.deliver_nowait(user_ids, self.event(presence))
+        if self.on_fanout is not None:
+            self.on_fanout(delivered)
 
     def peer_servers(self) -> list[str]:
         return self._links.peer_ids()
@@ -113,6 +117,10 @@ class PresenceComponent:
         )
         self._task: asyncio.Task[None] | None = None
         self._pending_watch: set[str] = set()
+
+    def observe_fanout(self, record: Callable[[int], None]) -> None:
+        """Call ``record`` with the number of local deliveries of every change fanned out."""
+        self._notifier.on_fanout = record
 
     @property
     def degraded(self) -> bool:

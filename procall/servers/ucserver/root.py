@@ -57,6 +57,7 @@ from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
 from procall.servers.ucserver.chat import ChatComponent
 from procall.servers.ucserver.config import ConfigComponent
+from procall.servers.ucserver.metrics import event_kind, observe_dependencies, observe_ucserver
 from procall.servers.ucserver.policies import PolicyInterceptor
 from procall.servers.ucserver.presence import PresenceComponent
 from procall.servers.ucserver.schema import SchemaMigration
@@ -200,7 +201,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
 
     clients = UpstreamClients(settings, MeshChannels(settings, "ucserver", server_id))
     hub = SessionHub[session_pb2.Event](
-        time.time, settings.auth.replay_buffer_events, once_key=delivery_key
+        time.time, settings.auth.replay_buffer_events, once_key=delivery_key, kind_of=event_kind
     )
     manager = _session_manager(settings, server_id, address, hub, stores, clients)
     # the leases (procall.leases) are not wired yet: versions alone guard writes
@@ -400,7 +401,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         chat.start,
         calls.start,
         sessions.start,
-        lag.start,
         probe.start,
     ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
@@ -416,7 +416,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
         config.stop,
-        lag.stop,
         probe.stop,
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
@@ -464,5 +463,16 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         # tokens are verified by the sessions: cached until expiry, logouts refused at once
         verifier=manager,
         audit=audit,
+        lag=lag,
     )
+    observe_ucserver(app.metrics, hub, links, presence, chat)
+
+    def health() -> list[DependencyHealth]:
+        found = _dependencies(presence, chat, config, clients)
+        if registration is not None and registration.registrar is not None:
+            reachable = registration.registrar.reachable
+            found.append(DependencyHealth("lookup", reachable, ""))
+        return found
+
+    observe_dependencies(app.metrics, health)
     return app

@@ -19,8 +19,8 @@ def fresh_recorder():  # type: ignore[no-untyped-def]
     before = list(gc.callbacks)
     yield
     for recorder in vitals._running:
-        if recorder.task is not None:
-            recorder.task.cancel()
+        if recorder.sampler is not None and recorder.sampler._task is not None:
+            recorder.sampler._task.cancel()
     vitals._running.clear()
     gc.callbacks[:] = before
 
