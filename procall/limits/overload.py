@@ -10,10 +10,6 @@ work instead, so that the work already admitted still finishes quickly:
   ``lag_target`` for a whole ``window`` (the CoDel idea: the queue never drained
   in that time) means the server is past its capacity, and it stays so until a
   sample comes back under the target;
-* **a standing queue of requests**: the same test on the time a request waits before
-  a handler takes it (the runtime measures it with a probe request to itself). A
-  busy gRPC server keeps the requests it has not taken yet in its transport, not in
-  the event loop, so a loop that keeps up can still hide a queue of seconds;
 * **too much at once**: more than ``max_in_flight`` client calls in progress.
 
 While either holds, new calls that start work answer RESOURCE_EXHAUSTED
@@ -39,8 +35,8 @@ __all__ = ["LoadShedder", "OverloadConfig"]
 class OverloadConfig:
     """When a server counts as past its capacity (``[limits]`` in the settings)."""
 
-    #: Event-loop lag, or wait of a request before a handler takes it (seconds), that,
-    #: held for ``window``, means overload; 0 turns both checks off.
+    #: Event-loop lag (seconds) that, held for ``window``, means overload; 0 turns the
+    #: lag check off.
     lag_target: float = 0.1
     #: Seconds the lag must stay above ``lag_target`` before calls are refused.
     window: float = 1.0
@@ -48,24 +44,6 @@ class OverloadConfig:
     max_in_flight: int = 2000
     #: Typical seconds a refused caller is asked to wait (spread from half to 1.5 times).
     retry_after: float = 1.0
-
-
-class _StandingQueue:
-    """Whether one delay signal has stayed above the target for a whole window."""
-
-    def __init__(self) -> None:
-        self.above_since: float | None = None
-        self.standing = False
-
-    def record(self, delay: float, config: OverloadConfig, now: float) -> None:
-        if config.lag_target <= 0 or delay <= config.lag_target:
-            self.above_since = None
-            self.standing = False
-            return
-        if self.above_since is None:
-            self.above_since = now - delay  # already behind for as long as the delay
-        if now - self.above_since >= config.window:
-            self.standing = True
 
 
 class LoadShedder:
@@ -81,8 +59,8 @@ class LoadShedder:
         self.config = config
         self._clock = clock
         self._rng = rng
-        self._lag = _StandingQueue()
-        self._requests = _StandingQueue()
+        self._above_since: float | None = None
+        self._lagging = False
         #: Client calls in progress (``started`` minus ``finished``).
         self.in_flight = 0
         #: Calls refused since start.
@@ -92,16 +70,20 @@ class LoadShedder:
     def overloaded(self) -> bool:
         """Whether new calls are refused right now."""
         cap = self.config.max_in_flight
-        standing = self._lag.standing or self._requests.standing
-        return standing or (cap > 0 and self.in_flight >= cap)
+        return self._lagging or (cap > 0 and self.in_flight >= cap)
 
     def record_lag(self, lag: float) -> None:
         """One sample of the event loop's lag, in seconds."""
-        self._lag.record(lag, self.config, self._clock())
-
-    def record_request_wait(self, wait: float) -> None:
-        """One sample of the time a request waited before a handler took it, in seconds."""
-        self._requests.record(wait, self.config, self._clock())
+        target = self.config.lag_target
+        if target <= 0 or lag <= target:
+            self._above_since = None
+            self._lagging = False
+            return
+        now = self._clock()
+        if self._above_since is None:
+            self._above_since = now - lag  # the loop was already behind while it was late
+        if now - self._above_since >= self.config.window:
+            self._lagging = True
 
     def admit(self) -> None:
         """Count a new call in progress, or refuse it with ``ResourceExhausted``

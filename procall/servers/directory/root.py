@@ -41,7 +41,6 @@ from procall.servers.runtime.app import ServerApp, StartupError, binding, token_
 from procall.servers.runtime.audit import AuditInterceptor
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.servers.runtime.overload import LagSampler, shedder_of
-from procall.servers.runtime.probe import RequestWaitProbe
 from procall.session.revocations import RevokingVerifier
 from procall.settings import DirectorySettings, Settings
 
@@ -200,13 +199,12 @@ async def build_directory(settings: Settings) -> ServerApp:
     ]
     shedder = shedder_of(settings)
     lag = LagSampler(shedder)
-    probe = RequestWaitProbe(shedder)
     return ServerApp(
         "directory",
         settings,
         services,
-        on_start=[start, probe.start],
-        on_stop=[close, probe.stop],
+        on_start=[start],
+        on_stop=[close],
         interceptors=[
             LimitsInterceptor(call_limits(settings), limit_anonymous=False, shedder=shedder),
             AuditInterceptor(audit, DIRECTORY_AUDIT_RULES),

@@ -51,7 +51,6 @@ from procall.servers.runtime.channels import MeshChannels
 from procall.servers.runtime.identity import mesh_auth_required
 from procall.servers.runtime.limits import LimitsInterceptor, call_limits
 from procall.servers.runtime.overload import LagSampler, shedder_of
-from procall.servers.runtime.probe import RequestWaitProbe
 from procall.servers.ucserver.admin import admin_binding
 from procall.servers.ucserver.audited import UCSERVER_AUDIT_RULES
 from procall.servers.ucserver.calls import CallComponent
@@ -380,7 +379,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
     limits = call_limits(settings)
     shedder = shedder_of(settings)
     lag = LagSampler(shedder)
-    probe = RequestWaitProbe(shedder)
 
     async def start_config(app: ServerApp) -> None:
         # first: the other parts start with the configured values
@@ -401,7 +399,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         chat.start,
         calls.start,
         sessions.start,
-        probe.start,
     ]
     # stop hooks run last-first: sessions end (users go offline), presence delivers what is
     # queued, the peer links close, pending chat writes reach the database or the outbox,
@@ -416,7 +413,6 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         sessions.stop,
         calls.stop,  # first: the users' sessions end, but their calls go on
         config.stop,
-        probe.stop,
     ]
     if settings.lookup.address:  # registered with the Lookup; deregistered first on stop
         registration = LookupRegistration(
