@@ -143,8 +143,9 @@ class EventLog(Generic[P]):
             return list(self._buffer)
         return [self._buffer[i] for i in range(start, stop)]
 
-    async def _changed(self, position: int) -> None:
-        """Wait until there is an event after ``position`` or the log is closed."""
+    async def changed(self, position: int) -> None:
+        """Wait until there is an event after ``position`` or the log is closed (for a
+        follower that reads with ``after`` itself)."""
         while self._last == position and not self._closed:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -178,7 +179,7 @@ class EventLog(Generic[P]):
                 continue
             if self._closed:
                 return
-            await self._changed(position)
+            await self.changed(position)
 
     async def close(self) -> None:
         """End every follower (the session ended)."""
