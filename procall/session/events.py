@@ -124,6 +124,11 @@ class EventLog(Generic[P]):
 
     def append_nowait(self, payload: P, at: UnixTime) -> SequencedEvent[P]:
         """``append`` without awaiting (for delivering to many sessions in one go)."""
+        self.push(payload, at)
+        return SequencedEvent(self._last, at, payload)
+
+    def push(self, payload: P, at: UnixTime) -> None:
+        """``append_nowait`` without making the event object (a delivery to many sessions)."""
         self._last += 1
         self._times.append(at)
         self._payloads.append(payload)
@@ -131,7 +136,6 @@ class EventLog(Generic[P]):
             self._times.popleft()
             self._payloads.popleft()
         self._wake()
-        return SequencedEvent(self._last, at, payload)
 
     def _wake(self) -> None:
         if self._waiters:

@@ -239,7 +239,7 @@ class SessionHub(Generic[P]):
                     session.seen[key] = None
                     if len(session.seen) > self._once_window:
                         session.seen.popitem(last=False)
-                session.log.append_nowait(payload, now)
+                session.log.push(payload, now)
                 count += 1
         return count
 
