@@ -21,6 +21,7 @@ from procall.session.ports import (
 )
 from procall.session.resume import (
     ResumePoint,
+    ResumeTokens,
     decode_resume_token,
     encode_resume_token,
     resume_expired,
@@ -59,6 +60,7 @@ __all__ = [
     "LoginResult",
     "ReplayGap",
     "ResumePoint",
+    "ResumeTokens",
     "RevocationList",
     "RevokingVerifier",
     "TokenCheck",

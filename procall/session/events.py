@@ -13,6 +13,14 @@ thousands of sessions costs one list append and at most one wake-up each. A
 follower that falls behind picks up everything pending in one go
 (``follow_batches``), so a busy stream sends fewer, larger messages instead of
 falling further behind.
+
+The buffer keeps no object per event: the times and the payloads sit in two
+deques (the sequence of each follows from its position), and a payload is the
+one object every recipient of a delivery shares. ``SequencedEvent`` objects are
+made when events are read, and die young. Objects that wait in the buffers for
+the clients' acks (seconds) are what the garbage collector's middle generation
+has to look at: one per event and session made its collections long (28-52 ms
+with 1,000 watchers of one user).
 """
 
 from __future__ import annotations
@@ -50,8 +58,10 @@ class EventLog(Generic[P]):
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
-        # sequences in the buffer are contiguous: event n sits at index n - first
-        self._buffer: deque[SequencedEvent[P]] = deque()
+        # sequences in the buffer are contiguous, ending at _last: event n sits at index
+        # n - first, where first = _last - len + 1
+        self._times: deque[UnixTime] = deque()
+        self._payloads: deque[P] = deque()
         self._last = 0
         self._acked = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -67,12 +77,28 @@ class EventLog(Generic[P]):
         log = cls(capacity)
         log._last = last
         log._acked = min(acked, last)
-        log._buffer.extend(e for e in events if e.sequence > log._acked)
+        kept = [e for e in events if e.sequence > log._acked]
+        # only a run that ends at ``last`` can be replayed (an older event would be
+        # taken for a later one): anything before a gap counts as dropped
+        expected = last
+        for index in range(len(kept) - 1, -1, -1):
+            if kept[index].sequence != expected:
+                kept = kept[index + 1 :]
+                break
+            expected -= 1
+        log._times.extend(e.time for e in kept)
+        log._payloads.extend(e.payload for e in kept)
         return log
 
     def snapshot(self) -> list[SequencedEvent[P]]:
         """The buffered (unacknowledged) events, in order."""
-        return list(self._buffer)
+        return self._events(0, len(self._payloads))
+
+    def _events(self, start: int, stop: int) -> list[SequencedEvent[P]]:
+        """The buffered events at indexes ``start`` to ``stop`` (excluded)."""
+        first = self._last - len(self._payloads) + 1
+        times, payloads = self._times, self._payloads
+        return [SequencedEvent(first + i, times[i], payloads[i]) for i in range(start, stop)]
 
     @property
     def last_sequence(self) -> int:
@@ -90,7 +116,7 @@ class EventLog(Generic[P]):
         return self._closed
 
     def __len__(self) -> int:
-        return len(self._buffer)
+        return len(self._payloads)
 
     async def append(self, payload: P, at: UnixTime) -> SequencedEvent[P]:
         """Add an event; wakes every follower."""
@@ -98,13 +124,18 @@ class EventLog(Generic[P]):
 
     def append_nowait(self, payload: P, at: UnixTime) -> SequencedEvent[P]:
         """``append`` without awaiting (for delivering to many sessions in one go)."""
+        self.push(payload, at)
+        return SequencedEvent(self._last, at, payload)
+
+    def push(self, payload: P, at: UnixTime) -> None:
+        """``append_nowait`` without making the event object (a delivery to many sessions)."""
         self._last += 1
-        event = SequencedEvent(self._last, at, payload)
-        self._buffer.append(event)
-        if len(self._buffer) > self._capacity:
-            self._buffer.popleft()
+        self._times.append(at)
+        self._payloads.append(payload)
+        if len(self._payloads) > self._capacity:
+            self._times.popleft()
+            self._payloads.popleft()
         self._wake()
-        return event
 
     def _wake(self) -> None:
         if self._waiters:
@@ -119,13 +150,16 @@ class EventLog(Generic[P]):
         if sequence <= self._acked:
             return
         self._acked = sequence
-        while self._buffer and self._buffer[0].sequence <= sequence:
-            self._buffer.popleft()
+        # the buffer ends at _last >= sequence: drop the events up to it still held
+        drop = len(self._payloads) - (self._last - sequence)
+        for _ in range(max(0, drop)):
+            self._times.popleft()
+            self._payloads.popleft()
 
     @property
     def resumable_from(self) -> int:
         """The lowest sequence a stream can continue after (older events were dropped)."""
-        return self._buffer[0].sequence - 1 if self._buffer else self._last
+        return self._last - len(self._payloads)
 
     def after(self, sequence: int, limit: int | None = None) -> list[SequencedEvent[P]]:
         """The buffered events after ``sequence`` (at most ``limit``); ``ReplayGap`` if some
@@ -134,17 +168,17 @@ class EventLog(Generic[P]):
             raise ReplayGap(f"sequence {sequence} was never sent")
         if sequence == self._last:
             return []
-        first_buffered = self._buffer[0].sequence if self._buffer else self._last + 1
+        held = len(self._payloads)
+        first_buffered = self._last - held + 1
         if sequence + 1 < first_buffered:
             raise ReplayGap(f"events after {sequence} are no longer buffered")
         start = sequence + 1 - first_buffered
-        stop = len(self._buffer) if limit is None else min(len(self._buffer), start + limit)
-        if start == 0 and stop == len(self._buffer):
-            return list(self._buffer)
-        return [self._buffer[i] for i in range(start, stop)]
+        stop = held if limit is None else min(held, start + limit)
+        return self._events(start, stop)
 
-    async def _changed(self, position: int) -> None:
-        """Wait until there is an event after ``position`` or the log is closed."""
+    async def changed(self, position: int) -> None:
+        """Wait until there is an event after ``position`` or the log is closed (for a
+        follower that reads with ``after`` itself)."""
         while self._last == position and not self._closed:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -178,7 +212,7 @@ class EventLog(Generic[P]):
                 continue
             if self._closed:
                 return
-            await self._changed(position)
+            await self.changed(position)
 
     async def close(self) -> None:
         """End every follower (the session ended)."""

@@ -244,7 +244,7 @@ class SessionHub(Generic[P]):
                     session.seen[key] = None
                     if len(session.seen) > self._once_window:
                         session.seen.popitem(last=False)
-                session.log.append_nowait(payload, now)
+                session.log.push(payload, now)
                 count += 1
         if self._kind_of is not None and count:
             kind = self._kind_of(payload)

@@ -40,7 +40,12 @@ from procall.session.ports import (
     ServerLocator,
     SessionObserver,
 )
-from procall.session.resume import decode_resume_token, encode_resume_token, resume_expired
+from procall.session.resume import (
+    ResumeTokens,
+    decode_resume_token,
+    encode_resume_token,
+    resume_expired,
+)
 from procall.session.revocations import RevocationList, RevocationStore
 from procall.session.tokens import SessionClaims, TokenSigner
 
@@ -387,6 +392,11 @@ class SessionManager(Generic[P]):
     def resume_token(self, session_id: str, sequence: int) -> str:
         """The resume token of an event."""
         return encode_resume_token(session_id, self.run_id, sequence)
+
+    def resume_tokens(self, session_id: str) -> ResumeTokens:
+        """The resume tokens of the session's events (``resume_token``, for a stream that
+        writes one per event)."""
+        return ResumeTokens(session_id, self.run_id)
 
     async def logout(self, claims: SessionClaims) -> None:
         """End the session, return its license and revoke its tokens everywhere (on any

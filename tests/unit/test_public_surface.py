@@ -212,8 +212,8 @@ SURFACE: dict[str, set[str]] = {
     },
     "procall.session": {
         "Attachment", "AuthenticatedUser", "Authenticator", "EventLog", "Licenses", "LiveSession",
-        "LoginResult", "ReplayGap", "ResumePoint", "RevocationList", "RevocationStore",
-        "RevokingVerifier", "TokenCheck",
+        "LoginResult", "ReplayGap", "ResumePoint", "ResumeTokens", "RevocationList",
+        "RevocationStore", "RevokingVerifier", "TokenCheck",
         "SequencedEvent", "ServerLocator", "SessionClaims", "SessionHub", "SessionManager",
         "SessionObserver", "TokenSigner", "decode_resume_token", "encode_resume_token",
         "resume_expired", "DEFAULT_AUDIENCE", "DEFAULT_ISSUER", "TokenVerifier", "key_id",

@@ -170,6 +170,12 @@ def _wrap_unary_response(behaviour: Callable[..., Any], method: str, streaming: 
 
 
 def _wrap_stream_response(behaviour: Callable[..., Any], method: str, streaming: bool) -> Any:
+    if inspect.iscoroutinefunction(behaviour):
+        # a handler writing its responses with ``context.write`` (the Connect stream) stays a
+        # coroutine: the aio server runs it with the writer API, and this wrapper costs one
+        # await per call instead of one generator hop per message
+        return _wrap_unary_response(behaviour, method, streaming)
+
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             request = _checked_request(request, streaming)

@@ -245,6 +245,8 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[..., Any]:
         limits = self.limits
         idle = limits.config.stream_idle_seconds
+        if inspect.iscoroutinefunction(behaviour):
+            return self._writer_stream(behaviour, method, limit, rated)
 
         async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
             claims = self._admit(context, rated)
@@ -264,6 +266,33 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
                         watch.uncancel()
                         raise stream_idle(idle) from None
                     raise
+            finally:
+                if watch is not None:
+                    watch.stop()
+                if slot is not None:
+                    slot.close()
+
+        return handler
+
+    def _writer_stream(
+        self, behaviour: Any, method: str, limit: int | None, rated: bool
+    ) -> Callable[..., Any]:
+        """``_stream`` for a handler that writes its responses with ``context.write`` (the
+        Connect stream): the same checks, once per call, and no hop per response message."""
+        idle = self.limits.config.stream_idle_seconds
+
+        async def handler(request: Any, context: Context) -> None:
+            claims = self._admit(context, rated)
+            slot = self._open_stream(claims)
+            watch: _IdleWatch | None = None
+            try:
+                request, watch = self._checked_request(request, method, limit)
+                await behaviour(request, context)
+            except asyncio.CancelledError:
+                if watch is not None and watch.expired:
+                    watch.uncancel()
+                    raise stream_idle(idle) from None
+                raise
             finally:
                 if watch is not None:
                     watch.stop()

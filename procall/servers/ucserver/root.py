@@ -443,6 +443,7 @@ async def build_ucserver(settings: Settings) -> ServerApp:
         ],
         components={
             "sessions": sessions,
+            "hub": hub,
             "presence": presence,
             "chat": chat,
             "calls": calls,

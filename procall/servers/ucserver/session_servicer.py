@@ -31,7 +31,7 @@ from procall.servers.runtime.auth import current_claims
 from procall.servers.runtime.limits import source_of
 from procall.session.events import ReplayGap, SequencedEvent
 from procall.session.manager import Attachment, SessionManager
-from procall.session.resume import resume_expired
+from procall.session.resume import ResumeTokens, resume_expired
 from procall.session.tokens import SessionClaims
 from procall.telemetry.tracing import start_event_span, tracing_enabled
 
@@ -235,9 +235,13 @@ class SessionServicer(session_grpc.SessionServiceServicer):
         await self._manager.logout(current_claims())
         return session_pb.LogoutResponse()
 
-    async def Connect(  # type: ignore[override]  # also yields pre-encoded responses
+    async def Connect(  # type: ignore[override]  # writes (pre-encoded) responses itself
         self, request_iterator: AsyncIterator[session_pb.ConnectRequest], context: Context
-    ) -> AsyncIterator[session_pb.ConnectResponse | bytes]:
+    ) -> None:
+        # The stream writes with ``context.write`` instead of yielding: the interceptors
+        # around it (policy enforcer, error mapping, limits) then wrap the call once, not
+        # every message (three generator hops per event were 9-23 % of a busy UCServer).
+        write = context.write
         claims = current_claims()
         first = await anext(aiter(request_iterator), None)
         if first is None or not first.HasField("open"):
@@ -272,25 +276,35 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                 ),
             )
             welcome.welcome.session.client_name = session.client_name
-            yield session_pb.ConnectResponse(event=welcome)
+            await write(session_pb.ConnectResponse(event=welcome))
             limit = MAX_EVENTS_PER_MESSAGE if batches else 1
+            tokens = self._manager.resume_tokens(claims.session_id)
+            # Attachment.follow inlined: this loop runs once per event written
+            log, position = session.log, attachment.start_sequence
             try:
                 traced = tracing_enabled()
-                async for pending in attachment.follow(limit):
+                while True:
+                    pending = log.after(position, limit)
+                    if not pending:
+                        if log.closed:
+                            break
+                        await log.changed(position)
+                        continue
                     if attachment.superseded:
                         return  # a newer stream of the same session took over
+                    position = pending[-1].sequence
                     if not traced:
-                        yield self._encode(claims.session_id, pending, batches)
+                        await write(self._encode(tokens, pending, batches))
                         continue
                     spans = _delivery_spans(claims, pending)
-                    yield self._encode(claims.session_id, pending, batches)
+                    await write(self._encode(tokens, pending, batches))
                     for span in spans:
                         span.end()
             except ReplayGap:
                 raise resume_expired("the client fell too far behind") from None
             if session.moved_to is not None:  # handed over: continue at the new home
                 moved = session.moved_to
-                yield session_pb.ConnectResponse(
+                redirect = session_pb.ConnectResponse(
                     event=session_pb2.Event(
                         event_time=timestamp(self._clock()),
                         redirect=session_pb2.Redirect(
@@ -302,6 +316,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                         ),
                     )
                 )
+                await write(redirect)
                 return
             if self._manager.holds(session):
                 # the session lives on: this server is shutting down, the client reconnects
@@ -314,7 +329,7 @@ class SessionServicer(session_grpc.SessionServiceServicer):
                 event_time=timestamp(self._clock()),
                 session_closed=session_pb2.SessionClosed(reason="the session ended"),
             )
-            yield session_pb.ConnectResponse(event=closed)
+            await write(session_pb.ConnectResponse(event=closed))
         finally:
             acks.cancel()
             # gather, not a suppressed await: a cancellation of this handler must not be lost
@@ -322,13 +337,13 @@ class SessionServicer(session_grpc.SessionServiceServicer):
             self._manager.detach(attachment)
 
     def _encode(
-        self, session_id: str, events: list[SequencedEvent[session_pb2.Event]], batch: bool
+        self, tokens: ResumeTokens, events: list[SequencedEvent[session_pb2.Event]], batch: bool
     ) -> bytes:
         """The encoded ConnectResponse carrying ``events`` (one, unless ``batch``)."""
         tag = _MANY_EVENTS if batch else _ONE_EVENT
         parts: list[bytes] = []
         for event in events:
-            token = self._manager.resume_token(session_id, event.sequence).encode("ascii")
+            token = tokens.encode(event.sequence)
             body = b"".join(
                 (
                     self._wire.encoded(event.payload),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
-from procall.session.events import EventLog, ReplayGap
+from procall.session.events import EventLog, ReplayGap, SequencedEvent
 
 
 async def test_sequence_numbers_start_at_one_without_gaps() -> None:
@@ -64,3 +65,45 @@ async def test_follow_yields_backlog_then_live_events_until_closed() -> None:
     await log.close()
     await asyncio.wait_for(task, 1)
     assert received == ["old", "new1", "new2"]
+
+
+async def test_buffered_events_leave_no_objects_for_the_collector() -> None:
+    """Events waiting for acks are what a middle-generation collection looks at: the
+    buffer holds the shared payload and the time of each, no object per event."""
+
+    class Payload:  # a message delivered to many sessions: one object for all of them
+        pass
+
+    shared = Payload()
+    logs: list[EventLog[Payload]] = [EventLog() for _ in range(10)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(1000):
+        for log in logs:
+            log.append_nowait(shared, at=1700000000.0 + i)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # 10,000 buffered events
+    replayed = logs[0].after(997)
+    assert [(e.sequence, e.time, e.payload) for e in replayed] == [
+        (998, 1700000997.0, shared),
+        (999, 1700000998.0, shared),
+        (1000, 1700000999.0, shared),
+    ]
+
+
+def test_a_restored_log_replays_only_what_ends_at_its_last_event() -> None:
+    events = [SequencedEvent(n, float(n), f"e{n}") for n in (3, 4, 6, 7, 8)]
+    log = EventLog.restored(10, events, last=8, acked=2)
+    assert [e.payload for e in log.after(5)] == ["e6", "e7", "e8"]
+    with pytest.raises(ReplayGap):  # 4 and 5 cannot both be replayed: 5 is missing
+        log.after(4)
+    assert log.resumable_from == 5
+    log.append_nowait("e9", at=9.0)
+    assert [(e.sequence, e.payload) for e in log.after(7)] == [(8, "e8"), (9, "e9")]
+
+
+def test_a_restored_log_keeps_everything_after_the_ack() -> None:
+    events = [SequencedEvent(n, float(n), f"e{n}") for n in range(1, 6)]
+    log = EventLog.restored(10, events, last=5, acked=2)
+    assert [e.sequence for e in log.snapshot()] == [3, 4, 5]
+    assert log.acked == 2 and len(log) == 3

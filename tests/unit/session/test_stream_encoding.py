@@ -7,16 +7,13 @@ from procall.api.session.v1 import session_pb2
 from procall.api.session.v1 import session_service_pb2 as session_pb
 from procall.servers.ucserver.session_servicer import SessionServicer
 from procall.session.events import SequencedEvent
-from procall.session.resume import decode_resume_token
+from procall.session.resume import ResumeTokens, decode_resume_token, encode_resume_token
+
+_TOKENS = ResumeTokens("s1", "run-1")
 
 
 class _Manager:
     run_id = "run-1"
-
-    def resume_token(self, session_id: str, sequence: int) -> str:
-        from procall.session.resume import encode_resume_token
-
-        return encode_resume_token(session_id, self.run_id, sequence)
 
 
 def _servicer() -> SessionServicer:
@@ -35,7 +32,7 @@ def _presence_event(note: str) -> session_pb2.Event:
 
 def test_one_event_per_message_for_clients_without_batches() -> None:
     payload = _presence_event("in a meeting")
-    encoded = _servicer()._encode("s1", [SequencedEvent(7, 1700000000.25, payload)], False)
+    encoded = _servicer()._encode(_TOKENS, [SequencedEvent(7, 1700000000.25, payload)], False)
     reply = session_pb.ConnectResponse.FromString(encoded)
     assert not reply.events
     event = reply.event
@@ -50,7 +47,7 @@ def test_a_batch_keeps_order_and_each_event_its_own_stamp() -> None:
     servicer = _servicer()
     shared = _presence_event("shared")
     events = [SequencedEvent(3 + i, 100.0 + i, shared) for i in range(3)]
-    reply = session_pb.ConnectResponse.FromString(servicer._encode("s1", events, True))
+    reply = session_pb.ConnectResponse.FromString(servicer._encode(_TOKENS, events, True))
     assert not reply.HasField("event")
     assert [e.sequence for e in reply.events] == [3, 4, 5]
     assert [e.event_time.seconds for e in reply.events] == [100, 101, 102]
@@ -63,8 +60,18 @@ def test_stream_fields_already_set_on_a_payload_are_replaced() -> None:
     payload.sequence = 99
     payload.resume_token = "stale"
     payload.event_time.FromNanoseconds(5_000_000_123)
-    encoded = _servicer()._encode("s1", [SequencedEvent(1, 42.0, payload)], False)
+    encoded = _servicer()._encode(_TOKENS, [SequencedEvent(1, 42.0, payload)], False)
     event = session_pb.ConnectResponse.FromString(encoded).event
     assert event.sequence == 1
     assert event.event_time.ToNanoseconds() == 42_000_000_000
     assert event.resume_token != "stale"
+
+
+def test_resume_tokens_are_those_of_encode_resume_token() -> None:
+    # every length of the shared prefix modulo 3, and sequences of every digit count
+    for session_id in ("s", "s1", "s12", "5f0c2a1e-7d3b-4c7a-9b8e-2f1d0c9a8b7e"):
+        for run_id in ("r", "run-1", "0123456789abcdef"):
+            tokens = ResumeTokens(session_id, run_id)
+            for sequence in (0, 1, 9, 10, 99, 100, 12345, 2**40):
+                expected = encode_resume_token(session_id, run_id, sequence)
+                assert tokens.encode(sequence).decode("ascii") == expected
