@@ -69,6 +69,9 @@ class Call:
     no_answer_seconds: float = 0.0
     #: MediaServers found failed while carrying this call (never chosen for it again).
     failed_media: tuple[str, ...] = ()
+    #: The trace its PlaceCall began (W3C trace context; empty when not traced), which
+    #: the parties' media negotiations join, so that a call's set-up is one trace.
+    trace_context: tuple[tuple[str, str], ...] = ()
 
     @property
     def ended(self) -> bool:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -100,7 +101,10 @@ class Calls:
         clock: Clock,
         timings: CallTimings | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        join_trace: Callable[[Call], AbstractContextManager[object]] = lambda _: nullcontext(),
     ) -> None:
+        """``join_trace(call)`` wraps the work of a party's media negotiation so that it
+        joins the trace the call's set-up began (``Call.trace_context``)."""
         self._store = store
         self._media = media
         self._callees = callees
@@ -111,6 +115,7 @@ class Calls:
         self._clock = clock
         self.timings = timings or CallTimings()
         self._new_id = new_id
+        self._join_trace = join_trace
 
     # -- placing ---------------------------------------------------------------------------
 
@@ -122,9 +127,11 @@ class Calls:
         video: bool,
         request_id: str,
         callee_username: str = "",
+        trace_context: Mapping[str, str] | None = None,
     ) -> Call:
         """Place a call from ``caller`` to ``callee`` (or to the user named
-        ``callee_username``); a retried request returns its call."""
+        ``callee_username``); a retried request returns its call. ``trace_context`` is
+        the trace the placing began, kept with the call (``Call.trace_context``)."""
         if not callee and callee_username:
             name = check_id(callee_username, "callee_username")
             found = await self._callees.user_id_of(name)
@@ -174,6 +181,7 @@ class Calls:
             media_address=media.address,
             video=video,
             request_id=request_id,
+            trace_context=tuple(sorted((trace_context or {}).items())),
             **_no_answer(route),
         )
         stored = await self._store.create(call, self.timings.live_ttl, self.timings.request_ttl)
@@ -288,7 +296,8 @@ class Calls:
             raise PermissionDenied(f"call {call.call_id} is on another of your clients")
         media = MediaAllocation(call.media_server_id, call.media_address)
         try:
-            answer = await self._media.negotiate(media, call.call_id, user_id, sdp_offer)
+            with self._join_trace(call):
+                answer = await self._media.negotiate(media, call.call_id, user_id, sdp_offer)
         except Unavailable:
             # the call's MediaServer is gone: the call moves (the clients hear of it and
             # negotiate again) or ends MEDIA_FAILURE

@@ -59,6 +59,7 @@ __all__ = [
     "shutdown_tracing",
     "stamp",
     "start_event_span",
+    "step_span",
     "tracer",
     "tracing_enabled",
 ]
@@ -293,6 +294,20 @@ def start_event_span(
         links=links,
         attributes={SERVER_ATTRIBUTE: server_id, **(attributes or {})},
     )
+
+
+@contextmanager
+def step_span(name: str, server_id: str, **attributes: str | int) -> Iterator[Span | None]:
+    """A child span of the current one for one step of its work, as the current span for
+    the ``with`` block; None, recording nothing, when tracing is off or the current trace
+    is not sampled (a step never starts a trace of its own)."""
+    if not _State.enabled or not trace.get_current_span().get_span_context().trace_flags.sampled:
+        yield None
+        return
+    with _State.tracer.start_as_current_span(
+        name, attributes={SERVER_ATTRIBUTE: server_id, **attributes}
+    ) as span:
+        yield span
 
 
 def context_of(span: Span) -> dict[str, str]:

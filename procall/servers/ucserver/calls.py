@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from opentelemetry.trace import SpanKind
+
 from procall.api.call.v1 import call_pb2
 from procall.api.call.v1 import call_service_pb2 as call_pb
 from procall.api.call.v1 import call_service_pb2_grpc as call_grpc
@@ -39,6 +41,7 @@ from procall.session.hub import SessionHub
 from procall.session.tokens import SessionClaims
 from procall.settings import Settings
 from procall.storage.redis.calls import RedisCallStore
+from procall.telemetry.tracing import event_span
 
 __all__ = ["CallComponent", "TelephonySetter"]
 
@@ -137,6 +140,9 @@ class CallComponent:
                 live_ttl=conf.live_ttl_seconds,
                 ended_ttl=conf.ended_ttl_seconds,
                 request_ttl=conf.request_id_ttl_seconds,
+            ),
+            join_trace=lambda call: event_span(
+                "call media", dict(call.trace_context), SpanKind.INTERNAL, settings.server.server_id
             ),
         )
         #: Calls that have not ended with a party whose clients are here (newest version).

@@ -11,6 +11,7 @@ from procall.calls.service import Calls
 from procall.servers.codecs.calls import call_to_proto
 from procall.servers.codecs.forwarding import rules_from_proto, rules_to_proto
 from procall.servers.runtime.auth import current_claims
+from procall.telemetry.tracing import stamp
 
 __all__ = ["CallServicer"]
 
@@ -28,6 +29,8 @@ class CallServicer(call_grpc.CallServiceServicer):
         self, request: call_pb.PlaceCallRequest, context: Context
     ) -> call_pb.PlaceCallResponse:
         claims = current_claims()
+        trace_context: dict[str, str] = {}
+        stamp(trace_context)  # the call's media negotiations join this trace
         call = await self._calls.place(
             claims.user_id,
             claims.session_id,
@@ -35,6 +38,7 @@ class CallServicer(call_grpc.CallServiceServicer):
             request.video,
             request.request_id,
             request.callee_username,
+            trace_context,
         )
         return call_pb.PlaceCallResponse(call=call_to_proto(call))
 

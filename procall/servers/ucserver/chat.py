@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
 from procall.api.chat.v1 import chat_service_pb2 as chat_pb
 from procall.api.chat.v1 import chat_service_pb2_grpc as chat_grpc
@@ -16,6 +17,7 @@ from procall.api.session.v1 import session_pb2
 from procall.chat.conversations import Conversations, UserCheck
 from procall.chat.members import Membership
 from procall.chat.messaging import Messaging, MessagingLimits
+from procall.chat.model import ChatMessage, ReadMarker
 from procall.chat.ports import ChatState, ConversationStore, MessageStore
 from procall.journal.ports import JournalStore
 from procall.journal.service import Journal
@@ -31,6 +33,7 @@ from procall.servers.upstream.clients import UpstreamClients
 from procall.session.manager import SessionManager
 from procall.settings import Settings
 from procall.storage.outbox import SqliteOutbox
+from procall.telemetry.tracing import step_span
 
 __all__ = ["ChatComponent"]
 
@@ -78,7 +81,7 @@ class ChatComponent:
             messages,
             state,
             membership,
-            self._writer,
+            _TracedWrites(self._writer, settings.server.server_id),
             events,
             time.time,
             MessagingLimits(chat.request_id_ttl_seconds, chat.typing_ttl_seconds),
@@ -130,3 +133,24 @@ class ChatComponent:
         # a flush stuck on a dying database is cut short: its records stay in the outbox
         await self._writer.stop(timeout=max(1.0, app.settings.server.grace_seconds))
         await self._outbox.close()
+
+
+class _TracedWrites:
+    """The chat write path, with a message's wait for its group commit (the SQL insert,
+    made for many messages at once by the writer's own task) as a ``chat store`` span in
+    the sender's trace."""
+
+    def __init__(self, writer: DurableWriter, server_id: str) -> None:
+        self._writer = writer
+        self._server_id = server_id
+
+    async def write(self, records: Sequence[ChatMessage | ReadMarker]) -> object:
+        """``DurableWriter.write``, traced."""
+        with step_span("chat store", self._server_id, **{"procall.records": len(records)}):
+            return await self._writer.write(records)
+
+    async def find_queued_message(
+        self, conversation_id: str, sender_id: str, request_id: str
+    ) -> ChatMessage | None:
+        """``DurableWriter.find_queued_message``."""
+        return await self._writer.find_queued_message(conversation_id, sender_id, request_id)

@@ -99,6 +99,7 @@ def encode_call(call: Call) -> str:
             "no_answer_target": call.no_answer_target,
             "no_answer_seconds": call.no_answer_seconds,
             "failed_media": list(call.failed_media),
+            "trace": dict(call.trace_context),
             "version": call.version,
         },
         separators=(",", ":"),
@@ -130,6 +131,7 @@ def decode_call(text: str | bytes) -> Call:
         no_answer_target=raw.get("no_answer_target", ""),
         no_answer_seconds=float(raw.get("no_answer_seconds", 0.0)),
         failed_media=tuple(raw.get("failed_media", ())),
+        trace_context=tuple(sorted(raw.get("trace", {}).items())),
         version=int(raw["version"]),
     )
 

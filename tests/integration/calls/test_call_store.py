@@ -68,3 +68,12 @@ async def test_calls_expire_unless_refreshed(store: RedisCallStore) -> None:
         await store.refresh([kept], ttl=0.3)
     assert await store.get("gone") is None and await store.active_of("dave") == []
     assert [c.call_id for c in await store.active_of("bob")] == ["kept"]
+
+
+async def test_the_trace_a_call_began_is_stored_with_it(store: RedisCallStore) -> None:
+    traced = Call(
+        "c1", "alice", "bob", "bob", CallState.RINGING, create_time=1.0, request_id="r1",
+        trace_context=(("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01"),),
+    )  # fmt: skip
+    await store.create(traced, ttl=60, request_ttl=60)
+    assert await store.get("c1") == traced

@@ -118,9 +118,12 @@ async def test_a_chat_message_across_servers_is_one_trace(
     # the event bob's client got names the same trace
     assert f"{send.context.trace_id:032x}" in event.trace_context["traceparent"]  # type: ignore[union-attr]
     # the sender's Redis steps (the conversation's sequence) are in the trace, under
-    # SendMessage; its SQL insert is made by the group-commit writer for many messages
+    # SendMessage, and so is the wait for the group commit that stored it in SQL
     redis = [s for s in trace if (s.attributes or {}).get("db.system") == "redis"]
     assert redis and all(_parent(trace, s) is send for s in redis)
+    (store,) = [s for s in trace if s.name == "chat store"]
+    assert _parent(trace, store) is send
+    assert store.attributes[SERVER_ATTRIBUTE] == "uc-1"  # type: ignore[index]
     _assert_crosses_the_mesh(trace, send, bob.session_id)
 
 
@@ -150,7 +153,7 @@ async def test_a_presence_change_across_servers_is_one_trace(
     _assert_crosses_the_mesh(trace, root, bob.session_id)
 
 
-async def test_a_call_set_up_is_traced_through_lookup_and_media_server(
+async def test_a_call_set_up_is_one_trace_through_lookup_and_media_server(
     spans: InMemorySpanExporter, phones: Any, media_servers: dict[str, ServerApp]
 ) -> None:
     alice, bob = await phones("alice"), await phones("bob")
@@ -173,9 +176,16 @@ async def test_a_call_set_up_is_traced_through_lookup_and_media_server(
     # ... and the ringing reaches bob's stream on uc-2 in the same trace
     _assert_crosses_the_mesh(trace, place, bob.session_id)
 
+    # alice's media negotiation joins the set-up's trace: the MediaServer's CreateLeg is
+    # in it, under a "call media" span of uc-1 whose parent is PlaceCall, and linked to the
+    # NegotiateMedia call that asked for it
     negotiate = _server_span(finished, _NEGOTIATE)
-    leg_trace = _trace(finished, negotiate.context.trace_id)  # type: ignore[union-attr]
-    create_leg = _server_span(leg_trace, _CREATE_LEG)
-    ancestor = _parent(leg_trace, create_leg)
-    while ancestor is not negotiate:
-        ancestor = _parent(leg_trace, ancestor)
+    create_leg = _server_span(trace, _CREATE_LEG)
+    ancestor = _parent(trace, create_leg)
+    while ancestor.name != "call media":
+        ancestor = _parent(trace, ancestor)
+    assert ancestor.attributes[SERVER_ATTRIBUTE] == "uc-1"  # type: ignore[index]
+    assert _parent(trace, ancestor) is place
+    assert [link.context.span_id for link in ancestor.links] == [
+        negotiate.context.span_id  # type: ignore[union-attr]
+    ]
