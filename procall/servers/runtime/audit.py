@@ -27,6 +27,7 @@ import grpc
 from procall.audit import AuditEvent, AuditLog, AuditOutcome
 from procall.errors import PermissionDenied, ProcallError, Unauthenticated
 from procall.servers.runtime.auth import current_claims_or_none, current_service
+from procall.servers.runtime.handlers import WrappedHandlers
 from procall.servers.runtime.limits import source_of
 
 __all__ = ["AuditInterceptor", "AuditRule", "actor_of"]
@@ -91,7 +92,7 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         self._log = log
         self._rules = dict(rules)
         self._clock = clock
-        self._cache: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+        self._wrapped = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -104,16 +105,12 @@ class AuditInterceptor(grpc.aio.ServerInterceptor):
         rule = self._rules.get(handler_call_details.method.lstrip("/"))
         if handler is None or rule is None or handler.unary_unary is None:
             return handler  # only unary methods are audited
-        cached = self._cache.get(handler_call_details.method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, rule)
-        self._cache[handler_call_details.method] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(handler, handler_call_details.method)
 
     def _wrap(
-        self, handler: grpc.RpcMethodHandler[Any, Any], rule: AuditRule
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        rule = self._rules[method]
         behaviour: Callable[..., Any] | None = handler.unary_unary
         assert behaviour is not None
         log, clock = self._log, self._clock

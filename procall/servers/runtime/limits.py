@@ -37,6 +37,7 @@ from procall.limits import (
     stream_idle,
 )
 from procall.servers.runtime.auth import current_claims_or_none, current_service
+from procall.servers.runtime.handlers import WrappedHandlers
 from procall.servers.runtime.overload import is_sheddable
 from procall.session.tokens import SessionClaims
 from procall.settings import ConfigError, Settings
@@ -52,11 +53,6 @@ def source_of(peer: str) -> str:
     if peer.startswith(("ipv4:", "ipv6:")):
         return peer.rsplit(":", 1)[0]
     return peer
-
-
-#: Methods whose wrapped handlers are kept (a server has a few hundred at most; unknown
-#: method names do not reach here: they have no handler).
-_MAX_CACHED = 4096
 
 
 class _TooLarge:
@@ -119,7 +115,7 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         self.limits = limits
         self._limit_anonymous = limit_anonymous
         self._shedder = shedder
-        self._cache: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+        self._wrapped = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -131,14 +127,8 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        # the wrapper depends on the method only: build it once per method (this runs per call)
-        cached = self._cache.get(handler_call_details.method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, handler_call_details.method.lstrip("/"))
-        if len(self._cache) < _MAX_CACHED:
-            self._cache[handler_call_details.method] = (handler, wrapped)
-        return wrapped
+        # the wrapper depends on the method only: built once per method (this runs per call)
+        return self._wrapped.get(handler, handler_call_details.method)
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str

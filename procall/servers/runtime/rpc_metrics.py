@@ -25,6 +25,7 @@ import grpc
 from opentelemetry.metrics import Histogram
 
 from procall.errors import ProcallError
+from procall.servers.runtime.handlers import WrappedHandlers
 
 __all__ = ["RPC_DURATION", "RpcMetricsInterceptor"]
 
@@ -32,8 +33,6 @@ __all__ = ["RPC_DURATION", "RpcMetricsInterceptor"]
 RPC_DURATION = "procall.rpc.server.duration"
 
 Context = grpc.aio.ServicerContext[Any, Any]
-#: Methods whose wrapped handlers are kept (a server has a few hundred at most).
-_MAX_CACHED = 4096
 
 
 def _code_after_abort(context: Context) -> str:
@@ -76,7 +75,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram
-        self._cache: dict[str, tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+        self._wrapped = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -88,13 +87,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        cached = self._cache.get(handler_call_details.method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler, handler_call_details.method.lstrip("/"))
-        if len(self._cache) < _MAX_CACHED:
-            self._cache[handler_call_details.method] = (handler, wrapped)
-        return wrapped
+        return self._wrapped.get(handler, handler_call_details.method)
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str

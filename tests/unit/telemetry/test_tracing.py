@@ -28,7 +28,7 @@ from procall.telemetry.tracing import (
 def test_public_names_are_pinned() -> None:
     assert set(tracing.__all__) == {
         "EXPORTERS", "SERVER_ATTRIBUTE", "check_settings", "context_of", "event_span",
-        "one_line", "setup_tracing", "shutdown_tracing", "stamp", "start_event_span",
+        "one_line", "setup_tracing", "shutdown_tracing", "stamp", "start_event_span", "step_span",
         "tracer", "tracing_enabled",
     }  # fmt: skip
 
