@@ -24,7 +24,9 @@ the server back). What happens on trouble:
   not know the flag answers FAILED_PRECONDITION ``RESUME_EXPIRED`` instead: the same,
   after one more round trip with a fresh stream without resume token;
 - RESOURCE_EXHAUSTED (a restarted server's queue of openings is full) and other
-  transient errors: a reconnect after the server's ``RetryInfo`` delay, or the backoff;
+  transient errors: a reconnect after the server's ``RetryInfo`` delay, or the backoff.
+  The first stream (``start()``) fails fast on any error but this refusal with a
+  ``RetryInfo``, which it waits out a few times too;
 - UNAUTHENTICATED: the host logs in again when it can (a new session: fresh
   stream and ``Resynced``), otherwise the error ends ``events()``;
 - ``SessionClosed``: delivered, and ``events()`` ends — unless the token had
@@ -67,6 +69,9 @@ __all__ = ["EventStream", "StreamHost"]
 
 _log = logging.getLogger(__name__)
 _MAX_REDIRECTS = 5
+#: Times the first stream waits as told when a server refuses it for now (RESOURCE_EXHAUSTED
+#: with a RetryInfo: its queue of session openings is full) before ``start()`` gives up.
+_FIRST_STREAM_WAITS = 5
 
 
 class StreamHost(Protocol):
@@ -174,6 +179,7 @@ class EventStream:
         self._task: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
         self._redirects = 0
+        self._first_waits = 0
         self._ended = False
         #: Set before a deliberate logout: the resulting SessionClosed ends the stream.
         self.logging_out = False
@@ -267,6 +273,11 @@ class EventStream:
                             continue
                         delay = self._delay()  # ... unless servers send us in circles
                     if self._first is not None and not self._first.done():
+                        if self._told_to_wait(again):
+                            _log.debug("stream refused for now (%s); again in %.2f s",
+                                       again.reason, delay)  # fmt: skip
+                            await asyncio.sleep(delay)
+                            continue
                         raise again.error or ProcallClientError(
                             grpc.StatusCode.UNAVAILABLE, again.reason
                         ) from None
@@ -283,6 +294,19 @@ class EventStream:
         finally:
             self._first_failed(ProcallClientError(grpc.StatusCode.CANCELLED, "the client closed"))
             self._finish()
+
+    def _told_to_wait(self, again: _Reconnect) -> bool:
+        """Whether the first stream tries again instead of failing ``start()``: the server
+        refused it for now and said when to come back (RESOURCE_EXHAUSTED with a RetryInfo,
+        as a restarted server does while its queue of session openings is full), at most
+        ``_FIRST_STREAM_WAITS`` times. Any other failure of the first stream fails fast."""
+        error = again.error
+        if error is None or error.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return False
+        if error.retry_after is None:
+            return False
+        self._first_waits += 1
+        return self._first_waits <= _FIRST_STREAM_WAITS
 
     def _first_failed(self, error: ProcallClientError) -> bool:
         """Fail ``start()`` if it still waits; False when the stream had opened."""

@@ -82,3 +82,31 @@ async def test_a_refused_opening_is_retried_after_retry_info_and_gets_the_curren
         await a.logout()
         await b.logout()
         await proxy.close()
+
+
+async def test_a_new_login_refused_for_now_waits_as_told_instead_of_failing(
+    center: Center,
+) -> None:
+    carol = await center.new_user("uc-1")
+    address = center.address("uc-1")
+    manager = center.ucservers["uc-1"].components["sessions"]._manager  # type: ignore[attr-defined]
+    default_gate = manager.openings
+    # the server is busy opening another session and has no room to queue more
+    manager.openings = gate = OpeningGate(1, 0, retry_after=0.3)
+    busy = gate.admit()
+    await busy.__aenter__()
+    try:
+        login = asyncio.create_task(ProcallClient.login(address, carol.username, PASSWORD))
+        await asyncio.sleep(0.5)  # refused at least once meanwhile
+        assert not login.done()
+        await busy.__aexit__(None, None, None)
+        client = await asyncio.wait_for(login, 10)
+        try:
+            reader = EventReader(client)
+            connected = await reader.next(Connected)
+            assert connected.session_id and not connected.resumed
+            await reader.stop()
+        finally:
+            await client.logout()
+    finally:
+        manager.openings = default_gate
